@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what isobench and its tests need on a Debian/Ubuntu host, as root,
+# and fetches the guest kernel. Idempotent: quiet when everything is there.
+#
+#   scripts/setup.sh          # packages + guest kernel
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  say "run me as root (apt-get and the container environment need it)"
+  exit 2
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo is missing: install a current Rust toolchain (https://rustup.rs), then run me again"
+  exit 2
+fi
+
+# command -> Debian package that provides it
+need=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+command -v apt-get >/dev/null 2>&1 || { say "apt-get not found: a Debian or Ubuntu host is needed"; exit 2; }
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v git >/dev/null 2>&1 || need+=(git)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  say "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The guest kernel comes from the distribution's package lists.
+if ! cargo run --quiet --release --bin isobench -- kernel path >/dev/null 2>&1; then
+  if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 \
+     && ! apt-cache show linux-image-kvm >/dev/null 2>&1; then
+    say "updating apt package lists (needed to find the guest kernel package)"
+    apt-get update -qq
+  fi
+  say "fetching the guest kernel"
+  cargo run --quiet --release --bin isobench -- kernel fetch >/dev/null
+fi

@@ -1,0 +1,6 @@
+//! `isobench-agent`: runs one workload inside an environment and reports in
+//! frames. See [`isobench::agent`].
+
+fn main() {
+    isobench::agent::main()
+}

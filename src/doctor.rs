@@ -1,0 +1,259 @@
+//! `isobench doctor`: one line per prerequisite, each OK or with its fix.
+//!
+//! The namespace and overlayfs checks really try the operation, in a forked
+//! child that exits right after, so the answer is what a run would meet.
+
+use crate::cgroup::{self, CgroupMode};
+use crate::env::vm;
+use crate::image;
+use crate::kernel;
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::ForkResult;
+use std::fmt;
+use std::path::Path;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Works.
+    Ok,
+    /// Works in a reduced way (a VM under TCG instead of KVM).
+    Warn,
+    /// Does not work; the check's fix says what to do.
+    Fail,
+}
+
+/// One prerequisite.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// The verdict.
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it, when not OK.
+    pub fix: Option<String>,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.status {
+            Status::Ok => "[ OK ]",
+            Status::Warn => "[WARN]",
+            Status::Fail => "[FAIL]",
+        };
+        write!(f, "{tag} {:<16} {}", self.name, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n       {:<16} fix: {fix}", "")?;
+        }
+        Ok(())
+    }
+}
+
+fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix: fix.map(String::from),
+    }
+}
+
+/// Runs `f` in a forked child and returns its exit status (0: it worked).
+fn in_child(f: impl FnOnce() -> i32) -> Result<i32, String> {
+    // SAFETY: doctor runs these checks before starting any thread, so the
+    // child is a copy of a single-threaded process and may do anything; it
+    // leaves with _exit and never returns into the caller's code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let code = f();
+            // SAFETY: _exit ends the child at once, without running the
+            // parent's atexit handlers or destructors a second time.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => Ok(code),
+            Ok(other) => Err(format!("check process ended with {other:?}")),
+            Err(e) => Err(format!("waitpid: {e}")),
+        },
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+fn namespace_check(name: &str, flag: CloneFlags) -> Check {
+    let result = in_child(|| match nix::sched::unshare(flag) {
+        Ok(()) => 0,
+        Err(e) => e as i32,
+    });
+    match result {
+        Ok(0) => check(&format!("ns {name}"), Status::Ok, "unshare works", None),
+        Ok(errno) => check(
+            &format!("ns {name}"),
+            Status::Fail,
+            format!("unshare failed: {}", nix::errno::Errno::from_raw(errno)),
+            Some("run as root on a kernel with this namespace enabled"),
+        ),
+        Err(e) => check(&format!("ns {name}"), Status::Fail, e, Some("run as root")),
+    }
+}
+
+fn overlay_check(scratch: &Path) -> Check {
+    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.join(d));
+    for d in &dirs {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            return check(
+                "overlayfs",
+                Status::Fail,
+                format!("{}: {e}", d.display()),
+                Some("run as root"),
+            );
+        }
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dirs[0].display(),
+        dirs[1].display(),
+        dirs[2].display()
+    );
+    let result = in_child(|| {
+        use nix::mount::{MsFlags, mount};
+        if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNS) {
+            return e as i32;
+        }
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        if let Err(e) = mount(None::<&str>, "/", None::<&str>, private, None::<&str>) {
+            return e as i32;
+        }
+        match mount(
+            Some("overlay"),
+            &dirs[3],
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        ) {
+            Ok(()) => 0,
+            Err(e) => e as i32,
+        }
+    });
+    let _ = std::fs::remove_dir_all(scratch);
+    match result {
+        Ok(0) => check(
+            "overlayfs",
+            Status::Ok,
+            "an overlay mounts in a private mount namespace",
+            None,
+        ),
+        Ok(errno) => check(
+            "overlayfs",
+            Status::Fail,
+            format!(
+                "mount -t overlay failed: {}",
+                nix::errno::Errno::from_raw(errno)
+            ),
+            Some("modprobe overlay (and run as root)"),
+        ),
+        Err(e) => check("overlayfs", Status::Fail, e, Some("run as root")),
+    }
+}
+
+/// Every check, in order.
+pub fn checks() -> Vec<Check> {
+    let mut out = Vec::new();
+    let root = nix::unistd::geteuid().is_root();
+    out.push(if root {
+        check("root", Status::Ok, "running as root", None)
+    } else {
+        check(
+            "root",
+            Status::Fail,
+            format!("running as uid {}", nix::unistd::geteuid()),
+            Some("run as root: the container environment needs it"),
+        )
+    });
+    for (name, flag) in [
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mount", CloneFlags::CLONE_NEWNS),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        out.push(namespace_check(name, flag));
+    }
+    let scratch = std::env::temp_dir().join(format!("isobench-doctor-{}", std::process::id()));
+    out.push(overlay_check(&scratch));
+    let mode = cgroup::detect(Path::new("/sys/fs/cgroup"));
+    out.push(match mode {
+        CgroupMode::None => check(
+            "cgroups",
+            Status::Fail,
+            "no cgroup file system at /sys/fs/cgroup",
+            Some("mount cgroup2 (or the v1 controllers) at /sys/fs/cgroup"),
+        ),
+        CgroupMode::Hybrid => check(
+            "cgroups",
+            Status::Ok,
+            "hybrid: v1 controllers plus a cgroup2 tree at /sys/fs/cgroup/unified",
+            None,
+        ),
+        other => check("cgroups", Status::Ok, other.to_string(), None),
+    });
+    out.push(match vm::qemu_version(Path::new(vm::QEMU)) {
+        Ok(v) => check("qemu", Status::Ok, v, None),
+        Err(e) => check(
+            "qemu",
+            Status::Fail,
+            e,
+            Some("apt-get install qemu-system-x86"),
+        ),
+    });
+    out.push(
+        match vm::kvm_unusable(Path::new("/sys/module"), Path::new("/dev/kvm")) {
+            None => check(
+                "kvm",
+                Status::Ok,
+                "/dev/kvm opens; `--accel auto` confirms with a probe boot before using it",
+                None,
+            ),
+            Some(why) => check(
+                "kvm",
+                Status::Warn,
+                format!("not usable, VMs run under TCG: {why}"),
+                None,
+            ),
+        },
+    );
+    out.push(match kernel::resolve(None, &kernel::cache_dir()) {
+        Ok(k) => check(
+            "guest kernel",
+            Status::Ok,
+            format!("{} ({})", k.version, k.vmlinuz.display()),
+            None,
+        ),
+        Err(e) => check(
+            "guest kernel",
+            Status::Fail,
+            e.to_string(),
+            Some(kernel::FIX),
+        ),
+    });
+    out.push(
+        match image::find_agent().and_then(|a| image::check_static(&a).map(|()| a)) {
+            Ok(a) => check(
+                "agent",
+                Status::Ok,
+                format!("{} (static)", a.display()),
+                None,
+            ),
+            Err(e) => check(
+                "agent",
+                Status::Fail,
+                e.to_string(),
+                Some("cargo build --release"),
+            ),
+        },
+    );
+    out
+}

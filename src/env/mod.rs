@@ -1,0 +1,158 @@
+//! Environments: where an instance of the agent runs.
+//!
+//! One trait, [`Environment`], with one implementation per environment:
+//! [`native`] (fork/exec on the host), [`container`] (isobench's own
+//! namespace runtime) and [`vm`] (a QEMU guest). An environment starts
+//! [`Instance`]s; the harness in [`crate::run`] reads their frames, times
+//! them and tears them down the same way for all three.
+
+pub mod container;
+pub mod native;
+pub mod process;
+pub mod vm;
+
+use crate::workload::WorkloadSpec;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+pub use process::{Exit, ProcessHandle};
+
+/// The environments isobench compares.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvKind {
+    /// A plain process on the host.
+    Native,
+    /// isobench's own container.
+    Container,
+    /// A QEMU guest.
+    Vm,
+}
+
+impl EnvKind {
+    /// All environments, in report order.
+    pub const ALL: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+
+    /// The name used in scenarios, records and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvKind::Native => "native",
+            EnvKind::Container => "container",
+            EnvKind::Vm => "vm",
+        }
+    }
+}
+
+impl fmt::Display for EnvKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What an environment failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// A file or process operation on the host failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path or program.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done.
+        what: String,
+        /// The error number.
+        source: nix::Error,
+    },
+    /// The container's child failed while setting itself up, before exec.
+    #[error("container set-up failed at `{step}`: {source}")]
+    ContainerSetup {
+        /// The set-up step (`mount overlay`, `pivot_root`, ...).
+        step: &'static str,
+        /// The error number.
+        source: nix::Error,
+    },
+    /// A prerequisite is missing; the message says how to get it.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl EnvError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        EnvError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Wraps a system-call error with what was being done.
+    pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
+        EnvError::Sys {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// What an environment needs to start one instance.
+pub struct Launch<'a> {
+    /// The workload the agent runs.
+    pub spec: &'a WorkloadSpec,
+    /// A name unique within the run (`cpu-vm-r2`), for host-side paths.
+    pub id: &'a str,
+    /// The instance's log: the host processes' stderr goes here; the
+    /// harness appends the output stream (frames included) as it reads it.
+    pub log: File,
+}
+
+/// One environment: knows how to start instances of the agent.
+pub trait Environment {
+    /// Which environment this is.
+    fn kind(&self) -> EnvKind;
+
+    /// Every setting that shapes this environment's numbers, for `meta.json`.
+    fn knobs(&self) -> serde_json::Value;
+
+    /// Longest time from spawn to the agent's `ready` frame.
+    fn startup_timeout(&self) -> Duration;
+
+    /// Starts one instance. The instance's clock ([`Instance::spawned_at`])
+    /// is read just before the spawn system call.
+    fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError>;
+}
+
+/// One running instance.
+pub trait Instance {
+    /// Host monotonic time just before the spawn.
+    fn spawned_at(&self) -> Instant;
+
+    /// The stream that carries the agent's frames (read end of a pipe). The
+    /// harness takes it once.
+    fn take_output(&mut self) -> Option<File>;
+
+    /// The host process that is the instance (agent, container init, QEMU).
+    fn process(&mut self) -> &mut ProcessHandle;
+
+    /// Releases what the instance holds on the host (directories, ...)
+    /// after its process has been reaped. Safe to call twice.
+    fn cleanup(&mut self) -> Result<(), EnvError>;
+}

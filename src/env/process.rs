@@ -1,0 +1,186 @@
+//! A host process that isobench started, held by a pidfd.
+//!
+//! The pidfd makes waiting with a timeout exact (poll on it, then reap) and
+//! makes signalling safe: a signal sent through it can only reach the
+//! process it was opened for, never a later process that reused the pid.
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid as RPid, PidfdFlags, Signal as RSignal, pidfd_open, pidfd_send_signal};
+use serde::Serialize;
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// Whether the process exited with status 0.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit status {c}"),
+            Exit::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by signal {s} ({name})")
+            }
+        }
+    }
+}
+
+/// A child process of isobench, until it is reaped.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pid: u32,
+    pidfd: OwnedFd,
+    exit: Option<Exit>,
+}
+
+impl ProcessHandle {
+    /// Takes hold of a child that isobench has just started.
+    pub fn new(pid: u32) -> io::Result<Self> {
+        let rpid = RPid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+        let pidfd = pidfd_open(rpid, PidfdFlags::empty())?;
+        Ok(ProcessHandle {
+            pid,
+            pidfd,
+            exit: None,
+        })
+    }
+
+    /// The process id on the host.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// How it ended, once reaped.
+    pub fn exit(&self) -> Option<Exit> {
+        self.exit
+    }
+
+    /// Waits up to `timeout` for the process to end and reaps it.
+    /// `Ok(None)`: still running at the deadline.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<Exit>> {
+        if let Some(exit) = self.exit {
+            return Ok(Some(exit));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ts = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            match poll(&mut fds, Some(&ts)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) if Instant::now() < deadline => continue,
+                Err(rustix::io::Errno::INTR) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.reap(true)
+    }
+
+    /// Reaps the process if it has ended; with `block`, waits for it.
+    fn reap(&mut self, block: bool) -> io::Result<Option<Exit>> {
+        let flags = if block {
+            None
+        } else {
+            Some(WaitPidFlag::WNOHANG)
+        };
+        loop {
+            match waitpid(Pid::from_raw(self.pid as i32), flags) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.exit = Some(Exit::Code(code));
+                    return Ok(self.exit);
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    self.exit = Some(Exit::Signal(sig as i32));
+                    return Ok(self.exit);
+                }
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(_) => continue, // stopped/continued: not an end
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends SIGKILL (through the pidfd) unless the process was already reaped.
+    pub fn kill(&mut self) {
+        if self.exit.is_none() {
+            // ESRCH (already exited, not yet reaped) is the only expected error.
+            let _ = pidfd_send_signal(&self.pidfd, RSignal::KILL);
+        }
+    }
+
+    /// Kills the process if it still runs and reaps it.
+    pub fn kill_and_reap(&mut self) -> io::Result<Exit> {
+        self.kill();
+        loop {
+            if let Some(exit) = self.wait_timeout(Duration::from_secs(3600))? {
+                return Ok(exit);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessHandle {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.kill_and_reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn waits_with_a_timeout_and_kills() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut handle = ProcessHandle::new(child.id()).unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            handle.wait_timeout(Duration::from_millis(50)).unwrap(),
+            None
+        );
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert_eq!(handle.kill_and_reap().unwrap(), Exit::Signal(9));
+        assert_eq!(
+            handle.exit().unwrap().to_string(),
+            "killed by signal 9 (SIGKILL)"
+        );
+    }
+
+    #[test]
+    fn reports_exit_codes() {
+        let child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let mut handle = ProcessHandle::new(child.id()).unwrap();
+        let exit = handle.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(exit, Some(Exit::Code(3)));
+        assert!(!Exit::Code(3).success() && Exit::Code(0).success());
+    }
+}

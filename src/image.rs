@@ -1,0 +1,362 @@
+//! The image: one root filesystem per run, and its cpio packing.
+//!
+//! The image is a directory holding the static agent as `/init` plus the
+//! empty mount points it needs. The container uses that directory as its
+//! read-only overlay layer; the VM boots the same tree packed as a newc
+//! cpio initramfs. Identical bytes in every environment are the point.
+//!
+//! The cpio writer is deterministic: entries sorted by path, inode numbers
+//! assigned in that order, owner root, mtime 0. The same tree gives the same
+//! archive byte for byte.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the agent binary to use.
+pub const AGENT_ENV: &str = "ISOBENCH_AGENT";
+/// The agent's file name next to the `isobench` binary.
+pub const AGENT_NAME: &str = "isobench-agent";
+
+/// What went wrong while building an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The agent binary was not found.
+    #[error(
+        "cannot find the agent binary `{AGENT_NAME}` (looked in: {looked}); build it with `cargo build --release` or set {AGENT_ENV}"
+    )]
+    AgentMissing {
+        /// The places searched.
+        looked: String,
+    },
+    /// The agent is dynamically linked and would not run in an image.
+    #[error(
+        "{path} is dynamically linked (it asks for the interpreter {interp}); the agent must be static — build with the repository's .cargo/config.toml (do not set RUSTFLAGS, which replaces its flags)"
+    )]
+    AgentNotStatic {
+        /// The agent.
+        path: PathBuf,
+        /// Its ELF interpreter.
+        interp: String,
+    },
+    /// The agent is not an ELF executable at all.
+    #[error("{path} is not an ELF executable: {reason}")]
+    AgentNotElf {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
+    let what = what.into();
+    move |source| ImageError::Io { what, source }
+}
+
+/// Finds the agent: `$ISOBENCH_AGENT`, else next to the running binary, else
+/// one directory up (where cargo puts binaries relative to test executables).
+pub fn find_agent() -> Result<PathBuf, ImageError> {
+    if let Some(p) = std::env::var_os(AGENT_ENV) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ImageError::AgentMissing {
+                looked: format!("{AGENT_ENV}={}", p.display()),
+            })
+        };
+    }
+    let exe = std::env::current_exe().map_err(io_err("finding the running executable"))?;
+    let mut looked = Vec::new();
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join(AGENT_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        looked.push(candidate.display().to_string());
+    }
+    Err(ImageError::AgentMissing {
+        looked: looked.join(", "),
+    })
+}
+
+/// Checks that an ELF file needs no dynamic loader.
+pub fn check_static(path: &Path) -> Result<(), ImageError> {
+    let bytes = std::fs::read(path).map_err(io_err(format!("reading {}", path.display())))?;
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| ImageError::AgentNotElf {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    match elf.interpreter {
+        Some(interp) => Err(ImageError::AgentNotStatic {
+            path: path.to_path_buf(),
+            interp: interp.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A run's image, built once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Image {
+    /// The root directory (the container's lower layer).
+    pub dir: PathBuf,
+    /// The same tree as a newc cpio archive (the VM's initramfs).
+    pub initramfs: PathBuf,
+    /// Where the agent was copied from.
+    pub agent_source: PathBuf,
+    /// SHA-256 of the agent, the same file in every environment.
+    pub agent_sha256: String,
+    /// Size of the agent in bytes.
+    pub agent_bytes: u64,
+    /// Size of the initramfs in bytes.
+    pub initramfs_bytes: u64,
+}
+
+/// The empty directories every image has (mount points).
+const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp"];
+
+/// Builds the image in `dir` (created) and its initramfs at `initramfs`.
+pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageError> {
+    check_static(agent)?;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    for m in MOUNT_POINTS {
+        let p = dir.join(m);
+        std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
+    }
+    let init = dir.join("init");
+    std::fs::copy(agent, &init).map_err(io_err(format!(
+        "copying {} to {}",
+        agent.display(),
+        init.display()
+    )))?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(format!("chmod {}", init.display())))?;
+    let bytes = std::fs::read(&init).map_err(io_err(format!("reading {}", init.display())))?;
+
+    let out =
+        File::create(initramfs).map_err(io_err(format!("creating {}", initramfs.display())))?;
+    let mut out = write_newc(dir, &[Node::console()], BufWriter::new(out))
+        .map_err(io_err(format!("writing {}", initramfs.display())))?;
+    out.flush()
+        .map_err(io_err(format!("writing {}", initramfs.display())))?;
+    let initramfs_bytes = std::fs::metadata(initramfs)
+        .map_err(io_err(format!("reading {}", initramfs.display())))?
+        .len();
+    Ok(Image {
+        dir: dir.to_path_buf(),
+        initramfs: initramfs.to_path_buf(),
+        agent_source: agent.to_path_buf(),
+        agent_sha256: crate::scenario::hex(&Sha256::digest(&bytes)),
+        agent_bytes: bytes.len() as u64,
+        initramfs_bytes,
+    })
+}
+
+/// A special file added to an archive that the tree on disk does not hold
+/// (creating device nodes on disk would need privileges; in the archive
+/// they are just headers, created by the kernel when it unpacks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Path inside the archive, without a leading `/`.
+    pub path: String,
+    /// Full mode, file type bits included.
+    pub mode: u32,
+    /// Device major and minor number.
+    pub rdev: (u32, u32),
+}
+
+impl Node {
+    /// `/dev/console` (5, 1): the kernel opens it as init's stdin, stdout
+    /// and stderr; without it, PID 1 starts with no output at all.
+    pub fn console() -> Node {
+        Node {
+            path: "dev/console".into(),
+            mode: 0o020600,
+            rdev: (5, 1),
+        }
+    }
+}
+
+fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(root.join(rel))? {
+        let entry = entry?;
+        let rel_path = rel.join(entry.file_name());
+        let is_dir = entry.file_type()?.is_dir();
+        out.push(rel_path.clone());
+        if is_dir {
+            collect(root, &rel_path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the tree under `root`, plus `extra` nodes, as a deterministic
+/// newc archive. Regular files, directories and symbolic links are
+/// supported; anything else is an error naming the file.
+pub fn write_newc<W: Write>(root: &Path, extra: &[Node], mut out: W) -> io::Result<W> {
+    let mut paths = Vec::new();
+    collect(root, Path::new(""), &mut paths)?;
+    enum Item {
+        Disk(PathBuf),
+        Extra(Node),
+    }
+    let mut items: Vec<(String, Item)> = paths
+        .into_iter()
+        .map(|p| (p.to_string_lossy().into_owned(), Item::Disk(p)))
+        .collect();
+    items.extend(
+        extra
+            .iter()
+            .map(|n| (n.path.clone(), Item::Extra(n.clone()))),
+    );
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+
+    for (ino, (name, item)) in items.into_iter().enumerate() {
+        let ino = ino as u32 + 1;
+        let builder = cpio::newc::Builder::new(&name)
+            .ino(ino)
+            .uid(0)
+            .gid(0)
+            .mtime(0);
+        match item {
+            Item::Extra(node) => {
+                let w = builder
+                    .mode(node.mode)
+                    .nlink(1)
+                    .rdev_major(node.rdev.0)
+                    .rdev_minor(node.rdev.1)
+                    .write(&mut out, 0);
+                w.finish()?;
+            }
+            Item::Disk(rel) => {
+                let path = root.join(&rel);
+                let meta = std::fs::symlink_metadata(&path)?;
+                let ft = meta.file_type();
+                let perm = meta.mode() & 0o7777;
+                if ft.is_dir() {
+                    builder
+                        .mode(0o040000 | perm)
+                        .nlink(2)
+                        .write(&mut out, 0)
+                        .finish()?;
+                } else if ft.is_symlink() {
+                    let target = std::fs::read_link(&path)?;
+                    let target = target.as_os_str().as_encoded_bytes();
+                    let mut w = builder
+                        .mode(0o120777)
+                        .nlink(1)
+                        .write(&mut out, target.len() as u32);
+                    w.write_all(target)?;
+                    w.finish()?;
+                } else if ft.is_file() {
+                    let size = u32::try_from(meta.len()).map_err(|_| {
+                        io::Error::other(format!(
+                            "{} is larger than 4 GiB, too large for newc",
+                            path.display()
+                        ))
+                    })?;
+                    let mut w = builder.mode(0o100000 | perm).nlink(1).write(&mut out, size);
+                    io::copy(&mut File::open(&path)?, &mut w)?;
+                    w.finish()?;
+                } else {
+                    return Err(io::Error::other(format!(
+                        "{}: only files, directories and symbolic links can go into an image",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    cpio::newc::trailer(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("isobench-img-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("b/c/file"), b"hello").unwrap();
+        std::fs::write(root.join("init"), b"#!agent").unwrap();
+        std::os::unix::fs::symlink("c/file", root.join("b/link")).unwrap();
+    }
+
+    fn entries(archive: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = archive;
+        loop {
+            let mut reader = cpio::NewcReader::new(rest).unwrap();
+            if reader.entry().is_trailer() {
+                break;
+            }
+            let e = reader.entry().clone();
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut reader, &mut data).unwrap();
+            out.push((e.name().to_string(), e.ino(), e.mode(), data));
+            rest = reader.finish().unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn archives_are_deterministic_and_sorted() {
+        let (one, two) = (temp("one"), temp("two"));
+        tree(&one);
+        tree(&two);
+        // A different mtime on one side must not change the archive.
+        let f = File::options().write(true).open(two.join("init")).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let a = write_newc(&one, &[Node::console()], Vec::new()).unwrap();
+        let b = write_newc(&two, &[Node::console()], Vec::new()).unwrap();
+        assert_eq!(a, b, "same tree, same bytes");
+
+        let list = entries(&a);
+        let names: Vec<&str> = list.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "b/c", "b/c/file", "b/link", "dev/console", "init"]
+        );
+        let inos: Vec<u32> = list.iter().map(|e| e.1).collect();
+        assert_eq!(inos, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(list[3].3, b"hello");
+        assert_eq!(list[4].2 & 0o170000, 0o120000);
+        assert_eq!(list[4].3, b"c/file");
+        assert_eq!(list[5].2, 0o020600);
+        std::fs::remove_dir_all(one).unwrap();
+        std::fs::remove_dir_all(two).unwrap();
+    }
+
+    #[test]
+    fn dynamic_executables_are_refused() {
+        let err = check_static(Path::new("/bin/sh")).unwrap_err();
+        assert!(matches!(err, ImageError::AgentNotStatic { .. }), "{err}");
+        assert!(err.to_string().contains("ld-linux"), "{err}");
+        let dir = temp("notelf");
+        std::fs::write(dir.join("x"), b"not an elf").unwrap();
+        assert!(matches!(
+            check_static(&dir.join("x")),
+            Err(ImageError::AgentNotElf { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,39 @@
+//! isobench: what does isolation cost?
+//!
+//! The crate runs the same workload bytes natively, inside its own
+//! namespace-based containers and inside QEMU guests, and turns what it
+//! measures into records, statistics and reports. The modules follow the
+//! pipeline:
+//!
+//! ```text
+//! scenario ──► image ──► env::{native,container,vm} × workload ──► record ──► stats ──► report
+//! ```
+//!
+//! - [`scenario`]: the TOML scenario, validated into a [`scenario::Plan`];
+//! - [`workload`]: the workload specifications shared by host and agent;
+//! - [`agent`]: the program that runs inside every environment, and the
+//!   frame protocol it speaks ([`agent::frame`]);
+//! - [`image`]: the one root filesystem per run, and its cpio packing;
+//! - [`env`]: the [`env::Environment`] trait and its implementations;
+//! - [`kernel`]: provisioning of the guest kernel;
+//! - [`run`]: the harness that drives instances and records what they did;
+//! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
+//! - [`runtime`]: per-run runtime state and `isobench clean`;
+//! - [`doctor`]: what works on this host;
+//! - [`cli`]: the command line of the `isobench` binary.
+
+pub mod agent;
+pub mod cgroup;
+pub mod cli;
+pub mod doctor;
+pub mod env;
+pub mod image;
+pub mod kernel;
+pub mod meta;
+pub mod record;
+pub mod report;
+pub mod run;
+pub mod runtime;
+pub mod scenario;
+pub mod stats;
+pub mod workload;

@@ -1,0 +1,163 @@
+//! Run metadata: the host, the tools and every knob, written once per run
+//! to `meta.json` (and rewritten as the run goes, so a crash keeps it).
+
+use crate::workload::Better;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// File name of the metadata.
+pub const META: &str = "meta.json";
+
+/// The isobench version and the git revision it was built from.
+pub fn version() -> String {
+    format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ISOBENCH_GIT_REV")
+    )
+}
+
+/// The host a run ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    /// `model name` from `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// CPUs available to isobench.
+    pub cores: usize,
+    /// Host kernel release (`uname -r`).
+    pub kernel: String,
+    /// `PRETTY_NAME` from `/etc/os-release`.
+    pub os: String,
+    /// `MemTotal` in MiB.
+    pub memory_mib: u64,
+    /// cgroup setup: `v1`, `v2` or `hybrid`.
+    pub cgroup_mode: String,
+}
+
+impl Host {
+    /// Reads the host's description from `/proc`, `/etc` and `/sys`.
+    pub fn detect() -> Host {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        Host {
+            cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            os: os
+                .lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            memory_mib: field(&meminfo, "MemTotal")
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .map_or(0, |kib| kib / 1024),
+            cgroup_mode: crate::cgroup::detect(Path::new("/sys/fs/cgroup")).to_string(),
+        }
+    }
+}
+
+/// The value of the first `key : value` line with this key.
+pub fn field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+/// Unit and direction of a metric, so reports and `compare` know which way is better.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricInfo {
+    /// The unit.
+    pub unit: String,
+    /// Which direction is better.
+    pub better: Better,
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The run's id (also its directory name).
+    pub run_id: String,
+    /// `running`, `complete`, `failed` (some instance failed) or `interrupted`.
+    pub status: String,
+    /// UTC start time, RFC 3339.
+    pub started: String,
+    /// UTC end time, RFC 3339.
+    pub finished: Option<String>,
+    /// Wall time of the whole run in seconds.
+    pub wall_s: Option<f64>,
+    /// isobench version and git revision.
+    pub isobench: String,
+    /// The host.
+    pub host: Host,
+    /// QEMU's version line, when the run used VMs.
+    pub qemu: Option<String>,
+    /// The accelerator and why it was chosen, when the run used VMs.
+    pub accelerator: Option<crate::env::vm::AccelChoice>,
+    /// The guest kernel, when the run used VMs.
+    pub guest_kernel: Option<String>,
+    /// The image (agent checksum and sizes).
+    pub image: Option<serde_json::Value>,
+    /// The validated scenario, overrides applied.
+    pub scenario: serde_json::Value,
+    /// Every environment's knobs.
+    pub environments: BTreeMap<String, serde_json::Value>,
+    /// Unit and direction of every metric recorded.
+    pub metrics: BTreeMap<String, MetricInfo>,
+    /// The order instances ran in.
+    pub order: String,
+    /// Remarks a reader needs (digest checks, skipped pieces).
+    pub notes: Vec<String>,
+}
+
+impl Meta {
+    /// Writes `meta.json` into `dir` (through a temporary file and a rename).
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{META}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(tmp, dir.join(META))
+    }
+
+    /// Reads `meta.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Meta, String> {
+        let path = dir.join(META);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The current UTC time, RFC 3339 with seconds.
+pub fn now_utc() -> String {
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_read_by_key() {
+        let text =
+            "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2299.998\n";
+        assert_eq!(
+            field(text, "model name").as_deref(),
+            Some("Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(field(text, "cpu MHz").as_deref(), Some("2299.998"));
+        assert_eq!(field(text, "flags"), None);
+    }
+
+    #[test]
+    fn host_is_described() {
+        let host = Host::detect();
+        assert!(host.cores >= 1);
+        assert!(!host.kernel.is_empty() && host.kernel != "unknown");
+        assert!(["v1", "v2", "hybrid", "none"].contains(&host.cgroup_mode.as_str()));
+    }
+}

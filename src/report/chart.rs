@@ -1,0 +1,1792 @@
+//! Grouped dot-and-bar charts for the isobench report.
+//!
+//! A [`BarChart`] shows one metric (for example startup time) for every
+//! series (an environment: native, container, VM) inside every group (a
+//! workload: noop, cpu, ...). Each [`Bar`] is drawn as
+//!
+//! * a filled bar up to its `median`, in the colour of its series (the same
+//!   colour in every group, named in the legend above the plot);
+//! * a black whisker from `lo` to `hi` (the caller decides what they mean:
+//!   min/max, a confidence interval, ...; say which in the caption);
+//! * every individual run in `points` as a small black dot, spread evenly
+//!   across the middle of the bar in the order given (no random jitter, so
+//!   the output is deterministic and run-order trends stay visible);
+//! * every value in `outliers` as a hollow red circle (in place of its dot
+//!   when the value is also one of the `points`);
+//! * the median as text above the highest of these marks.
+//!
+//! The y axis is linear from 0 or, with [`BarChart::log_y`], logarithmic so
+//! that 0.4 ms and 2500 ms fit on one axis. On a log axis bars start at the
+//! decade below the smallest value.
+//!
+//! Output is a 960x540 SVG ([`render_svg`]) or PNG ([`render_png`]), or both
+//! ([`write_both`]). Invalid input is reported as a [`ChartError`], never a
+//! panic.
+//!
+//! # Why the font is embedded
+//!
+//! Rasterising text for the PNG needs a font file. plotters can look fonts up
+//! through fontconfig (its `ttf` feature), but then the report would depend
+//! on whatever fonts the build and CI machines happen to have, and on the
+//! fontconfig/freetype libraries. Instead the crate's only font,
+//! `assets/fonts/DejaVuSans.ttf`, is compiled into the binary with
+//! `include_bytes!` and registered once with plotters' `ab_glyph` backend
+//! under the family name `"sans-serif"`. Every text element drawn here uses
+//! exactly that family; the `ab_glyph` backend looks fonts up only in its own
+//! table of registered fonts, so no system font is ever searched for and a
+//! chart renders identically everywhere. In the SVG, text is written as
+//! `<text font-family="sans-serif">` and the viewer supplies the face; the
+//! layout is measured with DejaVu Sans metrics.
+//!
+//! plotters 0.3.7's `ab_glyph` renderer ignores each glyph's left side
+//! bearing, which makes small PNG text look unevenly spaced (a colon sticks
+//! to the letter before it). For the PNG this module therefore places each
+//! glyph itself, using the bearings from the embedded font's `hmtx` table;
+//! the SVG keeps whole strings.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::register_font;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Width of every rendered chart, in pixels.
+pub const WIDTH: u32 = 960;
+/// Height of every rendered chart, in pixels.
+pub const HEIGHT: u32 = 540;
+
+/// The family name under which the embedded font is registered; every text
+/// element in this module uses it.
+const FONT_FAMILY: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+const TITLE_H: f64 = 40.0;
+const LEGEND_H: f64 = 28.0;
+const CAPTION_LINE_H: f64 = 18.0;
+const MAX_CAPTION_LINES: usize = 3;
+const MARGIN_TOP: f64 = 10.0;
+const MARGIN_BOTTOM: f64 = 4.0;
+const MARGIN_LEFT: f64 = 12.0;
+const MARGIN_RIGHT: f64 = 24.0;
+const X_LABEL_AREA: f64 = 30.0;
+const TICK_LEN: f64 = 5.0;
+
+const TITLE_SIZE: f64 = 22.0;
+const LEGEND_SIZE: f64 = 15.0;
+const TICK_SIZE: f64 = 14.0;
+const AXIS_DESC_SIZE: f64 = 16.0;
+const GROUP_SIZE: f64 = 16.0;
+const VALUE_SIZE: f64 = 13.0;
+const CAPTION_SIZE: f64 = 13.0;
+const MIN_TEXT_SIZE: f64 = 10.0;
+
+/// Fraction of a group's width used by its bars.
+const GROUP_FILL: f64 = 0.8;
+/// Fraction of a bar's slot filled by the bar (the rest is the gap).
+const BAR_FILL: f64 = 0.82;
+/// Widest bar, in pixels (a lone bar would otherwise fill the plot).
+const MAX_BAR_PX: f64 = 140.0;
+/// Largest horizontal distance between the dots of one bar, in pixels.
+const MAX_DOT_STEP: f64 = 14.0;
+/// Gap in pixels between the centre of the highest mark of a bar and its
+/// value label (an outlier marker has a radius of 6).
+const VALUE_GAP: f64 = 10.0;
+
+const TEXT: RGBColor = RGBColor(0x22, 0x22, 0x22);
+const MUTED: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const WHISKER: RGBColor = RGBColor(0x20, 0x20, 0x20);
+const DOT: RGBColor = RGBColor(0x10, 0x10, 0x10);
+const OUTLIER: RGBColor = RGBColor(0xd0, 0x10, 0x10);
+const GRID: RGBColor = RGBColor(0xcc, 0xcc, 0xcc);
+const GRID_LIGHT: RGBColor = RGBColor(0xee, 0xee, 0xee);
+
+/// Okabe-Ito colours (colour-blind safe), minus red/vermillion, which is
+/// reserved for outliers.
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0x00, 0x72, 0xb2),
+    RGBColor(0xe6, 0x9f, 0x00),
+    RGBColor(0x00, 0x9e, 0x73),
+    RGBColor(0xcc, 0x79, 0xa7),
+    RGBColor(0x56, 0xb4, 0xe9),
+    RGBColor(0x99, 0x99, 0x99),
+    RGBColor(0xf0, 0xe4, 0x42),
+];
+
+/// One bar: a series (e.g. an environment) within a group (e.g. a workload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// Series name; bars with the same name share a colour across groups.
+    pub series: String,
+    /// Height of the bar, printed above it.
+    pub median: f64,
+    /// Lower end of the whisker. On a log axis a value <= 0 is clamped to
+    /// the bottom of the axis (a confidence interval may dip below zero); the
+    /// whisker then runs off the bottom without a cap.
+    pub lo: f64,
+    /// Upper end of the whisker; must be >= `lo`.
+    pub hi: f64,
+    /// Every individual measurement, drawn as a dot in the order given.
+    pub points: Vec<f64>,
+    /// Values drawn as hollow red circles. A value that is also in `points`
+    /// replaces the dot of (the first unmarked) equal point; any other is
+    /// drawn at the centre of the bar.
+    pub outliers: Vec<f64>,
+}
+
+/// A group of bars drawn side by side under one x label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The x-axis label of the group (e.g. a workload name).
+    pub name: String,
+    /// The bars, left to right.
+    pub bars: Vec<Bar>,
+}
+
+/// A grouped dot-and-bar chart; see the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarChart {
+    /// Printed above the plot and used in error messages.
+    pub title: String,
+    /// The y-axis description, e.g. `"startup time (ms)"`.
+    pub y_label: String,
+    /// The groups, left to right. A group without bars leaves an empty slot.
+    pub groups: Vec<Group>,
+    /// Logarithmic y axis. Every value must then be > 0, except `lo`.
+    pub log_y: bool,
+    /// A note printed under the plot (wrapped, at most three lines), e.g.
+    /// what the whiskers mean.
+    pub caption: Option<String>,
+}
+
+/// Why a chart could not be rendered or written. Every message starts with
+/// the chart's title.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// There is nothing to draw: no groups, or no group has any bar.
+    #[error("chart \"{title}\": nothing to draw (no groups, or no group has a bar)")]
+    Empty {
+        /// Title of the chart.
+        title: String,
+    },
+    /// A value is NaN or infinite.
+    #[error(
+        "chart \"{title}\": {field} of series \"{series}\" in group \"{group}\" is {value}; every value must be a finite number"
+    )]
+    NonFinite {
+        /// Title of the chart.
+        title: String,
+        /// Name of the group holding the bar.
+        group: String,
+        /// Series name of the bar.
+        series: String,
+        /// Which value: `median`, `lo`, `hi`, `points[i]` or `outliers[i]`.
+        field: String,
+        /// The offending value.
+        value: f64,
+    },
+    /// On a log axis, a value other than `lo` is zero or negative. (`lo` is
+    /// clamped to the bottom of the axis instead.)
+    #[error(
+        "chart \"{title}\": {field} of series \"{series}\" in group \"{group}\" is {value}, which a logarithmic axis cannot show; use a linear axis (log_y = false)"
+    )]
+    NonPositiveOnLogAxis {
+        /// Title of the chart.
+        title: String,
+        /// Name of the group holding the bar.
+        group: String,
+        /// Series name of the bar.
+        series: String,
+        /// Which value: `median`, `hi`, `points[i]` or `outliers[i]`.
+        field: String,
+        /// The offending value.
+        value: f64,
+    },
+    /// A whisker's `lo` is greater than its `hi`.
+    #[error(
+        "chart \"{title}\": whisker of series \"{series}\" in group \"{group}\" is inverted (lo = {lo} > hi = {hi})"
+    )]
+    InvertedWhisker {
+        /// Title of the chart.
+        title: String,
+        /// Name of the group holding the bar.
+        group: String,
+        /// Series name of the bar.
+        series: String,
+        /// The whisker's lower end.
+        lo: f64,
+        /// The whisker's upper end.
+        hi: f64,
+    },
+    /// The embedded font could not be parsed (the binary was built with a
+    /// damaged `assets/fonts/DejaVuSans.ttf`).
+    #[error("chart \"{title}\": the embedded font DejaVuSans.ttf could not be loaded")]
+    Font {
+        /// Title of the chart.
+        title: String,
+    },
+    /// plotters failed while drawing.
+    #[error("chart \"{title}\": drawing failed: {message}")]
+    Draw {
+        /// Title of the chart.
+        title: String,
+        /// plotters' description of the failure.
+        message: String,
+    },
+    /// An output file could not be written.
+    #[error("chart \"{title}\": cannot write {}: {source}", path.display())]
+    Write {
+        /// Title of the chart.
+        title: String,
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Renders the chart as a 960x540 SVG document.
+pub fn render_svg(chart: &BarChart) -> Result<String, ChartError> {
+    let layout = Layout::new(chart)?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, TextMode::Whole, chart, &layout).map_err(|e| draw_error(chart, e))?;
+        root.present().map_err(|e| draw_error(chart, e))?;
+    }
+    Ok(svg)
+}
+
+/// Renders the chart as a 960x540 PNG file at `path`.
+///
+/// The image is written to a temporary file next to `path` and then renamed,
+/// so `path` never holds a half-written image; any extension is accepted.
+pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
+    let layout = Layout::new(chart)?;
+    let write_error = |source: io::Error| ChartError::Write {
+        title: chart.title.clone(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = temp_png_path(path);
+    // Creating the file ourselves reports a missing directory or a
+    // permission problem as a plain io::Error.
+    fs::File::create(&tmp).map_err(write_error)?;
+    let drawn = {
+        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
+        match draw(&root, TextMode::PerGlyph, chart, &layout) {
+            Err(e) => Err(draw_error(chart, e)),
+            Ok(()) => root
+                .present()
+                .map_err(|e| write_error(io::Error::other(e.to_string()))),
+        }
+    };
+    let result = drawn.and_then(|()| fs::rename(&tmp, path).map_err(write_error));
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes the chart as SVG to `svg_path` and as PNG to `png_path`.
+///
+/// The chart is checked before anything is written, so invalid input leaves
+/// both paths untouched.
+pub fn write_both(chart: &BarChart, svg_path: &Path, png_path: &Path) -> Result<(), ChartError> {
+    let svg = render_svg(chart)?;
+    fs::write(svg_path, svg).map_err(|source| ChartError::Write {
+        title: chart.title.clone(),
+        path: svg_path.to_path_buf(),
+        source,
+    })?;
+    render_png(chart, png_path)
+}
+
+fn draw_error<E: std::error::Error + Send + Sync>(
+    chart: &BarChart,
+    e: DrawingAreaErrorKind<E>,
+) -> ChartError {
+    ChartError::Draw {
+        title: chart.title.clone(),
+        message: e.to_string(),
+    }
+}
+
+fn temp_png_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chart".to_owned());
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_name = format!(".{name}.{}-{n}.tmp.png", std::process::id());
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),
+        _ => PathBuf::from(tmp_name),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Font
+
+/// Registers the embedded font once; `false` if it could not be parsed.
+fn font_registered() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok())
+}
+
+fn font(size: f64) -> FontDesc<'static> {
+    FontDesc::new(FontFamily::Name(FONT_FAMILY), size, FontStyle::Normal)
+}
+
+/// Width in pixels of `text` at `size` in the embedded font, to 1/8 px
+/// (plotters measures in whole pixels, linearly in the size).
+fn text_width(text: &str, size: f64) -> f64 {
+    const OVERSAMPLE: f64 = 8.0;
+    match font(size * OVERSAMPLE).box_size(text) {
+        Ok((w, _)) => f64::from(w) / OVERSAMPLE,
+        // Only reachable if the font is missing, which Layout::new rules out;
+        // a rough estimate keeps the layout sane regardless.
+        Err(_) => text.chars().count() as f64 * size * 0.6,
+    }
+}
+
+/// The largest size from `max` down to `min` (in 1 px steps) at which all
+/// `texts` fit in `width` pixels, or `min` if none does.
+fn fitting_size(texts: &[&str], max: f64, min: f64, width: f64) -> f64 {
+    let mut size = max;
+    while size > min {
+        if texts.iter().all(|t| text_width(t, size) <= width) {
+            return size;
+        }
+        size -= 1.0;
+    }
+    min
+}
+
+/// `text`, shortened with an ellipsis until it fits in `width` pixels.
+fn truncate_to(text: &str, size: f64, width: f64) -> String {
+    if text_width(text, size) <= width {
+        return text.to_owned();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let candidate: String = chars.iter().collect::<String>() + "…";
+        if text_width(&candidate, size) <= width {
+            return candidate;
+        }
+    }
+    "…".to_owned()
+}
+
+/// Greedy word wrap into at most `max_lines` lines of `width` pixels; text
+/// that does not fit ends in an ellipsis.
+fn wrap(text: &str, size: f64, width: f64, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut overflow = false;
+    for word in text.split_whitespace() {
+        let candidate = if current.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{current} {word}")
+        };
+        if current.is_empty() || text_width(&candidate, size) <= width {
+            current = candidate;
+        } else if lines.len() + 1 < max_lines {
+            lines.push(std::mem::take(&mut current));
+            current = word.to_owned();
+        } else {
+            current = candidate;
+            overflow = true;
+            break;
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    let mut lines: Vec<String> = lines.iter().map(|l| truncate_to(l, size, width)).collect();
+    if overflow
+        && let Some(last) = lines.last_mut()
+        && !last.ends_with('…')
+    {
+        *last = truncate_to(&format!("{last}…"), size, width);
+    }
+    lines
+}
+
+/// The few metrics of the embedded font that plotters does not expose.
+struct FontMetrics {
+    data: &'static [u8],
+    /// Offset of the (3, 1) format 4 `cmap` subtable.
+    cmap4: usize,
+    /// Offset of the `hmtx` table.
+    hmtx: usize,
+    n_hmetrics: usize,
+    /// Ascent minus descent in font units: ab_glyph scales this to the
+    /// requested pixel size.
+    height: f64,
+    /// Capital height in font units.
+    cap_height: f64,
+}
+
+fn read_u16(data: &[u8], at: usize) -> Option<u16> {
+    let bytes = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+fn read_i16(data: &[u8], at: usize) -> Option<i16> {
+    let bytes = data.get(at..at.checked_add(2)?)?;
+    Some(i16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+impl FontMetrics {
+    fn get() -> Option<&'static FontMetrics> {
+        static METRICS: OnceLock<Option<FontMetrics>> = OnceLock::new();
+        METRICS
+            .get_or_init(|| FontMetrics::parse(FONT_BYTES))
+            .as_ref()
+    }
+
+    fn parse(data: &'static [u8]) -> Option<FontMetrics> {
+        let n_tables = usize::from(read_u16(data, 4)?);
+        let table = |tag: &[u8; 4]| -> Option<usize> {
+            (0..n_tables).find_map(|i| {
+                let record = 12 + 16 * i;
+                if data.get(record..record + 4)? == tag {
+                    usize::try_from(read_u32(data, record + 8)?).ok()
+                } else {
+                    None
+                }
+            })
+        };
+        let hhea = table(b"hhea")?;
+        let ascent = f64::from(read_i16(data, hhea + 4)?);
+        let descent = f64::from(read_i16(data, hhea + 6)?);
+        let n_hmetrics = usize::from(read_u16(data, hhea + 34)?);
+        let hmtx = table(b"hmtx")?;
+        let os2 = table(b"OS/2");
+        let cap_height = os2
+            .filter(|&o| read_u16(data, o).is_some_and(|version| version >= 2))
+            .and_then(|o| read_i16(data, o + 88))
+            .map_or(0.7 * ascent, f64::from);
+        let cmap = table(b"cmap")?;
+        let n_subtables = usize::from(read_u16(data, cmap + 2)?);
+        let cmap4 = (0..n_subtables).find_map(|i| {
+            let record = cmap + 4 + 8 * i;
+            let platform = read_u16(data, record)?;
+            let encoding = read_u16(data, record + 2)?;
+            let offset = cmap + usize::try_from(read_u32(data, record + 4)?).ok()?;
+            (platform == 3 && encoding == 1 && read_u16(data, offset)? == 4).then_some(offset)
+        })?;
+        let height = ascent - descent;
+        (height > 0.0).then_some(FontMetrics {
+            data,
+            cmap4,
+            hmtx,
+            n_hmetrics,
+            height,
+            cap_height,
+        })
+    }
+
+    fn glyph_id(&self, c: char) -> Option<usize> {
+        let code = u16::try_from(u32::from(c)).ok()?;
+        let (data, table) = (self.data, self.cmap4);
+        let seg_x2 = usize::from(read_u16(data, table + 6)?);
+        let ends = table + 14;
+        let starts = ends + seg_x2 + 2;
+        let deltas = starts + seg_x2;
+        let range_offsets = deltas + seg_x2;
+        let seg =
+            (0..seg_x2 / 2).find(|&i| read_u16(data, ends + 2 * i).is_some_and(|e| e >= code))?;
+        let start = read_u16(data, starts + 2 * seg)?;
+        if start > code {
+            return None;
+        }
+        let delta = read_u16(data, deltas + 2 * seg)?;
+        let range_at = range_offsets + 2 * seg;
+        let range_offset = usize::from(read_u16(data, range_at)?);
+        let glyph = if range_offset == 0 {
+            code.wrapping_add(delta)
+        } else {
+            let at = range_at + range_offset + 2 * usize::from(code - start);
+            match read_u16(data, at)? {
+                0 => 0,
+                g => g.wrapping_add(delta),
+            }
+        };
+        Some(usize::from(glyph))
+    }
+
+    /// Left side bearing of `c` in font units (0 if unknown).
+    fn bearing(&self, c: char) -> f64 {
+        let Some(glyph) = self.glyph_id(c) else {
+            return 0.0;
+        };
+        let at = if glyph < self.n_hmetrics {
+            self.hmtx + 4 * glyph + 2
+        } else {
+            self.hmtx + 4 * self.n_hmetrics + 2 * (glyph - self.n_hmetrics)
+        };
+        read_i16(self.data, at).map_or(0.0, f64::from)
+    }
+}
+
+/// How text reaches the backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TextMode {
+    /// One text element per string (SVG: the viewer lays the text out).
+    Whole,
+    /// One element per glyph, placed with its bearing (bitmap backend).
+    PerGlyph,
+}
+
+/// Where and how to draw a piece of text.
+#[derive(Clone, Copy)]
+struct Label {
+    size: f64,
+    colour: RGBColor,
+    /// Alignment along the text.
+    h: HPos,
+    /// Alignment across the text: `Top` puts the top of the capitals at the
+    /// anchor, `Center` centres the capitals on it, `Bottom` puts the
+    /// baseline on it.
+    v: VPos,
+    /// Rotated 90 degrees counter-clockwise, reading upwards.
+    rotated: bool,
+}
+
+impl Label {
+    fn new(size: f64, h: HPos, v: VPos) -> Label {
+        Label {
+            size,
+            colour: TEXT,
+            h,
+            v,
+            rotated: false,
+        }
+    }
+}
+
+/// plotters' SVG backend puts the baseline of `VPos::Top` text at
+/// `0.76em` below the anchor, with a font size of `size / 1.24`.
+const SVG_TOP_TO_BASELINE: f64 = 0.76 / 1.24;
+
+fn put_text<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    text: &str,
+    (ax, ay): (f64, f64),
+    label: Label,
+) -> DrawResult<DB> {
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let size = label.size;
+    let metrics = FontMetrics::get();
+    let px_per_unit = metrics.map_or(0.0, |m| size / m.height);
+    let cap = metrics.map_or(0.63 * size, |m| m.cap_height * px_per_unit);
+    // Text-frame coordinates: u along the text, v downwards across it.
+    let baseline = match label.v {
+        VPos::Top => cap,
+        VPos::Center => cap / 2.0,
+        VPos::Bottom => 0.0,
+    };
+    let to_screen = |u: f64, v: f64| {
+        let (x, y) = if label.rotated {
+            (ax + v, ay - u)
+        } else {
+            (ax + u, ay + v)
+        };
+        (x.round() as i32, y.round() as i32)
+    };
+    let transform = if label.rotated {
+        FontTransform::Rotate270
+    } else {
+        FontTransform::None
+    };
+    match mode {
+        TextMode::Whole => {
+            let style = font(size)
+                .transform(transform)
+                .color(&label.colour)
+                .pos(Pos::new(label.h, VPos::Top));
+            let at = to_screen(0.0, baseline - SVG_TOP_TO_BASELINE * size);
+            root.draw(&Text::new(text.to_owned(), at, style))
+        }
+        TextMode::PerGlyph => {
+            let width = text_width(text, size);
+            let start = match label.h {
+                HPos::Left => 0.0,
+                HPos::Center => -width / 2.0,
+                HPos::Right => -width,
+            };
+            // ab_glyph puts the baseline of a glyph drawn at `VPos::Top`
+            // half the pixel size below the anchor, and the left edge of the
+            // glyph's bounding box (not its pen position) at the anchor.
+            let top = baseline - size / 2.0;
+            let style = font(size)
+                .transform(transform)
+                .color(&label.colour)
+                .pos(Pos::new(HPos::Left, VPos::Top));
+            let mut prefix = String::with_capacity(text.len());
+            for c in text.chars() {
+                prefix.push(c);
+                if c.is_whitespace() {
+                    continue;
+                }
+                let glyph = c.to_string();
+                // Pen position including the kerning against the previous
+                // glyph, as plotters measures it.
+                let pen = text_width(&prefix, size) - text_width(&glyph, size);
+                let bearing = metrics.map_or(0.0, |m| (m.bearing(c) * px_per_unit).floor());
+                let at = to_screen(start + pen + bearing, top);
+                root.draw(&Text::new(glyph, at, style.clone()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Numbers
+
+/// Formats a median for printing above its bar: two significant digits
+/// below 10, whole numbers above (`0.42`, `3.1`, `15`, `2304`); scientific
+/// notation below 0.001 and from 10 million.
+fn format_value(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_owned();
+    }
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let abs = v.abs();
+    if !(1e-3..1e7).contains(&abs) {
+        return format!("{v:.1e}");
+    }
+    let magnitude = abs.log10().floor() as i32;
+    let decimals = (1 - magnitude).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// Maps values onto the y axis scale (log10 of them on a log axis).
+#[derive(Clone, Copy)]
+struct Scale {
+    log: bool,
+}
+
+impl Scale {
+    fn to_axis(self, v: f64) -> f64 {
+        if self.log { v.log10() } else { v }
+    }
+}
+
+/// The y axis: its range and ticks, at axis scale.
+struct Axis {
+    scale: Scale,
+    min: f64,
+    max: f64,
+    ticks: Vec<f64>,
+    light_ticks: Vec<f64>,
+    /// Decimals of linear tick labels.
+    decimals: usize,
+}
+
+impl Axis {
+    /// The axis for `chart`, leaving `headroom` (a fraction of the plot
+    /// height) above the highest mark for the value labels.
+    fn new(chart: &BarChart, scale: Scale, headroom: f64) -> Axis {
+        let (min, max) = y_range(chart, scale, headroom);
+        let (ticks, light_ticks, decimals) = make_ticks(scale, min, max);
+        Axis {
+            scale,
+            min,
+            max,
+            ticks,
+            light_ticks,
+            decimals,
+        }
+    }
+
+    fn tick_label(&self, t: f64) -> String {
+        if self.scale.log {
+            log_tick_label(t)
+        } else {
+            let s = format!("{t:.*}", self.decimals);
+            if s.trim_start_matches('-')
+                .chars()
+                .all(|c| c == '0' || c == '.')
+            {
+                "0".to_owned()
+            } else {
+                s
+            }
+        }
+    }
+
+    /// Width of the area left of the plot: axis description, tick labels,
+    /// tick marks.
+    fn label_area_width(&self) -> f64 {
+        let widest = self
+            .ticks
+            .iter()
+            .map(|&t| text_width(&self.tick_label(t), TICK_SIZE))
+            .fold(0.0, f64::max);
+        AXIS_DESC_SIZE + 12.0 + widest.ceil() + 4.0 + TICK_LEN
+    }
+}
+
+/// The highest point, at axis scale, of everything drawn for a bar; the
+/// value label goes above it.
+fn bar_top(bar: &Bar, scale: Scale, y_min: f64) -> f64 {
+    bar.points
+        .iter()
+        .chain(&bar.outliers)
+        .chain([&bar.median, &bar.hi])
+        .map(|&v| scale.to_axis(v))
+        .fold(if scale.log { y_min } else { 0.0 }, f64::max)
+}
+
+fn y_range(chart: &BarChart, scale: Scale, headroom: f64) -> (f64, f64) {
+    let bars = || chart.groups.iter().flat_map(|g| &g.bars);
+    let all_values = || {
+        bars().flat_map(|b| {
+            b.points
+                .iter()
+                .chain(&b.outliers)
+                .chain([&b.median, &b.lo, &b.hi])
+                .copied()
+        })
+    };
+    let (bottom, top_data) = if scale.log {
+        // Validation guarantees every value but `lo` is > 0.
+        let min_pos = all_values()
+            .filter(|&v| v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let bottom = (min_pos.log10() - 0.05).floor();
+        let top = bars()
+            .map(|b| bar_top(b, scale, bottom))
+            .fold(bottom, f64::max);
+        (bottom, top)
+    } else {
+        let min = all_values().fold(0.0, f64::min);
+        let max = all_values().fold(0.0, f64::max);
+        let bottom = if min < 0.0 {
+            min - 0.05 * (max - min)
+        } else {
+            0.0
+        };
+        (bottom, max)
+    };
+    let top_data = if top_data - bottom > 0.0 {
+        top_data
+    } else {
+        bottom + 1.0
+    };
+    let top = (top_data - headroom * bottom) / (1.0 - headroom);
+    (bottom, top)
+}
+
+/// Bold ticks, light grid lines and decimals for linear labels, at axis
+/// scale.
+fn make_ticks(scale: Scale, lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, usize) {
+    const EPS: f64 = 1e-9;
+    const NONE: (Vec<f64>, Vec<f64>, usize) = (Vec::new(), Vec::new(), 0);
+    if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+        // Only with values near f64::MAX, whose range overflows.
+        return NONE;
+    }
+    if scale.log {
+        let first = lo.floor() as i64;
+        let last = hi.ceil() as i64;
+        let decades = (hi.floor() - lo.ceil()) as i64 + 1;
+        let bold_mults: &[f64] = if decades >= 3 {
+            &[1.0]
+        } else {
+            &[1.0, 2.0, 5.0]
+        };
+        let step = ((decades + 5) / 6).max(1);
+        let mut bold = Vec::new();
+        let mut light = Vec::new();
+        for k in first..=last {
+            for m in 1..10 {
+                let m = f64::from(m);
+                let t = k as f64 + m.log10();
+                if t < lo - EPS || t > hi + EPS {
+                    continue;
+                }
+                if bold_mults.contains(&m) && (m != 1.0 || k.rem_euclid(step) == 0) {
+                    bold.push(t);
+                } else if decades <= 8 {
+                    light.push(t);
+                }
+            }
+        }
+        (bold, light, 0)
+    } else {
+        let raw = (hi - lo) / 6.0;
+        let magnitude = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * magnitude)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * magnitude);
+        if !(step.is_finite() && step > 0.0) {
+            return NONE;
+        }
+        let decimals = (-step.log10().floor()).max(0.0) as usize;
+        let first = (lo / step - EPS).ceil() as i64;
+        let last = (hi / step + EPS).floor() as i64;
+        if last.saturating_sub(first) > 100 {
+            return NONE;
+        }
+        let ticks = (first..=last).map(|i| i as f64 * step).collect();
+        (ticks, Vec::new(), decimals)
+    }
+}
+
+/// Label of a log-axis tick at `t` = log10(value): `0.01`, `2`, `5000`, `1e6`.
+fn log_tick_label(t: f64) -> String {
+    let k = (t + 1e-9).floor();
+    let mantissa = 10f64.powf(t - k).round();
+    let k = k as i32;
+    if (-4..=5).contains(&k) {
+        let decimals = (-k).max(0) as usize;
+        format!("{:.*}", decimals, mantissa * 10f64.powi(k))
+    } else {
+        format!("{mantissa}e{k}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Layout
+
+fn field_name(kind: &str, index: usize) -> String {
+    format!("{kind}[{index}]")
+}
+
+fn validate(chart: &BarChart) -> Result<(), ChartError> {
+    if chart.groups.iter().all(|g| g.bars.is_empty()) {
+        return Err(ChartError::Empty {
+            title: chart.title.clone(),
+        });
+    }
+    for group in &chart.groups {
+        for bar in &group.bars {
+            let mut values = vec![
+                ("median".to_owned(), bar.median),
+                ("lo".to_owned(), bar.lo),
+                ("hi".to_owned(), bar.hi),
+            ];
+            values.extend(
+                bar.points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (field_name("points", i), v)),
+            );
+            values.extend(
+                bar.outliers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (field_name("outliers", i), v)),
+            );
+            if let Some((field, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(ChartError::NonFinite {
+                    title: chart.title.clone(),
+                    group: group.name.clone(),
+                    series: bar.series.clone(),
+                    field: field.clone(),
+                    value: *value,
+                });
+            }
+            if bar.lo > bar.hi {
+                return Err(ChartError::InvertedWhisker {
+                    title: chart.title.clone(),
+                    group: group.name.clone(),
+                    series: bar.series.clone(),
+                    lo: bar.lo,
+                    hi: bar.hi,
+                });
+            }
+            if chart.log_y
+                && let Some((field, value)) =
+                    values.iter().find(|(field, v)| field != "lo" && *v <= 0.0)
+            {
+                return Err(ChartError::NonPositiveOnLogAxis {
+                    title: chart.title.clone(),
+                    group: group.name.clone(),
+                    series: bar.series.clone(),
+                    field: field.clone(),
+                    value: *value,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything about the picture that can be decided before drawing; all
+/// coordinates in pixels.
+struct Layout {
+    axis: Axis,
+    /// Distinct series names in order of first appearance.
+    series: Vec<String>,
+    /// The plot rectangle.
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    title: String,
+    title_size: f64,
+    legend_size: f64,
+    y_desc: String,
+    group_labels: Vec<String>,
+    group_label_size: f64,
+    value_size: f64,
+    value_rotated: bool,
+    caption: Vec<String>,
+    /// Width of a bar's slot in groups (one group is 1.0 wide).
+    slot: f64,
+    has_points: bool,
+    has_outliers: bool,
+}
+
+impl Layout {
+    fn new(chart: &BarChart) -> Result<Self, ChartError> {
+        validate(chart)?;
+        if !font_registered() {
+            return Err(ChartError::Font {
+                title: chart.title.clone(),
+            });
+        }
+        let scale = Scale { log: chart.log_y };
+        let bars = || chart.groups.iter().flat_map(|g| &g.bars);
+
+        let mut series: Vec<String> = Vec::new();
+        for bar in bars() {
+            if !series.contains(&bar.series) {
+                series.push(bar.series.clone());
+            }
+        }
+        let has_points = bars().any(|b| !b.points.is_empty());
+        let has_outliers = bars().any(|b| !b.outliers.is_empty());
+
+        let inner_w = f64::from(WIDTH) - 2.0 * MARGIN_LEFT;
+        let title_size = fitting_size(&[&chart.title], TITLE_SIZE, 14.0, inner_w);
+        let title = truncate_to(&chart.title, title_size, inner_w);
+        let legend_size = {
+            let mut size = LEGEND_SIZE;
+            while size > MIN_TEXT_SIZE
+                && legend_width(&series, has_points, has_outliers, size) > inner_w
+            {
+                size -= 1.0;
+            }
+            size
+        };
+        let caption = match &chart.caption {
+            Some(c) => wrap(c, CAPTION_SIZE, inner_w, MAX_CAPTION_LINES),
+            None => Vec::new(),
+        };
+
+        let top = TITLE_H + LEGEND_H + MARGIN_TOP;
+        let bottom =
+            f64::from(HEIGHT) - caption_height(caption.len()) - MARGIN_BOTTOM - X_LABEL_AREA;
+        let plot_h = bottom - top;
+        let right = f64::from(WIDTH) - MARGIN_RIGHT;
+
+        let n_groups = chart.groups.len() as f64;
+        let max_bars = chart.groups.iter().map(|g| g.bars.len()).max().unwrap_or(1);
+        let slot = GROUP_FILL / max_bars.max(1) as f64;
+
+        // First pass: room for horizontal value labels, to find how wide
+        // the tick labels, and so the plot, will be.
+        let value_labels: Vec<String> = bars().map(|b| format_value(b.median)).collect();
+        let value_labels: Vec<&str> = value_labels.iter().map(String::as_str).collect();
+        let headroom = |px: f64| (px / plot_h).clamp(0.02, 0.45);
+        let horizontal_px = |size: f64| size + VALUE_GAP + 4.0;
+        let axis = Axis::new(chart, scale, headroom(horizontal_px(VALUE_SIZE)));
+        // A little slack: the second pass may widen the tick labels.
+        let plot_w = right - MARGIN_LEFT - axis.label_area_width() - 8.0;
+
+        let slot_px = slot * plot_w / n_groups;
+        let value_size = fitting_size(&value_labels, VALUE_SIZE, MIN_TEXT_SIZE, slot_px);
+        let widest_value = value_labels
+            .iter()
+            .map(|l| text_width(l, value_size))
+            .fold(0.0, f64::max);
+        let value_rotated = widest_value > slot_px;
+        let needed_px = if value_rotated {
+            widest_value + VALUE_GAP + 4.0
+        } else {
+            horizontal_px(value_size)
+        };
+
+        let axis = Axis::new(chart, scale, headroom(needed_px));
+        let left = MARGIN_LEFT + axis.label_area_width();
+
+        let group_px = ((right - left) / n_groups - 6.0).max(1.0);
+        let names: Vec<&str> = chart.groups.iter().map(|g| g.name.as_str()).collect();
+        let group_label_size = fitting_size(&names, GROUP_SIZE, MIN_TEXT_SIZE + 1.0, group_px);
+        let group_labels = names
+            .iter()
+            .map(|n| truncate_to(n, group_label_size, group_px))
+            .collect();
+        let y_desc = truncate_to(&chart.y_label, AXIS_DESC_SIZE, plot_h);
+
+        Ok(Layout {
+            axis,
+            series,
+            left,
+            right,
+            top,
+            bottom,
+            title,
+            title_size,
+            legend_size,
+            y_desc,
+            group_labels,
+            group_label_size,
+            value_size,
+            value_rotated,
+            caption,
+            slot,
+            has_points,
+            has_outliers,
+        })
+    }
+
+    fn colour(&self, series: &str) -> RGBColor {
+        let index = self.series.iter().position(|s| s == series).unwrap_or(0);
+        PALETTE[index % PALETTE.len()]
+    }
+
+    /// Pixel x of `x` groups from the left of the plot.
+    fn x_px(&self, x: f64) -> f64 {
+        let n = self.group_labels.len().max(1) as f64;
+        self.left + x / n * (self.right - self.left)
+    }
+
+    /// Pixel y of `t` (at axis scale), clamped to the plot.
+    fn y_px(&self, t: f64) -> f64 {
+        let fraction = ((t - self.axis.min) / (self.axis.max - self.axis.min)).clamp(0.0, 1.0);
+        self.bottom - fraction * (self.bottom - self.top)
+    }
+}
+
+fn caption_height(lines: usize) -> f64 {
+    if lines == 0 {
+        0.0
+    } else {
+        lines as f64 * CAPTION_LINE_H + 8.0
+    }
+}
+
+const SWATCH_W: f64 = 16.0;
+const LEGEND_GAP: f64 = 6.0;
+const LEGEND_SPACING: f64 = 24.0;
+
+enum LegendMark {
+    Swatch(RGBColor),
+    Dot,
+    Outlier,
+}
+
+fn legend_entries(
+    series: &[String],
+    has_points: bool,
+    has_outliers: bool,
+    layout: Option<&Layout>,
+) -> Vec<(LegendMark, String)> {
+    let mut entries: Vec<(LegendMark, String)> = series
+        .iter()
+        .map(|s| {
+            let colour = layout.map_or(PALETTE[0], |l| l.colour(s));
+            (LegendMark::Swatch(colour), s.clone())
+        })
+        .collect();
+    if has_points {
+        entries.push((LegendMark::Dot, "runs".to_owned()));
+    }
+    if has_outliers {
+        entries.push((LegendMark::Outlier, "outliers".to_owned()));
+    }
+    entries
+}
+
+fn legend_width(series: &[String], has_points: bool, has_outliers: bool, size: f64) -> f64 {
+    let entries = legend_entries(series, has_points, has_outliers, None);
+    let spacing = entries.len().saturating_sub(1) as f64 * LEGEND_SPACING;
+    entries
+        .iter()
+        .map(|(_, label)| SWATCH_W + LEGEND_GAP + text_width(label, size))
+        .sum::<f64>()
+        + spacing
+}
+
+// ---------------------------------------------------------------------------
+// Drawing
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn px(p: (f64, f64)) -> (i32, i32) {
+    (p.0.round() as i32, p.1.round() as i32)
+}
+
+fn line<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    from: (f64, f64),
+    to: (f64, f64),
+    style: ShapeStyle,
+) -> DrawResult<DB> {
+    root.draw(&PathElement::new(vec![px(from), px(to)], style))
+}
+
+fn draw_dot<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, at: (f64, f64)) -> DrawResult<DB> {
+    // Filled circles: plotters' bitmap backend draws stroked ones unevenly.
+    root.draw(&Circle::new(px(at), 4, WHITE.filled()))?;
+    root.draw(&Circle::new(px(at), 3, DOT.filled()))
+}
+
+fn draw_outlier<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    at: (f64, f64),
+) -> DrawResult<DB> {
+    root.draw(&Circle::new(px(at), 6, OUTLIER.filled()))?;
+    root.draw(&Circle::new(px(at), 3, WHITE.filled()))
+}
+
+/// Which points are outliers (an outlier equal to a point marks that point,
+/// each point at most once) and the outliers that match no point.
+fn match_outliers(bar: &Bar) -> (Vec<bool>, Vec<f64>) {
+    let mut marked = vec![false; bar.points.len()];
+    let mut unmatched = Vec::new();
+    for &outlier in &bar.outliers {
+        let hit = bar
+            .points
+            .iter()
+            .zip(marked.iter_mut())
+            .find(|(p, m)| !**m && **p == outlier);
+        match hit {
+            Some((_, m)) => *m = true,
+            None => unmatched.push(outlier),
+        }
+    }
+    (marked, unmatched)
+}
+
+/// x positions of `n` marks spread evenly over `width` around `centre`.
+fn spread(centre: f64, width: f64, n: usize) -> impl Iterator<Item = f64> {
+    (0..n).map(move |i| {
+        if n < 2 {
+            centre
+        } else {
+            centre - width / 2.0 + width * i as f64 / (n - 1) as f64
+        }
+    })
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &BarChart,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    draw_plot(root, mode, chart, layout)?;
+    draw_axes(root, mode, layout)?;
+
+    put_text(
+        root,
+        mode,
+        &layout.title,
+        (f64::from(WIDTH) / 2.0, TITLE_H / 2.0 + 2.0),
+        Label::new(layout.title_size, HPos::Center, VPos::Center),
+    )?;
+    draw_legend(root, mode, layout)?;
+    let caption_top = f64::from(HEIGHT) - caption_height(layout.caption.len()) + 6.0;
+    for (i, line) in layout.caption.iter().enumerate() {
+        let label = Label {
+            colour: MUTED,
+            ..Label::new(CAPTION_SIZE, HPos::Left, VPos::Top)
+        };
+        let y = caption_top + i as f64 * CAPTION_LINE_H;
+        put_text(root, mode, line, (MARGIN_LEFT, y), label)?;
+    }
+    Ok(())
+}
+
+fn draw_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    let entries = legend_entries(
+        &layout.series,
+        layout.has_points,
+        layout.has_outliers,
+        Some(layout),
+    );
+    let size = layout.legend_size;
+    let total = legend_width(&layout.series, layout.has_points, layout.has_outliers, size);
+    let mut x = ((f64::from(WIDTH) - total) / 2.0).max(0.0).round();
+    let mid = TITLE_H + LEGEND_H / 2.0;
+    for (mark, label) in entries {
+        let centre = (x + SWATCH_W / 2.0, mid);
+        match mark {
+            LegendMark::Swatch(colour) => root.draw(&Rectangle::new(
+                [px((x, mid - 6.0)), px((x + SWATCH_W, mid + 6.0))],
+                colour.mix(0.85).filled(),
+            ))?,
+            LegendMark::Dot => draw_dot(root, centre)?,
+            LegendMark::Outlier => draw_outlier(root, centre)?,
+        }
+        x += SWATCH_W + LEGEND_GAP;
+        put_text(
+            root,
+            mode,
+            &label,
+            (x, mid),
+            Label::new(size, HPos::Left, VPos::Center),
+        )?;
+        x += (text_width(&label, size) + LEGEND_SPACING).round();
+    }
+    Ok(())
+}
+
+fn draw_axes<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    let axis_style = MUTED.stroke_width(1);
+    line(
+        root,
+        (layout.left, layout.top),
+        (layout.left, layout.bottom),
+        axis_style,
+    )?;
+    line(
+        root,
+        (layout.left, layout.bottom),
+        (layout.right, layout.bottom),
+        axis_style,
+    )?;
+    for &t in &layout.axis.ticks {
+        let y = layout.y_px(t).round();
+        line(
+            root,
+            (layout.left - TICK_LEN, y),
+            (layout.left, y),
+            axis_style,
+        )?;
+        put_text(
+            root,
+            mode,
+            &layout.axis.tick_label(t),
+            (layout.left - TICK_LEN - 4.0, y),
+            Label::new(TICK_SIZE, HPos::Right, VPos::Center),
+        )?;
+    }
+    for (i, name) in layout.group_labels.iter().enumerate() {
+        put_text(
+            root,
+            mode,
+            name,
+            (layout.x_px(i as f64 + 0.5), layout.bottom + 9.0),
+            Label::new(layout.group_label_size, HPos::Center, VPos::Top),
+        )?;
+    }
+    let desc = Label {
+        rotated: true,
+        ..Label::new(AXIS_DESC_SIZE, HPos::Center, VPos::Top)
+    };
+    put_text(
+        root,
+        mode,
+        &layout.y_desc,
+        (MARGIN_LEFT, (layout.top + layout.bottom) / 2.0),
+        desc,
+    )
+}
+
+fn draw_plot<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &BarChart,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    let axis = &layout.axis;
+    for (ticks, colour) in [(&axis.light_ticks, GRID_LIGHT), (&axis.ticks, GRID)] {
+        for &t in ticks {
+            let y = layout.y_px(t).round();
+            line(
+                root,
+                (layout.left, y),
+                (layout.right, y),
+                colour.stroke_width(1),
+            )?;
+        }
+    }
+    for i in 1..chart.groups.len() {
+        let x = layout.x_px(i as f64).round();
+        line(
+            root,
+            (x, layout.top),
+            (x, layout.bottom),
+            GRID.stroke_width(1),
+        )?;
+    }
+
+    let scale = axis.scale;
+    let group_px = layout.x_px(1.0) - layout.x_px(0.0);
+    let slot_px = layout.slot * group_px;
+    let bar_px = (slot_px * BAR_FILL).clamp(1.0, MAX_BAR_PX);
+    let base = layout.y_px(if scale.log { axis.min } else { 0.0 });
+    let value_label = if layout.value_rotated {
+        Label {
+            rotated: true,
+            ..Label::new(layout.value_size, HPos::Left, VPos::Center)
+        }
+    } else {
+        Label::new(layout.value_size, HPos::Center, VPos::Bottom)
+    };
+
+    for (gi, group) in chart.groups.iter().enumerate() {
+        let n = group.bars.len() as f64;
+        let start = layout.x_px(gi as f64 + 0.5) - n * slot_px / 2.0;
+        for (bi, bar) in group.bars.iter().enumerate() {
+            let xc = start + (bi as f64 + 0.5) * slot_px;
+            let y = |v: f64| layout.y_px(scale.to_axis(v));
+
+            root.draw(&Rectangle::new(
+                [
+                    px((xc - bar_px / 2.0, base)),
+                    px((xc + bar_px / 2.0, y(bar.median))),
+                ],
+                layout.colour(&bar.series).mix(0.85).filled(),
+            ))?;
+
+            // Whisker; on a log axis a non-positive lo runs off the bottom.
+            let clamped = scale.log && bar.lo <= 0.0;
+            let lo = if clamped { layout.bottom } else { y(bar.lo) };
+            let hi = y(bar.hi);
+            let cap = (bar_px * 0.2).clamp(3.0, 10.0);
+            let whisker = WHISKER.stroke_width(2);
+            line(root, (xc, lo), (xc, hi), whisker)?;
+            line(root, (xc - cap, hi), (xc + cap, hi), whisker)?;
+            if !clamped {
+                line(root, (xc - cap, lo), (xc + cap, lo), whisker)?;
+            }
+
+            // Dots at most MAX_DOT_STEP apart, within the middle 60% of the
+            // bar; outliers on top.
+            let dots_w = |n: usize| (bar_px * 0.6).min(MAX_DOT_STEP * n.saturating_sub(1) as f64);
+            let (marked, unmatched) = match_outliers(bar);
+            let n = bar.points.len();
+            let dots: Vec<(f64, f64, bool)> = spread(xc, dots_w(n), n)
+                .zip(&bar.points)
+                .zip(&marked)
+                .map(|((x, &v), &outlier)| (x, y(v), outlier))
+                .collect();
+            for &(x, y, _) in dots.iter().filter(|d| !d.2) {
+                draw_dot(root, (x, y))?;
+            }
+            for &(x, y, _) in dots.iter().filter(|d| d.2) {
+                draw_outlier(root, (x, y))?;
+            }
+            let n = unmatched.len();
+            for (x, v) in spread(xc, dots_w(n), n).zip(unmatched) {
+                draw_outlier(root, (x, y(v)))?;
+            }
+
+            let top = layout.y_px(bar_top(bar, scale, axis.min)) - VALUE_GAP;
+            put_text(
+                root,
+                mode,
+                &format_value(bar.median),
+                (xc, top),
+                value_label,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(series: &str, median: f64, points: &[f64]) -> Bar {
+        let lo = points.iter().copied().fold(median, f64::min);
+        let hi = points.iter().copied().fold(median, f64::max);
+        Bar {
+            series: series.to_owned(),
+            median,
+            lo,
+            hi,
+            points: points.to_vec(),
+            outliers: Vec::new(),
+        }
+    }
+
+    fn startup_chart() -> BarChart {
+        let mut vm_cpu = bar("vm", 2412.0, &[2398.0, 2412.0, 2431.0]);
+        vm_cpu.outliers.push(2790.0);
+        BarChart {
+            title: "Startup time by environment".to_owned(),
+            y_label: "startup time (ms)".to_owned(),
+            groups: vec![
+                Group {
+                    name: "noop".to_owned(),
+                    bars: vec![
+                        bar("native", 0.42, &[0.41, 0.42, 0.47]),
+                        bar("container", 3.1, &[2.9, 3.1, 3.4]),
+                        bar("vm", 2304.0, &[2290.0, 2304.0, 2351.0]),
+                    ],
+                },
+                Group {
+                    name: "cpu".to_owned(),
+                    bars: vec![
+                        bar("native", 0.55, &[0.52, 0.55, 0.61]),
+                        bar("container", 3.3, &[3.2, 3.3, 3.6]),
+                        vm_cpu,
+                    ],
+                },
+            ],
+            log_y: true,
+            caption: Some(
+                "Bars: median of 3 runs; whiskers: min to max; dots: individual runs.".to_owned(),
+            ),
+        }
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("isobench-chart-{tag}-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The contents of every `<text>` element.
+    fn svg_texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|element| {
+                let (_, body) = element.split_once('>')?;
+                let (text, _) = body.split_once("</text>")?;
+                Some(text.trim().to_owned())
+            })
+            .collect()
+    }
+
+    fn png_size(bytes: &[u8]) -> (u32, u32) {
+        const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        assert!(bytes.len() > 33, "PNG too short");
+        assert_eq!(bytes[..8], SIGNATURE, "not a PNG");
+        assert_eq!(&bytes[12..16], b"IHDR", "first chunk is not IHDR");
+        let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        (be(&bytes[16..20]), be(&bytes[20..24]))
+    }
+
+    #[test]
+    fn renders_realistic_log_chart_to_svg_and_png() {
+        let chart = startup_chart();
+        let dir = TempDir::new("both");
+        let svg_path = dir.0.join("startup.svg");
+        let png_path = dir.0.join("startup.png");
+        write_both(&chart, &svg_path, &png_path).expect("render");
+
+        let svg = fs::read_to_string(&svg_path).expect("read svg");
+        let texts = svg_texts(&svg);
+        let expected = [
+            "Startup time by environment",
+            "startup time (ms)",
+            // series (legend) and groups (x labels)
+            "native",
+            "container",
+            "vm",
+            "noop",
+            "cpu",
+            // medians
+            "0.42",
+            "3.1",
+            "2304",
+            "0.55",
+            "3.3",
+            "2412",
+            // one log tick per decade
+            "0.1",
+            "1",
+            "10",
+            "100",
+            "1000",
+        ];
+        for text in expected {
+            assert!(
+                texts.iter().any(|t| t == text),
+                "{text:?} missing: {texts:?}"
+            );
+        }
+        assert!(texts.iter().any(|t| t.starts_with("Bars: median")));
+        // Every text element uses the registered family.
+        assert_eq!(
+            svg.matches("<text").count(),
+            svg.matches("font-family=\"sans-serif\"").count()
+        );
+
+        let png = fs::read(&png_path).expect("read png");
+        assert_eq!(png_size(&png), (WIDTH, HEIGHT));
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = fs::read_dir(&dir.0)
+            .expect("list dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn renders_linear_single_bar() {
+        let chart = BarChart {
+            title: "One bar".to_owned(),
+            y_label: "ms".to_owned(),
+            groups: vec![Group {
+                name: "only".to_owned(),
+                bars: vec![bar("native", 12.5, &[12.0, 12.5, 13.0])],
+            }],
+            log_y: false,
+            caption: None,
+        };
+        let texts = svg_texts(&render_svg(&chart).expect("render"));
+        assert!(texts.iter().any(|t| t == "12"), "median label: {texts:?}");
+        assert!(texts.iter().any(|t| t == "only"));
+        assert!(texts.iter().any(|t| t == "0"), "linear axis starts at 0");
+    }
+
+    #[test]
+    fn png_accepts_any_extension() {
+        let dir = TempDir::new("ext");
+        let path = dir.0.join("chart.out");
+        render_png(&startup_chart(), &path).expect("render");
+        let png = fs::read(&path).expect("read");
+        assert_eq!(png_size(&png), (WIDTH, HEIGHT));
+    }
+
+    #[test]
+    fn empty_chart_is_an_error() {
+        let mut chart = startup_chart();
+        chart.groups.clear();
+        assert!(matches!(render_svg(&chart), Err(ChartError::Empty { .. })));
+        chart.groups.push(Group {
+            name: "none".to_owned(),
+            bars: Vec::new(),
+        });
+        let err = render_svg(&chart).expect_err("empty");
+        assert!(matches!(err, ChartError::Empty { .. }));
+        assert!(err.to_string().contains("Startup time by environment"));
+    }
+
+    #[test]
+    fn nan_names_group_and_series() {
+        let mut chart = startup_chart();
+        chart.groups[1].bars[1].points[2] = f64::NAN;
+        let err = render_svg(&chart).expect_err("NaN");
+        match &err {
+            ChartError::NonFinite {
+                group,
+                series,
+                field,
+                ..
+            } => {
+                assert_eq!(group, "cpu");
+                assert_eq!(series, "container");
+                assert_eq!(field, "points[2]");
+            }
+            other => panic!("wrong error: {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("cpu") && message.contains("container"));
+
+        let mut chart = startup_chart();
+        chart.groups[0].bars[0].median = f64::INFINITY;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonFinite { .. })
+        ));
+    }
+
+    #[test]
+    fn non_positive_on_log_axis() {
+        let mut chart = startup_chart();
+        chart.groups[0].bars[0].median = 0.0;
+        let err = render_svg(&chart).expect_err("zero on log axis");
+        assert!(matches!(
+            &err,
+            ChartError::NonPositiveOnLogAxis { field, .. } if field == "median"
+        ));
+
+        // The same chart is fine on a linear axis.
+        chart.log_y = false;
+        chart.groups[0].bars[0].lo = 0.0;
+        render_svg(&chart).expect("linear axis accepts zero");
+
+        // A negative lo (e.g. a wide confidence interval) is clamped.
+        let mut chart = startup_chart();
+        chart.groups[0].bars[1].lo = -1.0;
+        render_svg(&chart).expect("negative lo is clamped");
+    }
+
+    #[test]
+    fn inverted_whisker_is_an_error() {
+        let mut chart = startup_chart();
+        chart.groups[0].bars[2].lo = 9999.0;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::InvertedWhisker { .. })
+        ));
+    }
+
+    #[test]
+    fn unwritable_path_names_the_path() {
+        let dir = TempDir::new("missing");
+        let svg = dir.0.join("no-such-dir").join("c.svg");
+        let png = dir.0.join("no-such-dir").join("c.png");
+        let err = write_both(&startup_chart(), &svg, &png).expect_err("missing dir");
+        match &err {
+            ChartError::Write { path, source, .. } => {
+                assert_eq!(path, &svg);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("wrong error: {other:?}"),
+        }
+        assert!(err.to_string().contains("no-such-dir"));
+
+        let err = render_png(&startup_chart(), &png).expect_err("missing dir");
+        assert!(matches!(&err, ChartError::Write { path, .. } if path == &png));
+    }
+
+    #[test]
+    fn degenerate_values_do_not_panic() {
+        // All zero on a linear axis, identical values, negative values.
+        for values in [[0.0, 0.0], [5.0, 5.0], [-3.0, 2.0]] {
+            let chart = BarChart {
+                title: "degenerate".to_owned(),
+                y_label: String::new(),
+                groups: vec![Group {
+                    name: String::new(),
+                    bars: values.iter().map(|&v| bar("s", v, &[v])).collect(),
+                }],
+                log_y: false,
+                caption: Some(String::new()),
+            };
+            render_svg(&chart).expect("render");
+        }
+        // One value on a log axis, many groups and series, long names.
+        let mut chart = BarChart {
+            title: "x".repeat(300),
+            y_label: "y".repeat(300),
+            groups: (0..12)
+                .map(|g| Group {
+                    name: format!("a-rather-long-workload-name-{g}"),
+                    bars: (0..6)
+                        .map(|s| bar(&format!("series-{s}"), 1234.5 * (s + 1) as f64, &[]))
+                        .collect(),
+                })
+                .collect(),
+            log_y: true,
+            caption: Some("word ".repeat(200)),
+        };
+        render_svg(&chart).expect("crowded");
+        chart.groups.truncate(1);
+        chart.groups[0].bars.truncate(1);
+        render_svg(&chart).expect("single");
+        // Values whose range overflows f64, on both axes.
+        chart.groups[0].bars = vec![
+            bar("max", f64::MAX, &[]),
+            bar("min", f64::MIN_POSITIVE, &[]),
+        ];
+        render_svg(&chart).expect("huge log range");
+        chart.log_y = false;
+        chart.groups[0].bars[1] = bar("min", -f64::MAX, &[]);
+        render_svg(&chart).expect("huge linear range");
+    }
+
+    #[test]
+    fn caption_wraps_and_ellipsizes() {
+        assert!(font_registered());
+        let lines = wrap(&"word ".repeat(500), CAPTION_SIZE, 300.0, 3);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].ends_with('…'), "{lines:?}");
+        assert!(lines.iter().all(|l| text_width(l, CAPTION_SIZE) <= 300.0));
+        let long = "x".repeat(400);
+        assert!(wrap(&long, CAPTION_SIZE, 300.0, 3)[0].ends_with('…'));
+        assert!(wrap("   ", CAPTION_SIZE, 300.0, 3).is_empty());
+    }
+
+    #[test]
+    fn embedded_font_metrics() {
+        let metrics = FontMetrics::get().expect("metrics of the embedded font");
+        assert!(metrics.height > 0.0 && metrics.cap_height > 0.0);
+        assert!(metrics.glyph_id('A').is_some_and(|g| g != 0));
+        assert!(metrics.glyph_id('…').is_some_and(|g| g != 0));
+        // The colon sits well inside its advance; plotters would draw it
+        // flush against the previous glyph.
+        assert!(metrics.bearing(':') > metrics.bearing('s'));
+        assert_eq!(metrics.bearing('\u{10FFFF}'), 0.0);
+    }
+
+    #[test]
+    fn outliers_mark_their_points() {
+        let mut b = bar("s", 2.0, &[1.0, 9.0, 2.0, 9.0]);
+        b.outliers = vec![9.0, 30.0];
+        assert_eq!(
+            match_outliers(&b),
+            (vec![false, true, false, false], vec![30.0])
+        );
+    }
+
+    #[test]
+    fn value_formatting() {
+        assert_eq!(format_value(0.42), "0.42");
+        assert_eq!(format_value(3.07), "3.1");
+        assert_eq!(format_value(2304.4), "2304");
+        assert_eq!(format_value(15.2), "15");
+        assert_eq!(format_value(0.0042), "0.0042");
+        assert_eq!(format_value(0.0), "0");
+        assert_eq!(format_value(-0.0), "0");
+        assert_eq!(format_value(0.00042), "4.2e-4");
+        assert_eq!(format_value(-2.5), "-2.5");
+        assert_eq!(log_tick_label(-1.0), "0.1");
+        assert_eq!(log_tick_label(3.0), "1000");
+        assert_eq!(log_tick_label(2.0f64.log10() - 2.0), "0.02");
+        assert_eq!(log_tick_label(7.0), "1e7");
+    }
+}

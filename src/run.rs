@@ -1,0 +1,679 @@
+//! The harness: runs a [`Plan`] and records what every instance did.
+//!
+//! For each workload, the warm-ups run first, then the repetitions; within
+//! a repetition the environments take turns, so slow drift of the host
+//! affects all of them alike. Every instance is a fresh process, container
+//! or VM. Its timings are defined here:
+//!
+//! - `startup_ms`: host monotonic time from just before the spawn system
+//!   call (fork, clone, QEMU's exec) to the arrival of the agent's `ready`
+//!   frame on the host;
+//! - `teardown_ms`: from the arrival of the agent's `done` frame to the
+//!   instance being reaped and its host resources removed;
+//! - `boot_kernel_ms` (vm): the guest's uptime when the agent started, so
+//!   `startup_ms - boot_kernel_ms` is what QEMU and the firmware cost.
+//!
+//! Workload figures (`score`, `elapsed_ms`, ...) come from the agent's own
+//! clock. Records are appended after every instance.
+
+use crate::agent::frame::Frame;
+use crate::env::container::Container;
+use crate::env::native::Native;
+use crate::env::vm::{self, AccelChoice, AccelRequest, Vm, VmConfig};
+use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
+use crate::image::{self, Image, ImageError};
+use crate::kernel::{self, GuestKernel};
+use crate::meta::{Host, Meta, MetricInfo};
+use crate::record::{InstanceRecord, Record, Recorder};
+use crate::report::{self, ReportError};
+use crate::runtime::{self, RunDir};
+use crate::scenario::{Plan, PlannedWorkload};
+use crate::workload::{Metric, WorkloadSpec};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Longest wait for an instance to end after its last frame.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Everything a run needs besides the plan's own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What to run.
+    pub plan: Plan,
+    /// Where run directories go (`reports/`).
+    pub out_root: PathBuf,
+    /// `--accel`.
+    pub accel: AccelRequest,
+    /// `--kernel`.
+    pub kernel: Option<PathBuf>,
+}
+
+/// Why a run could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A prerequisite is missing; the message says how to get it (exit 2).
+    #[error("{0}")]
+    Prerequisite(String),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The image could not be built.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// An environment could not be set up.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl RunError {
+    /// The process exit code for this error: 2 for what the user must fix.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Prerequisite(_) | RunError::Image(_) => 2,
+            RunError::Env(EnvError::Unavailable(_)) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Instances that failed.
+    pub failed: usize,
+    /// Whether SIGINT/SIGTERM stopped the run.
+    pub interrupted: bool,
+    /// The summary table for the terminal.
+    pub table: String,
+}
+
+/// A new run id: UTC time plus a short random suffix.
+pub fn new_run_id() -> String {
+    let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .format("%Y%m%dT%H%M%SZ");
+    format!("{now}-{:04x}", rand::random::<u16>())
+}
+
+/// Checks what the plan's environments need, before anything starts.
+fn preflight(settings: &Settings) -> Result<(PathBuf, Option<(GuestKernel, String)>), RunError> {
+    let plan = &settings.plan;
+    if plan.environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
+        return Err(RunError::Prerequisite(
+            "the container environment needs root (rootless containers are not supported yet): run as root, or leave it out with --env native,vm".into(),
+        ));
+    }
+    let agent = image::find_agent()?;
+    image::check_static(&agent)?;
+    let vm = if plan.environments.contains(&EnvKind::Vm) {
+        let qemu = vm::qemu_version(Path::new(vm::QEMU)).map_err(RunError::Prerequisite)?;
+        let kernel = kernel::resolve(settings.kernel.as_deref(), &kernel::cache_dir())
+            .map_err(|e| RunError::Prerequisite(e.to_string()))?;
+        Some((kernel, qemu))
+    } else {
+        None
+    };
+    Ok((agent, vm))
+}
+
+/// What one instance did.
+#[derive(Debug, Default)]
+struct InstanceResult {
+    startup: Option<Duration>,
+    teardown: Option<Duration>,
+    boot_kernel_ms: Option<f64>,
+    metrics: Vec<Metric>,
+    digest: Option<String>,
+    error: Option<String>,
+    exit: Option<Exit>,
+    interrupted: bool,
+}
+
+enum Event {
+    Frame(Instant, Frame),
+    Garbled(String),
+    Eof,
+}
+
+/// Starts one instance, reads its frames, and tears it down.
+fn drive(
+    env: &dyn Environment,
+    spec: &WorkloadSpec,
+    id: &str,
+    log_path: &Path,
+    run_timeout: Duration,
+    stop: &AtomicBool,
+) -> InstanceResult {
+    let mut result = InstanceResult::default();
+    let log = match OpenOptions::new().create(true).append(true).open(log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            result.error = Some(format!("cannot create {}: {e}", log_path.display()));
+            return result;
+        }
+    };
+    let mut log_for_reader = match log.try_clone() {
+        Ok(f) => f,
+        Err(e) => {
+            result.error = Some(format!("cannot duplicate the log handle: {e}"));
+            return result;
+        }
+    };
+    let mut instance = match env.spawn(Launch { spec, id, log }) {
+        Ok(i) => i,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    let spawned_at = instance.spawned_at();
+    let Some(output) = instance.take_output() else {
+        result.error = Some("instance has no output stream".into());
+        let _ = instance.cleanup();
+        return result;
+    };
+
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || read_frames(output, &mut log_for_reader, tx));
+
+    let mut ready_at = None;
+    let mut done_at = None;
+    let mut deadline = spawned_at + env.startup_timeout();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            result.interrupted = true;
+            result.error = Some("interrupted".into());
+            instance.process().kill();
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            result.error = Some(match ready_at {
+                None => format!(
+                    "no `ready` frame within {} s of the spawn (startup timeout); the instance was killed",
+                    env.startup_timeout().as_secs()
+                ),
+                Some(_) => format!(
+                    "still running {} s after `ready` (timeout_s); the instance was killed",
+                    run_timeout.as_secs()
+                ),
+            });
+            instance.process().kill();
+            break;
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            Ok(Event::Frame(at, frame)) => match frame {
+                Frame::Ready { uptime_ms, .. } => {
+                    if ready_at.is_none() {
+                        ready_at = Some(at);
+                        result.startup = Some(at - spawned_at);
+                        result.boot_kernel_ms = uptime_ms;
+                        deadline = at + run_timeout;
+                    }
+                }
+                Frame::Result { metrics, digest } => {
+                    result.metrics.extend(metrics);
+                    result.digest = digest;
+                }
+                Frame::Error { message } => {
+                    result.error.get_or_insert(format!("agent: {message}"));
+                }
+                Frame::Done => done_at = Some(at),
+            },
+            Ok(Event::Garbled(text)) => {
+                result
+                    .error
+                    .get_or_insert(format!("unreadable frame: {text}"));
+            }
+            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+
+    let process = instance.process();
+    match process.wait_timeout(EXIT_TIMEOUT) {
+        Ok(Some(exit)) => result.exit = Some(exit),
+        Ok(None) => {
+            result.error.get_or_insert(format!(
+                "did not exit within {} s of its last frame; killed",
+                EXIT_TIMEOUT.as_secs()
+            ));
+            result.exit = process.kill_and_reap().ok();
+        }
+        Err(e) => {
+            result
+                .error
+                .get_or_insert(format!("waiting for the instance: {e}"));
+        }
+    }
+    if let Err(e) = instance.cleanup() {
+        result.error.get_or_insert(format!("cleanup: {e}"));
+    }
+    let cleaned_at = Instant::now();
+    let _ = reader.join();
+
+    if result.error.is_none() {
+        if ready_at.is_none() {
+            result.error = Some("the output ended without a `ready` frame".into());
+        } else if done_at.is_none() {
+            result.error =
+                Some("the output ended without a `done` frame (did the agent crash?)".into());
+        } else if let Some(exit) = result.exit.filter(|e| !e.success()) {
+            result.error = Some(format!("the instance ended with {exit}"));
+        }
+    }
+    if result.error.is_none() {
+        result.teardown = done_at.map(|d| cleaned_at - d);
+    }
+    result
+}
+
+/// The reader thread: copies the output stream to the log and passes
+/// frames on with their arrival time.
+fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let at = Instant::now();
+                let _ = log.write_all(&line);
+                let text = String::from_utf8_lossy(&line);
+                let event = match Frame::parse_line(&text) {
+                    Some(Ok(frame)) => Event::Frame(at, frame),
+                    Some(Err(e)) => Event::Garbled(format!("{e}: {}", text.trim_end())),
+                    None => continue,
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::Eof);
+}
+
+/// The host-side metrics of one instance, as records.
+fn records_of(w: &PlannedWorkload, env: EnvKind, rep: u32, r: &InstanceResult) -> Vec<Metric> {
+    let mut metrics = Vec::new();
+    if let Some(s) = r.startup {
+        metrics.push(Metric::lower("startup_ms", "ms", s.as_secs_f64() * 1e3));
+    }
+    if let Some(t) = r.teardown {
+        metrics.push(Metric::lower("teardown_ms", "ms", t.as_secs_f64() * 1e3));
+    }
+    if let Some(k) = r.boot_kernel_ms {
+        metrics.push(Metric::lower("boot_kernel_ms", "ms", k));
+    }
+    metrics.extend(r.metrics.iter().cloned());
+    let _ = (w, env, rep);
+    metrics
+}
+
+/// Picks the accelerator, probing KVM with a noop guest when nothing rules it out.
+fn choose_accel(
+    request: AccelRequest,
+    base: &VmConfig,
+    run_dir: &Arc<RunDir>,
+    logs: &Path,
+    stop: &AtomicBool,
+) -> Result<AccelChoice, RunError> {
+    let probe = || {
+        let mut config = base.clone();
+        config.accel = vm::Accel::Kvm;
+        config.tsc_khz = None;
+        config.boot_timeout = vm::default_boot_timeout(vm::Accel::Kvm);
+        let env = Vm::new(config, Arc::clone(run_dir));
+        let r = drive(
+            &env,
+            &WorkloadSpec::Noop,
+            "kvm-probe",
+            &logs.join("kvm-probe.log"),
+            Duration::from_secs(10),
+            stop,
+        );
+        match (r.error, r.startup) {
+            (None, Some(s)) => Ok(s),
+            (Some(e), _) => Err(format!("{e} (see logs/kvm-probe.log)")),
+            (None, None) => Err("no `ready` frame".into()),
+        }
+    };
+    Ok(vm::choose_accel(
+        request,
+        Path::new("/sys/module"),
+        Path::new("/dev/kvm"),
+        probe,
+    )?)
+}
+
+/// Runs the plan. Progress goes to stderr; the result is a run directory.
+pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> {
+    let started = Instant::now();
+    let plan = &settings.plan;
+    let (agent, vm_needs) = preflight(settings)?;
+
+    let run_id = new_run_id();
+    let dir = settings.out_root.join(&run_id);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(io_err(format!("creating {}", logs.display())))?;
+
+    let base = runtime::base_dir();
+    match runtime::clean(&base, Path::new("/proc")) {
+        Ok(report) => {
+            for d in &report.removed {
+                eprintln!("removed leftovers of an earlier run: {}", d.display());
+            }
+        }
+        Err(e) => eprintln!("warning: cleaning {} failed: {e}", base.display()),
+    }
+    let run_dir = Arc::new(
+        RunDir::create(&base, &run_id)
+            .map_err(io_err(format!("creating {}", base.join(&run_id).display())))?,
+    );
+    let image: Image = image::build(
+        &agent,
+        &run_dir.path().join("image"),
+        &run_dir.path().join("initramfs.cpio"),
+    )?;
+
+    let mut meta = Meta {
+        run_id: run_id.clone(),
+        status: "running".into(),
+        started: crate::meta::now_utc(),
+        finished: None,
+        wall_s: None,
+        isobench: crate::meta::version(),
+        host: Host::detect(),
+        qemu: None,
+        accelerator: None,
+        guest_kernel: None,
+        image: serde_json::to_value(&image).ok(),
+        scenario: serde_json::to_value(plan).unwrap_or_default(),
+        environments: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+        order: "per workload: warm-ups, then repetitions; environments interleaved within each repetition".into(),
+        notes: Vec::new(),
+    };
+
+    let mut envs: Vec<Box<dyn Environment>> = Vec::new();
+    for kind in &plan.environments {
+        match kind {
+            EnvKind::Native => envs.push(Box::new(Native::new(agent.clone()))),
+            EnvKind::Container => envs.push(Box::new(Container::new(
+                image.dir.clone(),
+                run_dir.path().join("instances"),
+            ))),
+            EnvKind::Vm => {
+                let Some((kernel, qemu)) = &vm_needs else {
+                    continue;
+                };
+                let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+                let mut config = VmConfig {
+                    qemu: PathBuf::from(vm::QEMU),
+                    kernel: kernel.vmlinuz.clone(),
+                    initramfs: image.initramfs.clone(),
+                    machine: "microvm".into(),
+                    memory_mib: plan.vm.memory_mib,
+                    cpus: plan.vm.cpus,
+                    accel: vm::Accel::Tcg,
+                    tsc_khz: None,
+                    boot_timeout: Duration::ZERO,
+                };
+                eprintln!(
+                    "choosing the VM accelerator (--accel {:?})...",
+                    settings.accel
+                );
+                let choice = choose_accel(settings.accel, &config, &run_dir, &logs, stop)?;
+                eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
+                config.accel = choice.accel;
+                if choice.accel == vm::Accel::Tcg {
+                    config.tsc_khz = vm::host_tsc_khz(&cpuinfo);
+                }
+                config.boot_timeout = plan
+                    .vm
+                    .boot_timeout
+                    .unwrap_or_else(|| vm::default_boot_timeout(choice.accel));
+                meta.qemu = Some(qemu.clone());
+                meta.guest_kernel =
+                    Some(format!("{} ({})", kernel.version, kernel.vmlinuz.display()));
+                meta.accelerator = Some(choice);
+                envs.push(Box::new(Vm::new(config, Arc::clone(&run_dir))));
+            }
+        }
+    }
+    for env in &envs {
+        meta.environments
+            .insert(env.kind().to_string(), env.knobs());
+    }
+    meta.save(&dir).map_err(io_err(format!(
+        "writing {}",
+        dir.join(crate::meta::META).display()
+    )))?;
+    let mut recorder =
+        Recorder::create(&dir).map_err(io_err(format!("creating records in {}", dir.display())))?;
+
+    let total = plan.instance_count();
+    eprintln!(
+        "run {run_id}: scenario `{}`, {} workload(s) × {} environment(s), {total} instances; results in {}",
+        plan.name,
+        plan.workloads.len(),
+        envs.len(),
+        dir.display()
+    );
+    let mut done = 0usize;
+    let mut failed = 0usize;
+    let mut interrupted = false;
+    'workloads: for w in &plan.workloads {
+        let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let slots = (1..=w.warmups)
+            .map(|k| (true, k))
+            .chain((1..=w.reps).map(|r| (false, r)));
+        for (warmup, number) in slots {
+            for env in &envs {
+                if stop.load(Ordering::SeqCst) {
+                    interrupted = true;
+                    break 'workloads;
+                }
+                done += 1;
+                let kind = env.kind();
+                let tag = if warmup {
+                    format!("warmup{number}")
+                } else {
+                    format!("r{number}")
+                };
+                let id = format!("{}-{kind}-{tag}", w.name);
+                let log_rel = format!("logs/{id}.log");
+                let what = if warmup {
+                    format!("warm-up {number}/{}", w.warmups)
+                } else {
+                    format!("rep {number}/{}", w.reps)
+                };
+                eprint!(
+                    "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
+                    w.name, kind, what
+                );
+                let r = drive(
+                    env.as_ref(),
+                    &w.spec,
+                    &id,
+                    &dir.join(&log_rel),
+                    w.timeout,
+                    stop,
+                );
+                let metrics = records_of(w, kind, number, &r);
+                eprintln!("{}", progress_line(&r, &metrics, &log_rel));
+                if r.interrupted {
+                    interrupted = true;
+                }
+                if r.error.is_some() && !r.interrupted {
+                    failed += 1;
+                }
+                if let Some(d) = &r.digest {
+                    digests.entry(d.clone()).or_default().push(id.clone());
+                }
+                for m in &metrics {
+                    meta.metrics.entry(m.name.clone()).or_insert(MetricInfo {
+                        unit: m.unit.clone(),
+                        better: m.better,
+                    });
+                }
+                let records: Vec<Record> = if warmup || r.error.is_some() {
+                    Vec::new()
+                } else {
+                    metrics
+                        .iter()
+                        .map(|m| Record {
+                            workload: w.name.clone(),
+                            environment: kind.to_string(),
+                            repetition: number,
+                            metric: m.name.clone(),
+                            unit: m.unit.clone(),
+                            value: m.value,
+                        })
+                        .collect()
+                };
+                let instance = InstanceRecord {
+                    workload: w.name.clone(),
+                    environment: kind.to_string(),
+                    repetition: number,
+                    warmup,
+                    ok: r.error.is_none(),
+                    error: r.error.clone(),
+                    exit: r.exit.map(|e| e.to_string()),
+                    digest: r.digest.clone(),
+                    metrics,
+                    log: log_rel,
+                };
+                recorder
+                    .append(&records, &instance)
+                    .map_err(io_err(format!("appending records in {}", dir.display())))?;
+                meta.save(&dir).map_err(io_err("updating meta.json"))?;
+                if interrupted {
+                    break 'workloads;
+                }
+            }
+        }
+        match digests.len() {
+            0 => {}
+            1 => meta.notes.push(format!(
+                "{}: the digest is identical in all {} instances that reported one",
+                w.name,
+                digests.values().map(Vec::len).sum::<usize>()
+            )),
+            _ => {
+                failed += 1;
+                let detail: Vec<String> = digests
+                    .iter()
+                    .map(|(d, ids)| format!("{} in {}", &d[..d.len().min(16)], ids.join(", ")))
+                    .collect();
+                let note = format!(
+                    "{}: DIGEST MISMATCH between environments: {}",
+                    w.name,
+                    detail.join("; ")
+                );
+                eprintln!("{note}");
+                meta.notes.push(note);
+            }
+        }
+    }
+
+    meta.status = if interrupted {
+        "interrupted".into()
+    } else if failed > 0 {
+        "failed".into()
+    } else {
+        "complete".into()
+    };
+    meta.finished = Some(crate::meta::now_utc());
+    meta.wall_s = Some(started.elapsed().as_secs_f64());
+    meta.save(&dir).map_err(io_err("updating meta.json"))?;
+    drop(envs);
+    let rendered = report::render(&dir)?;
+    point_latest(&settings.out_root, &run_id).map_err(io_err(format!(
+        "pointing {}/latest at {run_id}",
+        settings.out_root.display()
+    )))?;
+    run_dir
+        .remove()
+        .map_err(io_err(format!("removing {}", run_dir.path().display())))?;
+    Ok(Outcome {
+        dir,
+        failed,
+        interrupted,
+        table: rendered.table,
+    })
+}
+
+fn progress_line(r: &InstanceResult, metrics: &[Metric], log: &str) -> String {
+    if let Some(e) = &r.error {
+        return format!("FAILED: {e} (log: {log})");
+    }
+    let mut parts = Vec::new();
+    for m in metrics {
+        if ["startup_ms", "score"].contains(&m.name.as_str()) {
+            parts.push(format!(
+                "{} {} {}",
+                m.name,
+                report::fmt_value(m.value),
+                m.unit
+            ));
+        }
+    }
+    parts.join("  ")
+}
+
+/// Points `<root>/latest` at `run_id` (a relative symlink, replaced atomically).
+pub fn point_latest(root: &Path, run_id: &str) -> std::io::Result<()> {
+    let tmp = root.join(format!(".latest-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(run_id, &tmp)?;
+    std::fs::rename(&tmp, root.join("latest"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time_and_differ() {
+        let a = new_run_id();
+        assert_eq!(a.len(), "20261127T225500Z-abcd".len());
+        assert!(a.ends_with(char::is_alphanumeric));
+    }
+
+    #[test]
+    fn latest_is_replaced() {
+        let root = std::env::temp_dir().join(format!("isobench-latest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        point_latest(&root, "one").unwrap();
+        point_latest(&root, "two").unwrap();
+        assert_eq!(
+            std::fs::read_link(root.join("latest")).unwrap(),
+            PathBuf::from("two")
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

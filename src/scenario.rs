@@ -1,0 +1,606 @@
+//! Scenarios: the TOML files that say what to run, validated into a [`Plan`].
+//!
+//! Every bad value is rejected here, before anything runs, with the file,
+//! line, column and key path of the problem
+//! (`quick.toml:14:8: workload[1].reps: expected a positive integer`).
+//! `scenarios/quick.toml` is embedded in the binary and is the default, so
+//! `isobench run` works from any directory.
+
+use crate::env::EnvKind;
+use crate::workload::{CPU_DEFAULT_BUFFER_KIB, CPU_DEFAULT_ROUNDS, WorkloadKind, WorkloadSpec};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The name under which the built-in default scenario is reported.
+pub const BUILTIN_NAME: &str = "scenarios/quick.toml (built in)";
+/// The text of the built-in default scenario.
+pub const BUILTIN_TEXT: &str = include_str!("../scenarios/quick.toml");
+
+/// A scenario that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value in the file is bad; `location` is `file:line:column` when known.
+    #[error("{location}: {key}: {message}{snippet}")]
+    Invalid {
+        /// `file:line:column`, or just the file when no position is known.
+        location: String,
+        /// The key path (`workload[1].reps`), or `(document)` for syntax errors.
+        key: String,
+        /// What is wrong.
+        message: String,
+        /// The offending source line with a caret under the column, or empty.
+        snippet: String,
+    },
+    /// A command-line override does not fit the scenario.
+    #[error("{0}")]
+    Override(String),
+}
+
+/// An integer greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Positive(pub u64);
+
+/// An integer zero or greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Count(pub u64);
+
+struct IntVisitor {
+    min: i64,
+    what: &'static str,
+}
+
+impl Visitor<'_> for IntVisitor {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.what)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        if v < self.min {
+            return Err(E::custom(format!("expected {}, got {v}", self.what)));
+        }
+        Ok(v as u64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if (v as i128) < self.min as i128 {
+            return Err(E::custom(format!("expected {}, got {v}", self.what)));
+        }
+        Ok(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        Err(E::custom(format!("expected {}, got {v}", self.what)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(IntVisitor {
+            min: 1,
+            what: "a positive integer",
+        })
+        .map(Positive)
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(IntVisitor {
+            min: 0,
+            what: "a non-negative integer",
+        })
+        .map(Count)
+    }
+}
+
+/// The scenario file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "all_environments")]
+    environments: Vec<EnvKind>,
+    #[serde(default = "default_reps")]
+    reps: Positive,
+    #[serde(default = "default_warmups")]
+    warmups: Count,
+    #[serde(default = "default_timeout")]
+    timeout_s: Positive,
+    #[serde(default)]
+    vm: VmSection,
+    #[serde(default)]
+    workload: Vec<Spanned<WorkloadEntry>>,
+}
+
+fn all_environments() -> Vec<EnvKind> {
+    EnvKind::ALL.to_vec()
+}
+fn default_reps() -> Positive {
+    Positive(3)
+}
+fn default_warmups() -> Count {
+    Count(1)
+}
+fn default_timeout() -> Positive {
+    Positive(300)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmSection {
+    #[serde(default = "default_vm_memory")]
+    memory_mib: Positive,
+    #[serde(default = "default_vm_cpus")]
+    cpus: Positive,
+    boot_timeout_s: Option<Positive>,
+}
+
+fn default_vm_memory() -> Positive {
+    Positive(256)
+}
+fn default_vm_cpus() -> Positive {
+    Positive(1)
+}
+
+impl Default for VmSection {
+    fn default() -> Self {
+        VmSection {
+            memory_mib: default_vm_memory(),
+            cpus: default_vm_cpus(),
+            boot_timeout_s: None,
+        }
+    }
+}
+
+/// One `[[workload]]` table. The parameters of every kind are listed here;
+/// [`WorkloadKind::params`] says which kind takes which, and a parameter
+/// given to a kind that does not take it is an error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadEntry {
+    kind: WorkloadKind,
+    name: Option<Spanned<String>>,
+    reps: Option<Positive>,
+    warmups: Option<Count>,
+    timeout_s: Option<Positive>,
+    rounds: Option<Spanned<Positive>>,
+    buffer_kib: Option<Spanned<Positive>>,
+}
+
+/// A workload as the harness runs it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedWorkload {
+    /// Its name in records and reports (the kind unless the scenario names it).
+    pub name: String,
+    /// What the agent runs.
+    pub spec: WorkloadSpec,
+    /// Measured repetitions per environment.
+    pub reps: u32,
+    /// Unrecorded warm-up runs per environment before the repetitions.
+    pub warmups: u32,
+    /// Longest time an instance may run after its `ready` frame.
+    #[serde(with = "duration_secs")]
+    pub timeout: Duration,
+}
+
+/// VM settings of a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmSettings {
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    pub cpus: u64,
+    /// Longest time from QEMU's spawn to the agent's `ready` frame; `None`
+    /// picks a default by accelerator.
+    #[serde(with = "opt_duration_secs")]
+    pub boot_timeout: Option<Duration>,
+}
+
+/// A validated scenario with command-line overrides applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The scenario's name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Where it came from (a path, or the built-in name).
+    pub source: String,
+    /// SHA-256 of the scenario text, so a report names exactly what ran.
+    pub source_sha256: String,
+    /// Environments, in the order they run within each repetition.
+    pub environments: Vec<EnvKind>,
+    /// Workloads, in order.
+    pub workloads: Vec<PlannedWorkload>,
+    /// VM settings.
+    pub vm: VmSettings,
+}
+
+/// Command-line changes to a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Run only these environments.
+    pub environments: Option<Vec<EnvKind>>,
+    /// Run only the workloads with these names.
+    pub workloads: Option<Vec<String>>,
+    /// Repetitions for every workload.
+    pub reps: Option<u32>,
+}
+
+impl Plan {
+    /// Loads a scenario file, or the built-in default when `path` is `None`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Plan, ScenarioError> {
+        match path {
+            None => Plan::parse(BUILTIN_TEXT, BUILTIN_NAME, overrides),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ScenarioError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Plan::parse(&text, &p.display().to_string(), overrides)
+            }
+        }
+    }
+
+    /// Parses and validates scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &Overrides) -> Result<Plan, ScenarioError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: &str, message: String| {
+            invalid_at(text, origin, span, key, message)
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), "(document)", e.message().to_string()))?;
+        let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(inner.span(), &key, inner.message().to_string())
+        })?;
+
+        if file.workload.is_empty() {
+            return Err(invalid(
+                None,
+                "workload",
+                "the scenario has no [[workload]] table; add at least one".into(),
+            ));
+        }
+        if file.environments.is_empty() {
+            return Err(invalid(
+                None,
+                "environments",
+                "the list is empty; name at least one of native, container, vm".into(),
+            ));
+        }
+
+        let mut workloads: Vec<PlannedWorkload> = Vec::new();
+        for (index, entry) in file.workload.iter().enumerate() {
+            let span = entry.span();
+            let entry = entry.get_ref();
+            let key = |k: &str| format!("workload[{index}].{k}");
+            let given: [(&str, Option<&Spanned<Positive>>); 2] = [
+                ("rounds", entry.rounds.as_ref()),
+                ("buffer_kib", entry.buffer_kib.as_ref()),
+            ];
+            for (param, value) in given {
+                if let Some(value) = value
+                    && !entry.kind.params().contains(&param)
+                {
+                    let takes = entry.kind.params();
+                    let takes = if takes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        takes.join(", ")
+                    };
+                    return Err(invalid(
+                        Some(value.span()),
+                        &key(param),
+                        format!(
+                            "workload kind `{}` has no parameter `{param}` (its parameters: {takes})",
+                            entry.kind
+                        ),
+                    ));
+                }
+            }
+            let value = |v: &Option<Spanned<Positive>>, default: u64| {
+                v.as_ref().map_or(default, |s| s.get_ref().0)
+            };
+            let spec = match entry.kind {
+                WorkloadKind::Noop => WorkloadSpec::Noop,
+                WorkloadKind::Cpu => WorkloadSpec::Cpu {
+                    rounds: value(&entry.rounds, CPU_DEFAULT_ROUNDS),
+                    buffer_kib: value(&entry.buffer_kib, CPU_DEFAULT_BUFFER_KIB),
+                },
+            };
+            let name = entry
+                .name
+                .as_ref()
+                .map_or_else(|| entry.kind.to_string(), |n| n.get_ref().clone());
+            let name_span = entry.name.as_ref().map_or(span.clone(), |n| n.span());
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    Some(name_span),
+                    &key("name"),
+                    format!(
+                        "`{name}`: use letters, digits, `-` and `_` only (names become file names)"
+                    ),
+                ));
+            }
+            if workloads.iter().any(|w| w.name == name) {
+                return Err(invalid(
+                    Some(name_span),
+                    &key("name"),
+                    format!("a workload named `{name}` is already defined; give this one a `name`"),
+                ));
+            }
+            workloads.push(PlannedWorkload {
+                name,
+                spec,
+                reps: to_u32(entry.reps.unwrap_or(file.reps).0),
+                warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
+                timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
+            });
+        }
+
+        let mut environments = file.environments.clone();
+        environments.dedup();
+        let mut plan = Plan {
+            name: file.name,
+            description: file.description,
+            source: origin.to_string(),
+            source_sha256: hex(&Sha256::digest(text.as_bytes())),
+            environments,
+            workloads,
+            vm: VmSettings {
+                memory_mib: file.vm.memory_mib.0,
+                cpus: file.vm.cpus.0,
+                boot_timeout: file.vm.boot_timeout_s.map(|s| Duration::from_secs(s.0)),
+            },
+        };
+        plan.apply(overrides)?;
+        Ok(plan)
+    }
+
+    fn apply(&mut self, o: &Overrides) -> Result<(), ScenarioError> {
+        if let Some(envs) = &o.environments {
+            if envs.is_empty() {
+                return Err(ScenarioError::Override(
+                    "--env: the list is empty; name at least one of native, container, vm".into(),
+                ));
+            }
+            let mut chosen = envs.clone();
+            chosen.dedup();
+            self.environments = chosen;
+        }
+        if let Some(names) = &o.workloads {
+            for name in names {
+                if !self.workloads.iter().any(|w| &w.name == name) {
+                    let known: Vec<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
+                    return Err(ScenarioError::Override(format!(
+                        "--workload: scenario `{}` has no workload named `{name}` (it has: {})",
+                        self.name,
+                        known.join(", ")
+                    )));
+                }
+            }
+            self.workloads.retain(|w| names.contains(&w.name));
+        }
+        if let Some(reps) = o.reps {
+            if reps == 0 {
+                return Err(ScenarioError::Override(
+                    "--reps: expected a positive integer, got 0".into(),
+                ));
+            }
+            for w in &mut self.workloads {
+                w.reps = reps;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of instances the plan starts, warm-ups included.
+    pub fn instance_count(&self) -> usize {
+        let per_env: u32 = self.workloads.iter().map(|w| w.reps + w.warmups).sum();
+        per_env as usize * self.environments.len()
+    }
+}
+
+fn to_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Lower-case hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn invalid_at(
+    text: &str,
+    origin: &str,
+    span: Option<std::ops::Range<usize>>,
+    key: &str,
+    message: String,
+) -> ScenarioError {
+    let (location, snippet) = match span {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+            let line_no = text[..start].matches('\n').count() + 1;
+            let column = text[line_start..start].chars().count() + 1;
+            let line = &text[line_start..line_end];
+            let snippet = format!(
+                "\n{line_no:>5} | {line}\n      | {}^",
+                " ".repeat(column - 1)
+            );
+            (format!("{origin}:{line_no}:{column}"), snippet)
+        }
+        None => (origin.to_string(), String::new()),
+    };
+    ScenarioError::Invalid {
+        location,
+        key: if key.is_empty() || key == "." {
+            "(document)".into()
+        } else {
+            key.into()
+        },
+        message,
+        snippet,
+    }
+}
+
+mod duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+mod opt_duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Plan, ScenarioError> {
+        Plan::parse(text, "t.toml", &Overrides::default())
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn builtin_scenario_is_valid() {
+        let plan = Plan::load(None, &Overrides::default()).unwrap();
+        assert_eq!(plan.environments, EnvKind::ALL.to_vec());
+        let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["noop", "cpu"]);
+        assert!(plan.workloads.iter().all(|w| w.reps == 3 && w.warmups == 1));
+        assert_eq!(plan.instance_count(), 2 * 4 * 3);
+    }
+
+    #[test]
+    fn negative_reps_names_key_line_and_column() {
+        let text = "name = \"x\"\n[[workload]]\nkind = \"noop\"\n\n[[workload]]\nkind = \"cpu\"\nreps = -2\n";
+        let msg = error(text);
+        assert!(
+            msg.starts_with("t.toml:7:8: workload[1].reps: expected a positive integer, got -2"),
+            "{msg}"
+        );
+        assert!(msg.contains("reps = -2\n"), "{msg}");
+        assert!(msg.ends_with("       ^"), "{msg}");
+    }
+
+    #[test]
+    fn misspelled_key_is_named() {
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"cpu\"\nrunds = 5\n");
+        assert!(msg.starts_with("t.toml:4:1: workload[0]"), "{msg}");
+        assert!(msg.contains("unknown field `runds`"), "{msg}");
+        let msg = error("name = \"x\"\nrep = 3\n[[workload]]\nkind = \"cpu\"\n");
+        assert!(msg.starts_with("t.toml:2:1:"), "{msg}");
+        assert!(msg.contains("unknown field `rep`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let msg = error(
+            "name = \"x\"\nenvironments = [\"native\", \"vmm\"]\n[[workload]]\nkind = \"noop\"\n",
+        );
+        assert!(
+            msg.contains("t.toml:2:") && msg.contains("unknown variant `vmm`"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"gpu\"\n");
+        assert!(
+            msg.contains("t.toml:3:") && msg.contains("unknown variant `gpu`"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"noop\"\nrounds = 3\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:4:10: workload[0].rounds: workload kind `noop` has no parameter `rounds`"
+            ),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\nwarmups = 1.5\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.contains("warmups: expected a non-negative integer, got 1.5"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n");
+        assert!(msg.contains("no [[workload]] table"), "{msg}");
+        let msg =
+            error("name = \"x\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(msg.contains("already defined"), "{msg}");
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"noop\"\nname = \"a/b\"\n");
+        assert!(msg.contains("workload[0].name"), "{msg}");
+        let msg = error("name = \"x\"\n[vm]\nmemory_mib = 0\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with("t.toml:3:14: vm.memory_mib: expected a positive integer, got 0"),
+            "{msg}"
+        );
+        let msg = error("name = = 3\n");
+        assert!(msg.starts_with("t.toml:1:"), "{msg}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let text = "name = \"x\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"cpu\"\nrounds = 5\n";
+        let o = Overrides {
+            environments: Some(vec![EnvKind::Native]),
+            workloads: Some(vec!["cpu".into()]),
+            reps: Some(7),
+        };
+        let plan = Plan::parse(text, "t.toml", &o).unwrap();
+        assert_eq!(plan.environments, [EnvKind::Native]);
+        assert_eq!(plan.workloads.len(), 1);
+        assert_eq!(plan.workloads[0].reps, 7);
+        assert_eq!(
+            plan.workloads[0].spec,
+            WorkloadSpec::Cpu {
+                rounds: 5,
+                buffer_kib: CPU_DEFAULT_BUFFER_KIB
+            }
+        );
+        let o = Overrides {
+            workloads: Some(vec!["fio".into()]),
+            ..Overrides::default()
+        };
+        let msg = Plan::parse(text, "t.toml", &o).unwrap_err().to_string();
+        assert!(
+            msg.contains("no workload named `fio` (it has: noop, cpu)"),
+            "{msg}"
+        );
+        let o = Overrides {
+            reps: Some(0),
+            ..Overrides::default()
+        };
+        assert!(Plan::parse(text, "t.toml", &o).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Helpers shared by the integration tests: the binary, scratch
+//! directories, and explicit skips.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `isobench` binary built for these tests.
+pub fn isobench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_isobench"))
+}
+
+/// A scratch directory unique to this test, removed on drop.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("isobench-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch { path }
+    }
+
+    /// An isobench command whose runtime state and reports stay in here.
+    pub fn isobench(&self) -> Command {
+        let mut cmd = isobench();
+        cmd.env("ISOBENCH_RUNTIME_DIR", self.runtime());
+        cmd
+    }
+
+    pub fn runtime(&self) -> PathBuf {
+        self.path.join("runtime")
+    }
+
+    pub fn reports(&self) -> PathBuf {
+        self.path.join("reports")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Whether a prerequisite holds. When it does not, the test prints why it
+/// is skipped — or fails, when ISOBENCH_REQUIRE_ALL=1 (as in CI).
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var_os("ISOBENCH_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("prerequisite missing and ISOBENCH_REQUIRE_ALL=1: {what}");
+    }
+    eprintln!("SKIPPED: {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether a VM can boot here: QEMU and a fetched guest kernel.
+pub fn vm_ready() -> bool {
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let kernel = isobench()
+        .args(["kernel", "path"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    qemu && kernel
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The single run directory under `reports` (the target of `latest`).
+pub fn latest(reports: &Path) -> PathBuf {
+    let target = std::fs::read_link(reports.join("latest")).expect("reports/latest is a symlink");
+    reports.join(target)
+}
+
+/// Rows of results.csv as (workload, environment, repetition, metric, unit, value).
+pub fn results(run: &Path) -> Vec<(String, String, u32, String, String, f64)> {
+    let mut rdr = csv::Reader::from_path(run.join("results.csv")).unwrap();
+    rdr.deserialize().map(|r| r.unwrap()).collect()
+}
+
+/// Processes whose command line contains `marker`.
+pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
+    let marker = marker.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.windows(marker.len()).any(|w| w == marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Mount points in this mount namespace that lie under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_string_lossy().to_string();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(String::from)
+        .collect()
+}
+
+/// Asserts that nothing of isobench remains for this scratch directory:
+/// no runtime directory entries, no mounts, no processes mentioning it.
+pub fn assert_clean(s: &Scratch) {
+    let leftovers: Vec<_> = std::fs::read_dir(s.runtime())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "runtime leftovers: {leftovers:?}");
+    assert!(
+        mounts_under(&s.path).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&s.path)
+    );
+    assert!(
+        processes_mentioning(&s.runtime()).is_empty(),
+        "processes left: {:?}",
+        processes_mentioning(&s.runtime())
+    );
+}

@@ -1,0 +1,322 @@
+//! End to end: the `isobench` binary really starts processes, containers
+//! and VMs, and the run directory holds what the issue promises.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+
+const SMALL: &str = r#"
+name = "small"
+description = "integration test"
+reps = 2
+warmups = 1
+
+[[workload]]
+kind = "noop"
+
+[[workload]]
+kind = "cpu"
+rounds = 40
+buffer_kib = 16
+"#;
+
+#[test]
+fn misspelled_key_exits_2_naming_key_and_line_and_starts_nothing() {
+    let s = Scratch::new("badkey");
+    let file = s.write(
+        "bad.toml",
+        "name = \"x\"\n[[workload]]\nkind = \"cpu\"\nrunds = 5\n",
+    );
+    let out = s
+        .isobench()
+        .args(["run", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:4:1: workload[0]"), "{err}");
+    assert!(err.contains("runds"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !s.reports().exists(),
+        "nothing may be written for a bad scenario"
+    );
+    assert!(
+        !s.runtime().exists(),
+        "nothing may be started for a bad scenario"
+    );
+}
+
+#[test]
+fn negative_repetitions_exit_2_with_the_key_path() {
+    let s = Scratch::new("negreps");
+    let file = s.write(
+        "neg.toml",
+        "name = \"x\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"cpu\"\nreps = -3\n",
+    );
+    let out = s
+        .isobench()
+        .args(["run", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neg.toml:6:8: workload[1].reps: expected a positive integer"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
+fn bad_command_line_values_exit_2() {
+    let s = Scratch::new("badcli");
+    for args in [
+        vec!["run", "--env", "native,vmm"],
+        vec!["run", "--reps", "0"],
+        vec!["run", "--workload", "nosuch"],
+        vec!["report", "/nonexistent/run"],
+    ] {
+        let out = s
+            .isobench()
+            .args(&args)
+            .arg("--out")
+            .arg(s.reports())
+            .output();
+        let out = match args[0] {
+            "report" => s.isobench().args(&args).output().unwrap(),
+            _ => out.unwrap(),
+        };
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+    assert!(!s.runtime().exists());
+}
+
+#[test]
+fn all_three_environments_give_records_with_equal_digests() {
+    if !require(is_root(), "the container environment needs root")
+        || !require(
+            vm_ready(),
+            "QEMU and a guest kernel (scripts/setup.sh installs both)",
+        )
+    {
+        return;
+    }
+    let s = Scratch::new("three");
+    let file = s.write("small.toml", SMALL);
+    let out = s
+        .isobench()
+        .args(["run", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = latest(&s.reports());
+    let rows = results(&run);
+    for w in ["noop", "cpu"] {
+        for e in ["native", "container", "vm"] {
+            let startups: Vec<_> = rows
+                .iter()
+                .filter(|r| r.0 == w && r.1 == e && r.3 == "startup_ms")
+                .collect();
+            assert_eq!(startups.len(), 2, "{w}/{e}: {startups:?}");
+            assert!(startups.iter().all(|r| r.5 > 0.0 && r.4 == "ms"));
+            let teardown = rows
+                .iter()
+                .filter(|r| r.0 == w && r.1 == e && r.3 == "teardown_ms")
+                .count();
+            assert_eq!(teardown, 2, "{w}/{e} teardown");
+        }
+        let boots = rows
+            .iter()
+            .filter(|r| r.0 == w && r.1 == "vm" && r.3 == "boot_kernel_ms")
+            .count();
+        assert_eq!(boots, 2, "{w}: guest kernel time recorded");
+    }
+    for e in ["native", "container", "vm"] {
+        let scores = rows
+            .iter()
+            .filter(|r| r.0 == "cpu" && r.1 == e && r.3 == "score")
+            .count();
+        assert_eq!(scores, 2, "cpu score in {e}");
+    }
+    // The digest is the same everywhere (warm-ups included).
+    let instances = std::fs::read_to_string(run.join("instances.jsonl")).unwrap();
+    let digests: BTreeSet<String> = instances
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["workload"] == "cpu")
+        .map(|v| {
+            v["digest"]
+                .as_str()
+                .expect("cpu reports a digest")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    assert_eq!(
+        instances.lines().count(),
+        2 * 3 * 3,
+        "2 workloads × 3 envs × (1 warm-up + 2 reps)"
+    );
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    let accel = meta["accelerator"]["accel"].as_str().unwrap();
+    assert!(["kvm", "tcg"].contains(&accel));
+    assert!(!meta["accelerator"]["reason"].as_str().unwrap().is_empty());
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        assert_eq!(accel, "tcg");
+        assert!(
+            meta["accelerator"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("PVM")
+        );
+    }
+    assert!(
+        meta["qemu"]
+            .as_str()
+            .unwrap()
+            .starts_with("QEMU emulator version")
+    );
+    assert!(meta["host"]["cpu_model"].as_str().is_some());
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    let series = summary["series"].as_array().unwrap();
+    let vm_startup = series
+        .iter()
+        .find(|s| {
+            s["workload"] == "noop" && s["environment"] == "vm" && s["metric"] == "startup_ms"
+        })
+        .unwrap();
+    assert_eq!(vm_startup["n"], 2);
+    assert!(vm_startup["ratio_to_native"].as_f64().unwrap() > 1.0);
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| noop | vm | startup_ms"), "{report}");
+    for chart in ["charts/startup.svg", "charts/startup.png"] {
+        assert!(
+            std::fs::metadata(run.join(chart)).unwrap().len() > 1000,
+            "{chart}"
+        );
+    }
+    for w in ["noop", "cpu"] {
+        for e in ["native", "container", "vm"] {
+            assert!(
+                run.join(format!("logs/{w}-{e}-r1.log")).is_file(),
+                "log of {w}/{e}"
+            );
+        }
+    }
+    assert_clean(&s);
+
+    // The report re-renders from the records alone, identically.
+    let before = std::fs::read(run.join("summary.json")).unwrap();
+    let out = isobench().arg("report").arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(run.join("summary.json")).unwrap(), before);
+}
+
+#[test]
+fn vm_boot_timeout_is_a_clear_failure_and_leaves_nothing() {
+    if !require(
+        vm_ready(),
+        "QEMU and a guest kernel (scripts/setup.sh installs both)",
+    ) {
+        return;
+    }
+    let s = Scratch::new("timeout");
+    let file = s.write(
+        "t.toml",
+        "name = \"t\"\nreps = 1\nwarmups = 0\n[vm]\nboot_timeout_s = 1\n[[workload]]\nkind = \"noop\"\n",
+    );
+    let out = s
+        .isobench()
+        .args(["run", "--env", "vm", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no `ready` frame within 1 s"), "{err}");
+    let run = latest(&s.reports());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "failed");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Failures") && report.contains("startup timeout"),
+        "{report}"
+    );
+    assert!(
+        results(&run).is_empty(),
+        "a failed instance records no figures"
+    );
+    assert_clean(&s);
+}
+
+#[test]
+fn native_only_run_needs_no_vm_or_root() {
+    let s = Scratch::new("native");
+    let out = s
+        .isobench()
+        .args(["run", "--env", "native", "--reps", "3", "--out"])
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("startup_ms") && stdout.contains("report:"),
+        "{stdout}"
+    );
+    let run = latest(&s.reports());
+    let rows = results(&run);
+    assert_eq!(rows.iter().filter(|r| r.3 == "startup_ms").count(), 6);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
+    assert!(meta["accelerator"].is_null(), "no VM, no accelerator");
+    assert_clean(&s);
+}
+
+#[test]
+fn doctor_reports_every_prerequisite() {
+    let out = isobench().arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "root",
+        "ns pid",
+        "ns mount",
+        "ns uts",
+        "ns ipc",
+        "ns net",
+        "overlayfs",
+        "cgroups",
+        "qemu",
+        "kvm",
+        "guest kernel",
+        "agent",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.contains(&format!("] {name} "))),
+            "doctor has no line for {name}:\n{stdout}"
+        );
+    }
+    if is_root() && vm_ready() {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+}
