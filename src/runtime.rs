@@ -353,7 +353,7 @@ mod tests {
         };
         std::fs::write(dead.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
         let report = clean(&base, Path::new("/proc")).unwrap();
-        assert_eq!(report.removed, [dead.clone()]);
+        assert_eq!(report.removed, std::slice::from_ref(&dead));
         assert!(report.killed.is_empty(), "pid 1 is not ours: {report:?}");
         assert_eq!(report.skipped.len(), 1);
         assert!(!dead.exists() && live.path().exists());

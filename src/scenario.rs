@@ -264,7 +264,11 @@ impl Plan {
         let deserializer = toml::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), "(document)", e.message().to_string()))?;
         let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            // `toml::Spanned` shows up in the path as a private field: drop it.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             invalid(inner.span(), &key, inner.message().to_string())
         })?;

@@ -160,8 +160,9 @@ mod tests {
 
     #[test]
     fn waits_with_a_timeout_and_kills() {
-        let child = Command::new("sleep").arg("30").spawn().unwrap();
-        let mut handle = ProcessHandle::new(child.id()).unwrap();
+        // The handle, not the std Child, waits for the process.
+        let pid = Command::new("sleep").arg("30").spawn().unwrap().id();
+        let mut handle = ProcessHandle::new(pid).unwrap();
         let start = Instant::now();
         assert_eq!(
             handle.wait_timeout(Duration::from_millis(50)).unwrap(),
@@ -177,8 +178,12 @@ mod tests {
 
     #[test]
     fn reports_exit_codes() {
-        let child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
-        let mut handle = ProcessHandle::new(child.id()).unwrap();
+        let pid = Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap()
+            .id();
+        let mut handle = ProcessHandle::new(pid).unwrap();
         let exit = handle.wait_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(exit, Some(Exit::Code(3)));
         assert!(!Exit::Code(3).success() && Exit::Code(0).success());
