@@ -27,7 +27,7 @@ use crate::meta::{Host, Meta, MetricInfo};
 use crate::record::{InstanceRecord, Record, Recorder};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
-use crate::scenario::{Plan, PlannedWorkload};
+use crate::scenario::{Plan, VmSettings};
 use crate::workload::{Metric, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -115,38 +115,174 @@ pub fn new_run_id() -> String {
     format!("{now}-{:04x}", rand::random::<u16>())
 }
 
-/// Checks what the plan's environments need, before anything starts.
-fn preflight(settings: &Settings) -> Result<(PathBuf, Option<(GuestKernel, String)>), RunError> {
-    let plan = &settings.plan;
-    if plan.environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
+/// What the environments of a run need, found before anything starts.
+#[derive(Debug, Clone)]
+pub struct Prerequisites {
+    /// The static agent binary.
+    pub agent: PathBuf,
+    /// For VMs: the guest kernel and QEMU's version line.
+    pub vm: Option<(GuestKernel, String)>,
+}
+
+/// Checks what these environments need, before anything starts; the error
+/// names what is missing and how to get it.
+pub fn preflight(
+    environments: &[EnvKind],
+    kernel: Option<&Path>,
+) -> Result<Prerequisites, RunError> {
+    if environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
         return Err(RunError::Prerequisite(
             "the container environment needs root (rootless containers are not supported yet): run as root, or leave it out with --env native,vm".into(),
         ));
     }
     let agent = image::find_agent()?;
     image::check_static(&agent)?;
-    let vm = if plan.environments.contains(&EnvKind::Vm) {
+    let vm = if environments.contains(&EnvKind::Vm) {
         let qemu = vm::qemu_version(Path::new(vm::QEMU)).map_err(RunError::Prerequisite)?;
-        let kernel = kernel::resolve(settings.kernel.as_deref(), &kernel::cache_dir())
+        let kernel = kernel::resolve(kernel, &kernel::cache_dir())
             .map_err(|e| RunError::Prerequisite(e.to_string()))?;
         Some((kernel, qemu))
     } else {
         None
     };
-    Ok((agent, vm))
+    Ok(Prerequisites { agent, vm })
+}
+
+/// The VM side of a testbed: what it boots and on which accelerator.
+#[derive(Debug, Clone)]
+pub struct VmInfo {
+    /// QEMU's version line.
+    pub qemu: String,
+    /// The guest kernel.
+    pub kernel: GuestKernel,
+    /// The accelerator and why.
+    pub accel: AccelChoice,
+}
+
+/// The environments of a run, built on one image in one runtime directory.
+/// Used by [`run`], and by benchmarks that time single instances.
+pub struct Testbed {
+    /// The run's runtime directory (removed when the testbed is dropped).
+    pub run_dir: Arc<RunDir>,
+    /// The image every environment runs.
+    pub image: Image,
+    /// The environments, in the order asked for.
+    pub envs: Vec<Box<dyn Environment>>,
+    /// Present when the testbed has a VM environment.
+    pub vm: Option<VmInfo>,
+}
+
+impl Testbed {
+    /// Builds the image and the environments. `logs` receives the KVM
+    /// probe's log when one is needed; leftovers of dead runs are cleaned first.
+    pub fn build(
+        prereqs: &Prerequisites,
+        run_id: &str,
+        environments: &[EnvKind],
+        vm_settings: &VmSettings,
+        accel: AccelRequest,
+        logs: &Path,
+        stop: &AtomicBool,
+    ) -> Result<Testbed, RunError> {
+        let base = runtime::base_dir();
+        match runtime::clean(&base, Path::new("/proc")) {
+            Ok(report) => {
+                for d in &report.removed {
+                    eprintln!("removed leftovers of an earlier run: {}", d.display());
+                }
+            }
+            Err(e) => eprintln!("warning: cleaning {} failed: {e}", base.display()),
+        }
+        let run_dir = Arc::new(
+            RunDir::create(&base, run_id)
+                .map_err(io_err(format!("creating {}", base.join(run_id).display())))?,
+        );
+        let image = image::build(
+            &prereqs.agent,
+            &run_dir.path().join("image"),
+            &run_dir.path().join("initramfs.cpio"),
+        )?;
+        let mut envs: Vec<Box<dyn Environment>> = Vec::new();
+        let mut vm_info = None;
+        for kind in environments {
+            match kind {
+                EnvKind::Native => envs.push(Box::new(Native::new(prereqs.agent.clone()))),
+                EnvKind::Container => envs.push(Box::new(Container::new(
+                    image.dir.clone(),
+                    run_dir.path().join("instances"),
+                ))),
+                EnvKind::Vm => {
+                    let Some((kernel, qemu)) = &prereqs.vm else {
+                        return Err(RunError::Prerequisite(
+                            "internal: VM prerequisites were not checked".into(),
+                        ));
+                    };
+                    let mut config = VmConfig {
+                        qemu: PathBuf::from(vm::QEMU),
+                        kernel: kernel.vmlinuz.clone(),
+                        initramfs: image.initramfs.clone(),
+                        machine: "microvm".into(),
+                        memory_mib: vm_settings.memory_mib,
+                        cpus: vm_settings.cpus,
+                        accel: vm::Accel::Tcg,
+                        tsc_khz: None,
+                        boot_timeout: Duration::ZERO,
+                    };
+                    let choice = choose_accel(accel, &config, &run_dir, logs, stop)?;
+                    eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
+                    config.accel = choice.accel;
+                    if choice.accel == vm::Accel::Tcg {
+                        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+                        config.tsc_khz = vm::host_tsc_khz(&cpuinfo);
+                    }
+                    config.boot_timeout = vm_settings
+                        .boot_timeout
+                        .unwrap_or_else(|| vm::default_boot_timeout(choice.accel));
+                    vm_info = Some(VmInfo {
+                        qemu: qemu.clone(),
+                        kernel: kernel.clone(),
+                        accel: choice,
+                    });
+                    envs.push(Box::new(Vm::new(config, Arc::clone(&run_dir))));
+                }
+            }
+        }
+        Ok(Testbed {
+            run_dir,
+            image,
+            envs,
+            vm: vm_info,
+        })
+    }
+
+    /// The environment of this kind, if the testbed has it.
+    pub fn env(&self, kind: EnvKind) -> Option<&dyn Environment> {
+        self.envs
+            .iter()
+            .find(|e| e.kind() == kind)
+            .map(|e| e.as_ref())
+    }
 }
 
 /// What one instance did.
 #[derive(Debug, Default)]
-struct InstanceResult {
-    startup: Option<Duration>,
-    teardown: Option<Duration>,
-    boot_kernel_ms: Option<f64>,
-    metrics: Vec<Metric>,
-    digest: Option<String>,
-    error: Option<String>,
-    exit: Option<Exit>,
-    interrupted: bool,
+pub struct InstanceResult {
+    /// Spawn → arrival of `ready`.
+    pub startup: Option<Duration>,
+    /// Arrival of `done` → reaped and cleaned up (only for a clean end).
+    pub teardown: Option<Duration>,
+    /// The guest's uptime at the agent's start (vm).
+    pub boot_kernel_ms: Option<f64>,
+    /// The workload's own figures.
+    pub metrics: Vec<Metric>,
+    /// The workload's digest.
+    pub digest: Option<String>,
+    /// What went wrong; `None` when the instance did everything it should.
+    pub error: Option<String>,
+    /// How the host process ended.
+    pub exit: Option<Exit>,
+    /// Whether SIGINT/SIGTERM cut it short.
+    pub interrupted: bool,
 }
 
 enum Event {
@@ -155,8 +291,9 @@ enum Event {
     Eof,
 }
 
-/// Starts one instance, reads its frames, and tears it down.
-fn drive(
+/// Starts one instance, reads its frames with their arrival times, and
+/// tears it down. Never panics; every failure ends up in `error`.
+pub fn run_instance(
     env: &dyn Environment,
     spec: &WorkloadSpec,
     id: &str,
@@ -315,8 +452,8 @@ fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
     let _ = tx.send(Event::Eof);
 }
 
-/// The host-side metrics of one instance, as records.
-fn records_of(w: &PlannedWorkload, env: EnvKind, rep: u32, r: &InstanceResult) -> Vec<Metric> {
+/// Everything measured for one instance: the host's timings, then the workload's figures.
+fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     let mut metrics = Vec::new();
     if let Some(s) = r.startup {
         metrics.push(Metric::lower("startup_ms", "ms", s.as_secs_f64() * 1e3));
@@ -328,7 +465,6 @@ fn records_of(w: &PlannedWorkload, env: EnvKind, rep: u32, r: &InstanceResult) -
         metrics.push(Metric::lower("boot_kernel_ms", "ms", k));
     }
     metrics.extend(r.metrics.iter().cloned());
-    let _ = (w, env, rep);
     metrics
 }
 
@@ -346,7 +482,7 @@ fn choose_accel(
         config.tsc_khz = None;
         config.boot_timeout = vm::default_boot_timeout(vm::Accel::Kvm);
         let env = Vm::new(config, Arc::clone(run_dir));
-        let r = drive(
+        let r = run_instance(
             &env,
             &WorkloadSpec::Noop,
             "kvm-probe",
@@ -372,30 +508,20 @@ fn choose_accel(
 pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let plan = &settings.plan;
-    let (agent, vm_needs) = preflight(settings)?;
+    let prereqs = preflight(&plan.environments, settings.kernel.as_deref())?;
 
     let run_id = new_run_id();
     let dir = settings.out_root.join(&run_id);
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(io_err(format!("creating {}", logs.display())))?;
-
-    let base = runtime::base_dir();
-    match runtime::clean(&base, Path::new("/proc")) {
-        Ok(report) => {
-            for d in &report.removed {
-                eprintln!("removed leftovers of an earlier run: {}", d.display());
-            }
-        }
-        Err(e) => eprintln!("warning: cleaning {} failed: {e}", base.display()),
-    }
-    let run_dir = Arc::new(
-        RunDir::create(&base, &run_id)
-            .map_err(io_err(format!("creating {}", base.join(&run_id).display())))?,
-    );
-    let image: Image = image::build(
-        &agent,
-        &run_dir.path().join("image"),
-        &run_dir.path().join("initramfs.cpio"),
+    let testbed = Testbed::build(
+        &prereqs,
+        &run_id,
+        &plan.environments,
+        &plan.vm,
+        settings.accel,
+        &logs,
+        stop,
     )?;
 
     let mut meta = Meta {
@@ -406,67 +532,23 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         wall_s: None,
         isobench: crate::meta::version(),
         host: Host::detect(),
-        qemu: None,
-        accelerator: None,
-        guest_kernel: None,
-        image: serde_json::to_value(&image).ok(),
+        qemu: testbed.vm.as_ref().map(|v| v.qemu.clone()),
+        accelerator: testbed.vm.as_ref().map(|v| v.accel.clone()),
+        guest_kernel: testbed
+            .vm
+            .as_ref()
+            .map(|v| format!("{} ({})", v.kernel.version, v.kernel.vmlinuz.display())),
+        image: serde_json::to_value(&testbed.image).ok(),
         scenario: serde_json::to_value(plan).unwrap_or_default(),
-        environments: BTreeMap::new(),
+        environments: testbed
+            .envs
+            .iter()
+            .map(|e| (e.kind().to_string(), e.knobs()))
+            .collect(),
         metrics: BTreeMap::new(),
         order: "per workload: warm-ups, then repetitions; environments interleaved within each repetition".into(),
         notes: Vec::new(),
     };
-
-    let mut envs: Vec<Box<dyn Environment>> = Vec::new();
-    for kind in &plan.environments {
-        match kind {
-            EnvKind::Native => envs.push(Box::new(Native::new(agent.clone()))),
-            EnvKind::Container => envs.push(Box::new(Container::new(
-                image.dir.clone(),
-                run_dir.path().join("instances"),
-            ))),
-            EnvKind::Vm => {
-                let Some((kernel, qemu)) = &vm_needs else {
-                    continue;
-                };
-                let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-                let mut config = VmConfig {
-                    qemu: PathBuf::from(vm::QEMU),
-                    kernel: kernel.vmlinuz.clone(),
-                    initramfs: image.initramfs.clone(),
-                    machine: "microvm".into(),
-                    memory_mib: plan.vm.memory_mib,
-                    cpus: plan.vm.cpus,
-                    accel: vm::Accel::Tcg,
-                    tsc_khz: None,
-                    boot_timeout: Duration::ZERO,
-                };
-                eprintln!(
-                    "choosing the VM accelerator (--accel {:?})...",
-                    settings.accel
-                );
-                let choice = choose_accel(settings.accel, &config, &run_dir, &logs, stop)?;
-                eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
-                config.accel = choice.accel;
-                if choice.accel == vm::Accel::Tcg {
-                    config.tsc_khz = vm::host_tsc_khz(&cpuinfo);
-                }
-                config.boot_timeout = plan
-                    .vm
-                    .boot_timeout
-                    .unwrap_or_else(|| vm::default_boot_timeout(choice.accel));
-                meta.qemu = Some(qemu.clone());
-                meta.guest_kernel =
-                    Some(format!("{} ({})", kernel.version, kernel.vmlinuz.display()));
-                meta.accelerator = Some(choice);
-                envs.push(Box::new(Vm::new(config, Arc::clone(&run_dir))));
-            }
-        }
-    }
-    for env in &envs {
-        meta.environments
-            .insert(env.kind().to_string(), env.knobs());
-    }
     meta.save(&dir).map_err(io_err(format!(
         "writing {}",
         dir.join(crate::meta::META).display()
@@ -479,7 +561,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         "run {run_id}: scenario `{}`, {} workload(s) × {} environment(s), {total} instances; results in {}",
         plan.name,
         plan.workloads.len(),
-        envs.len(),
+        testbed.envs.len(),
         dir.display()
     );
     let mut done = 0usize;
@@ -491,7 +573,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             .map(|k| (true, k))
             .chain((1..=w.reps).map(|r| (false, r)));
         for (warmup, number) in slots {
-            for env in &envs {
+            for env in &testbed.envs {
                 if stop.load(Ordering::SeqCst) {
                     interrupted = true;
                     break 'workloads;
@@ -514,7 +596,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
                     w.name, kind, what
                 );
-                let r = drive(
+                let r = run_instance(
                     env.as_ref(),
                     &w.spec,
                     &id,
@@ -522,7 +604,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     w.timeout,
                     stop,
                 );
-                let metrics = records_of(w, kind, number, &r);
+                let metrics = metrics_of(&r);
                 eprintln!("{}", progress_line(&r, &metrics, &log_rel));
                 if r.interrupted {
                     interrupted = true;
@@ -609,12 +691,13 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     meta.finished = Some(crate::meta::now_utc());
     meta.wall_s = Some(started.elapsed().as_secs_f64());
     meta.save(&dir).map_err(io_err("updating meta.json"))?;
-    drop(envs);
     let rendered = report::render(&dir)?;
     point_latest(&settings.out_root, &run_id).map_err(io_err(format!(
         "pointing {}/latest at {run_id}",
         settings.out_root.display()
     )))?;
+    let run_dir = Arc::clone(&testbed.run_dir);
+    drop(testbed);
     run_dir
         .remove()
         .map_err(io_err(format!("removing {}", run_dir.path().display())))?;

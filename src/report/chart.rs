@@ -335,8 +335,11 @@ fn temp_png_path(path: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Font
 
-/// Registers the embedded font once; `false` if it could not be parsed.
-fn font_registered() -> bool {
+/// Registers the embedded font once as plotters' `sans-serif` family;
+/// `false` if it could not be parsed. Anything else in the process that
+/// draws with plotters (criterion's benchmark charts) needs it too, since
+/// plotters is built without system fonts.
+pub fn font_registered() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok())
 }
