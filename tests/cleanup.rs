@@ -14,7 +14,7 @@ const LONG: &str = "name = \"long\"\nreps = 20\nwarmups = 0\n[[workload]]\nkind 
 /// a container instance directory.
 fn start_long_run(s: &Scratch, env: &str) -> Child {
     let file = s.write("long.toml", LONG);
-    let child = s
+    let mut child = s
         .isobench()
         .args(["run", "--env", env, "--scenario"])
         .arg(&file)
