@@ -12,6 +12,8 @@ const LONG: &str = "name = \"long\"\nreps = 20\nwarmups = 0\n[[workload]]\nkind 
 /// Starts a long run and waits until one of its instances is running: a
 /// process whose command line names the run's runtime directory (QEMU), or
 /// a container instance directory.
+// The child is returned and the caller waits for it; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
 fn start_long_run(s: &Scratch, env: &str) -> Child {
     let file = s.write("long.toml", LONG);
     let mut child = s
