@@ -44,6 +44,14 @@ fn startup(c: &mut Criterion) {
     isobench::report::chart::font_registered();
     let logs = std::env::temp_dir().join(format!("isobench-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("creating the bench log directory");
+    // Removed also when a benchmark panics.
+    struct RemoveOnDrop(std::path::PathBuf);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _guard = RemoveOnDrop(logs.clone());
     for kind in EnvKind::ALL {
         let Some(bed) = testbed(kind, &logs) else {
             continue;
@@ -82,7 +90,6 @@ fn startup(c: &mut Criterion) {
         });
         group.finish();
     }
-    let _ = std::fs::remove_dir_all(&logs);
 }
 
 criterion_group!(benches, startup);
