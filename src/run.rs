@@ -275,6 +275,8 @@ pub struct InstanceResult {
     pub boot_kernel_ms: Option<f64>,
     /// The workload's own figures.
     pub metrics: Vec<Metric>,
+    /// Figures the environment read on the host (memory, CPU time, ...).
+    pub host_metrics: Vec<Metric>,
     /// The workload's digest.
     pub digest: Option<String>,
     /// What went wrong; `None` when the instance did everything it should.
@@ -375,7 +377,10 @@ pub fn run_instance(
                 Frame::Error { message } => {
                     result.error.get_or_insert(format!("agent: {message}"));
                 }
-                Frame::Done => done_at = Some(at),
+                Frame::Done => {
+                    done_at = Some(at);
+                    result.host_metrics.extend(instance.at_done());
+                }
             },
             Ok(Event::Garbled(text)) => {
                 result
@@ -402,6 +407,9 @@ pub fn run_instance(
                 .error
                 .get_or_insert(format!("waiting for the instance: {e}"));
         }
+    }
+    if result.exit.is_some() {
+        result.host_metrics.extend(instance.after_exit());
     }
     if let Err(e) = instance.cleanup() {
         result.error.get_or_insert(format!("cleanup: {e}"));
@@ -464,6 +472,7 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     if let Some(k) = r.boot_kernel_ms {
         metrics.push(Metric::lower("boot_kernel_ms", "ms", k));
     }
+    metrics.extend(r.host_metrics.iter().cloned());
     metrics.extend(r.metrics.iter().cloned());
     metrics
 }

@@ -11,7 +11,7 @@ pub mod native;
 pub mod process;
 pub mod vm;
 
-use crate::workload::WorkloadSpec;
+use crate::workload::{Metric, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
@@ -151,6 +151,18 @@ pub trait Instance {
 
     /// The host process that is the instance (agent, container init, QEMU).
     fn process(&mut self) -> &mut ProcessHandle;
+
+    /// Host-side figures read when the agent's `done` frame arrives, while
+    /// the instance still runs (current memory, for example).
+    fn at_done(&mut self) -> Vec<Metric> {
+        Vec::new()
+    }
+
+    /// Host-side figures read after the process was reaped and before
+    /// cleanup (CPU time and peak memory of its cgroup, for example).
+    fn after_exit(&mut self) -> Vec<Metric> {
+        Vec::new()
+    }
 
     /// Releases what the instance holds on the host (directories, ...)
     /// after its process has been reaped. Safe to call twice.
