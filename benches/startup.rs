@@ -8,8 +8,8 @@
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
 use isobench::env::vm::AccelRequest;
-use isobench::run::{self, Testbed};
-use isobench::scenario::VmSettings;
+use isobench::run::{self, BedSpec, Testbed};
+use isobench::scenario::{ContainerSettings, VmSettings};
 use isobench::workload::WorkloadSpec;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -30,7 +30,14 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
         boot_timeout: None,
     };
     let id = format!("bench-{kind}-{}", std::process::id());
-    match Testbed::build(&prereqs, &id, &[kind], &vm, AccelRequest::Auto, logs, &STOP) {
+    let container = ContainerSettings::default();
+    let spec = BedSpec {
+        environments: &[kind],
+        vm: &vm,
+        container: &container,
+        accel: AccelRequest::Auto,
+    };
+    match Testbed::build(&prereqs, &id, &spec, logs, &STOP) {
         Ok(t) => Some(t),
         Err(e) => {
             eprintln!("skipping the {kind} group: {e}");
@@ -76,7 +83,7 @@ fn startup(c: &mut Criterion) {
                         env,
                         &WorkloadSpec::Noop,
                         &format!("bench-{i}"),
-                        &log,
+                        Some(&log),
                         Duration::from_secs(30),
                         &STOP,
                     );

@@ -17,7 +17,10 @@
 //! clock. Records are appended after every instance.
 
 use crate::agent::frame::Frame;
+use crate::cgroup::Driver;
+use crate::env::Io;
 use crate::env::container::Container;
+use crate::env::container::ContainerConfig;
 use crate::env::native::Native;
 use crate::env::vm::{self, AccelChoice, AccelRequest, Vm, VmConfig};
 use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
@@ -27,7 +30,7 @@ use crate::meta::{Host, Meta, MetricInfo};
 use crate::record::{InstanceRecord, Record, Recorder};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
-use crate::scenario::{Plan, VmSettings};
+use crate::scenario::{ContainerSettings, Plan, VmSettings};
 use crate::workload::{Metric, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -115,6 +118,39 @@ pub fn new_run_id() -> String {
     format!("{now}-{:04x}", rand::random::<u16>())
 }
 
+/// The mount table of isobench's own mount namespace.
+pub fn mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// What rootless mode cannot do, said once and recorded in `meta.json`.
+pub fn rootless_note(limits: &crate::cgroup::Limits) -> String {
+    let mut note = "rootless containers: a user namespace maps the caller's uid to root; \
+                    cgroups are not used (no delegated cgroup), so there is no CPU or memory \
+                    accounting per container"
+        .to_string();
+    if limits.any() {
+        note.push_str(", and the requested limits (memory, cpus, pids) are NOT applied");
+    }
+    note
+}
+
+/// Whether unprivileged user namespaces are available, or why not.
+fn user_namespaces_available() -> Result<(), String> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Err("user namespaces are disabled (user.max_user_namespaces = 0); enable them with `sysctl user.max_user_namespaces=15000`, or run as root".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Err("unprivileged user namespaces are disabled; enable them with `sysctl kernel.unprivileged_userns_clone=1`, or run as root".into());
+    }
+    Ok(())
+}
+
 /// What the environments of a run need, found before anything starts.
 #[derive(Debug, Clone)]
 pub struct Prerequisites {
@@ -131,9 +167,8 @@ pub fn preflight(
     kernel: Option<&Path>,
 ) -> Result<Prerequisites, RunError> {
     if environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
-        return Err(RunError::Prerequisite(
-            "the container environment needs root (rootless containers are not supported yet): run as root, or leave it out with --env native,vm".into(),
-        ));
+        user_namespaces_available()
+            .map_err(|e| RunError::Prerequisite(format!("rootless containers: {e}")))?;
     }
     let agent = image::find_agent()?;
     image::check_static(&agent)?;
@@ -159,6 +194,19 @@ pub struct VmInfo {
     pub accel: AccelChoice,
 }
 
+/// What a testbed is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct BedSpec<'a> {
+    /// The environments, in order.
+    pub environments: &'a [EnvKind],
+    /// VM settings.
+    pub vm: &'a VmSettings,
+    /// Container settings.
+    pub container: &'a ContainerSettings,
+    /// `--accel`.
+    pub accel: AccelRequest,
+}
+
 /// The environments of a run, built on one image in one runtime directory.
 /// Used by [`run`], and by benchmarks that time single instances.
 pub struct Testbed {
@@ -170,6 +218,8 @@ pub struct Testbed {
     pub envs: Vec<Box<dyn Environment>>,
     /// Present when the testbed has a VM environment.
     pub vm: Option<VmInfo>,
+    /// What could not be set up as asked, in words (rootless limits, ...).
+    pub notes: Vec<String>,
 }
 
 impl Testbed {
@@ -178,12 +228,11 @@ impl Testbed {
     pub fn build(
         prereqs: &Prerequisites,
         run_id: &str,
-        environments: &[EnvKind],
-        vm_settings: &VmSettings,
-        accel: AccelRequest,
+        spec: &BedSpec<'_>,
         logs: &Path,
         stop: &AtomicBool,
     ) -> Result<Testbed, RunError> {
+        let mut notes = Vec::new();
         let base = runtime::base_dir();
         match runtime::clean(&base, Path::new("/proc")) {
             Ok(report) => {
@@ -204,13 +253,34 @@ impl Testbed {
         )?;
         let mut envs: Vec<Box<dyn Environment>> = Vec::new();
         let mut vm_info = None;
-        for kind in environments {
+        let (container, vm_settings, accel) = (spec.container, spec.vm, spec.accel);
+        for kind in spec.environments {
             match kind {
                 EnvKind::Native => envs.push(Box::new(Native::new(prereqs.agent.clone()))),
-                EnvKind::Container => envs.push(Box::new(Container::new(
-                    image.dir.clone(),
-                    run_dir.path().join("instances"),
-                ))),
+                EnvKind::Container => {
+                    let rootless = !nix::unistd::geteuid().is_root();
+                    let driver = if rootless {
+                        notes.push(rootless_note(&container.limits));
+                        None
+                    } else {
+                        Some(
+                            Driver::detect(Path::new("/sys/fs/cgroup"), &mountinfo())
+                                .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+                        )
+                    };
+                    let config = ContainerConfig {
+                        layers: vec![image.dir.clone()],
+                        volumes: container.volumes.clone(),
+                        limits: container.limits,
+                        cgroups: container.cgroups,
+                        rootless,
+                    };
+                    envs.push(Box::new(Container::new(
+                        config,
+                        driver,
+                        Arc::clone(&run_dir),
+                    )));
+                }
                 EnvKind::Vm => {
                     let Some((kernel, qemu)) = &prereqs.vm else {
                         return Err(RunError::Prerequisite(
@@ -252,6 +322,7 @@ impl Testbed {
             image,
             envs,
             vm: vm_info,
+            notes,
         })
     }
 
@@ -279,6 +350,8 @@ pub struct InstanceResult {
     pub host_metrics: Vec<Metric>,
     /// The workload's digest.
     pub digest: Option<String>,
+    /// For a program run by the agent: its exit status.
+    pub status: Option<i32>,
     /// What went wrong; `None` when the instance did everything it should.
     pub error: Option<String>,
     /// How the host process ended.
@@ -299,26 +372,24 @@ pub fn run_instance(
     env: &dyn Environment,
     spec: &WorkloadSpec,
     id: &str,
-    log_path: &Path,
+    log_path: Option<&Path>,
     run_timeout: Duration,
     stop: &AtomicBool,
 ) -> InstanceResult {
     let mut result = InstanceResult::default();
-    let log = match OpenOptions::new().create(true).append(true).open(log_path) {
-        Ok(f) => f,
+    let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
+        Ok(Some((a, b))) => (Some(a), Some(b)),
+        Ok(None) => (None, None),
         Err(e) => {
-            result.error = Some(format!("cannot create {}: {e}", log_path.display()));
+            result.error = Some(e);
             return result;
         }
     };
-    let mut log_for_reader = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => {
-            result.error = Some(format!("cannot duplicate the log handle: {e}"));
-            return result;
-        }
+    let io = match log {
+        Some(log) => Io::Captured { log },
+        None => Io::Inherited,
     };
-    let mut instance = match env.spawn(Launch { spec, id, log }) {
+    let mut instance = match env.spawn(Launch { spec, id, io }) {
         Ok(i) => i,
         Err(e) => {
             result.error = Some(e.to_string());
@@ -370,9 +441,14 @@ pub fn run_instance(
                         deadline = at + run_timeout;
                     }
                 }
-                Frame::Result { metrics, digest } => {
+                Frame::Result {
+                    metrics,
+                    digest,
+                    status,
+                } => {
                     result.metrics.extend(metrics);
                     result.digest = digest;
+                    result.status = status;
                 }
                 Frame::Error { message } => {
                     result.error.get_or_insert(format!("agent: {message}"));
@@ -433,9 +509,23 @@ pub fn run_instance(
     result
 }
 
-/// The reader thread: copies the output stream to the log and passes
-/// frames on with their arrival time.
-fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
+/// Opens an instance log for appending, twice: for the instance's stderr
+/// and for the reader thread.
+fn open_log(path: &Path) -> Result<(File, File), String> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let copy = log
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the handle of {}: {e}", path.display()))?;
+    Ok((log, copy))
+}
+
+/// The reader thread: copies the output stream to the log (if any) and
+/// passes frames on with their arrival time.
+fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
     let mut reader = BufReader::new(output);
     let mut line = Vec::new();
     loop {
@@ -444,7 +534,9 @@ fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let at = Instant::now();
-                let _ = log.write_all(&line);
+                if let Some(log) = log {
+                    let _ = log.write_all(&line);
+                }
                 let text = String::from_utf8_lossy(&line);
                 let event = match Frame::parse_line(&text) {
                     Some(Ok(frame)) => Event::Frame(at, frame),
@@ -495,7 +587,7 @@ fn choose_accel(
             &env,
             &WorkloadSpec::Noop,
             "kvm-probe",
-            &logs.join("kvm-probe.log"),
+            Some(&logs.join("kvm-probe.log")),
             Duration::from_secs(10),
             stop,
         );
@@ -526,12 +618,18 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     let testbed = Testbed::build(
         &prereqs,
         &run_id,
-        &plan.environments,
-        &plan.vm,
-        settings.accel,
+        &BedSpec {
+            environments: &plan.environments,
+            vm: &plan.vm,
+            container: &plan.container,
+            accel: settings.accel,
+        },
         &logs,
         stop,
     )?;
+    for note in &testbed.notes {
+        eprintln!("note: {note}");
+    }
 
     let mut meta = Meta {
         run_id: run_id.clone(),
@@ -556,7 +654,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             .collect(),
         metrics: BTreeMap::new(),
         order: "per workload: warm-ups, then repetitions; environments interleaved within each repetition".into(),
-        notes: Vec::new(),
+        notes: testbed.notes.clone(),
     };
     meta.save(&dir).map_err(io_err(format!(
         "writing {}",
@@ -609,7 +707,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     env.as_ref(),
                     &w.spec,
                     &id,
-                    &dir.join(&log_rel),
+                    Some(&dir.join(&log_rel)),
                     w.timeout,
                     stop,
                 );

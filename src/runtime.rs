@@ -55,6 +55,9 @@ pub struct State {
     pub owner: Tracked,
     /// Processes the run started that outlive a single call.
     pub tracked: Vec<Tracked>,
+    /// cgroup directories of instances that exist right now.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Start time of a process from its `stat` file (field 22), or `None`
@@ -92,6 +95,7 @@ impl RunDir {
                 what: "isobench".into(),
             },
             tracked: Vec::new(),
+            cgroups: Vec::new(),
         };
         let dir = RunDir {
             path,
@@ -138,6 +142,26 @@ impl RunDir {
         self.save()
     }
 
+    /// Records an instance's cgroup directories before anything joins them.
+    pub fn track_cgroups(&self, dirs: &[PathBuf]) -> io::Result<()> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cgroups
+            .extend(dirs.iter().cloned());
+        self.save()
+    }
+
+    /// Forgets cgroup directories once they are removed.
+    pub fn untrack_cgroups(&self, dirs: &[PathBuf]) -> io::Result<()> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cgroups
+            .retain(|d| !dirs.contains(d));
+        self.save()
+    }
+
     /// Removes the directory and everything in it.
     pub fn remove(&self) -> io::Result<()> {
         match std::fs::remove_dir_all(&self.path) {
@@ -162,6 +186,8 @@ pub struct CleanReport {
     pub killed: Vec<(u32, String)>,
     /// Mount points detached.
     pub unmounted: Vec<PathBuf>,
+    /// cgroups removed.
+    pub cgroups: Vec<PathBuf>,
     /// Run directories left alone, and why.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -274,6 +300,11 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
                 report.killed.push((t.pid, t.what.clone()));
             }
         }
+        for cg in state.iter().flat_map(|s| s.cgroups.iter()) {
+            if remove_cgroup(cg) {
+                report.cgroups.push(cg.clone());
+            }
+        }
         let mountinfo =
             std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
         for m in mounts_under(&mountinfo, &dir) {
@@ -285,6 +316,28 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
         report.removed.push(dir);
     }
     Ok(report)
+}
+
+/// Removes a cgroup that a dead run recorded: every process still in it is
+/// the run's own (it was created for one instance and joined only by it),
+/// so those are killed first. Only paths named `isobench/<name>` are
+/// touched. Returns whether it was removed.
+fn remove_cgroup(dir: &Path) -> bool {
+    let ours = dir
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == crate::cgroup::PARENT);
+    if !ours || !dir.is_dir() {
+        return false;
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    crate::cgroup::remove_dir_retrying(dir).is_ok()
 }
 
 #[cfg(test)]
@@ -350,6 +403,7 @@ mod tests {
                 start: 1,
                 what: "qemu".into(),
             }],
+            cgroups: vec!["/nonexistent/not-isobench/x".into()],
         };
         std::fs::write(dead.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
         let report = clean(&base, Path::new("/proc")).unwrap();

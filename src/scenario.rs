@@ -6,7 +6,9 @@
 //! `scenarios/quick.toml` is embedded in the binary and is the default, so
 //! `isobench run` works from any directory.
 
+use crate::cgroup::{CgroupUse, Limits, parse_size};
 use crate::env::EnvKind;
+use crate::env::container::Volume;
 use crate::workload::{CPU_DEFAULT_BUFFER_KIB, CPU_DEFAULT_ROUNDS, WorkloadKind, WorkloadSpec};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -124,6 +126,8 @@ struct File {
     #[serde(default)]
     vm: VmSection,
     #[serde(default)]
+    container: ContainerSection,
+    #[serde(default)]
     workload: Vec<Spanned<WorkloadEntry>>,
 }
 
@@ -165,6 +169,18 @@ impl Default for VmSection {
             boot_timeout_s: None,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerSection {
+    memory: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
+    pids: Option<Positive>,
+    #[serde(default)]
+    volumes: Vec<Spanned<String>>,
+    #[serde(default)]
+    cgroups: CgroupUse,
 }
 
 /// One `[[workload]]` table. The parameters of every kind are listed here;
@@ -211,6 +227,17 @@ pub struct VmSettings {
     pub boot_timeout: Option<Duration>,
 }
 
+/// Container settings of a scenario.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ContainerSettings {
+    /// cgroup limits of every container instance.
+    pub limits: Limits,
+    /// Bind mounts into every container instance.
+    pub volumes: Vec<Volume>,
+    /// Which cgroup hierarchies container instances use.
+    pub cgroups: CgroupUse,
+}
+
 /// A validated scenario with command-line overrides applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -228,6 +255,8 @@ pub struct Plan {
     pub workloads: Vec<PlannedWorkload>,
     /// VM settings.
     pub vm: VmSettings,
+    /// Container settings.
+    pub container: ContainerSettings,
 }
 
 /// Command-line changes to a scenario.
@@ -326,6 +355,13 @@ impl Plan {
                     rounds: value(&entry.rounds, CPU_DEFAULT_ROUNDS),
                     buffer_kib: value(&entry.buffer_kib, CPU_DEFAULT_BUFFER_KIB),
                 },
+                WorkloadKind::Command => {
+                    return Err(invalid(
+                        Some(span),
+                        &key("kind"),
+                        "workload kind `command` cannot be used in a scenario yet; run one program with `isobench exec`".into(),
+                    ));
+                }
             };
             let name = entry
                 .name
@@ -361,6 +397,33 @@ impl Plan {
             });
         }
 
+        let mut container = ContainerSettings::default();
+        if let Some(m) = &file.container.memory {
+            container.limits.memory_bytes = Some(
+                parse_size(m.get_ref())
+                    .map_err(|e| invalid(Some(m.span()), "container.memory", e))?,
+            );
+        }
+        if let Some(c) = &file.container.cpus {
+            let v = *c.get_ref();
+            if !(v.is_finite() && v >= 0.01) {
+                return Err(invalid(
+                    Some(c.span()),
+                    "container.cpus",
+                    format!("expected a number of CPUs of at least 0.01, got {v}"),
+                ));
+            }
+            container.limits.cpus = Some(v);
+        }
+        container.limits.pids = file.container.pids.map(|p| p.0);
+        container.cgroups = file.container.cgroups;
+        for (i, v) in file.container.volumes.iter().enumerate() {
+            container.volumes.push(
+                Volume::parse(v.get_ref())
+                    .map_err(|e| invalid(Some(v.span()), &format!("container.volumes[{i}]"), e))?,
+            );
+        }
+
         let mut environments = file.environments.clone();
         environments.dedup();
         let mut plan = Plan {
@@ -375,6 +438,7 @@ impl Plan {
                 cpus: file.vm.cpus.0,
                 boot_timeout: file.vm.boot_timeout_s.map(|s| Duration::from_secs(s.0)),
             },
+            container,
         };
         plan.apply(overrides)?;
         Ok(plan)
@@ -571,6 +635,31 @@ mod tests {
         );
         let msg = error("name = = 3\n");
         assert!(msg.starts_with("t.toml:1:"), "{msg}");
+    }
+
+    #[test]
+    fn container_section_is_validated() {
+        let ok = "name = \"x\"\n[container]\nmemory = \"64M\"\ncpus = 0.5\npids = 64\nvolumes = [\"/tmp:/data:ro\"]\n[[workload]]\nkind = \"noop\"\n";
+        let plan = parse(ok).unwrap();
+        assert_eq!(plan.container.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(plan.container.limits.cpus, Some(0.5));
+        assert_eq!(plan.container.limits.pids, Some(64));
+        assert!(plan.container.volumes[0].read_only);
+        let msg =
+            error("name = \"x\"\n[container]\nmemory = \"lots\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with("t.toml:3:10: container.memory: `lots`"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[container]\ncpus = 0\n[[workload]]\nkind = \"noop\"\n");
+        assert!(msg.starts_with("t.toml:3:8: container.cpus"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[container]\nvolumes = [\"/nope-isobench:/x\"]\n[[workload]]\nkind = \"noop\"\n",
+        );
+        assert!(
+            msg.contains("container.volumes[0]") && msg.contains("does not exist"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -17,17 +17,21 @@ pub enum WorkloadKind {
     Noop,
     /// A deterministic single-thread SHA-256 chain over a fixed buffer.
     Cpu,
+    /// Any program, run by the agent as its child (`isobench exec`).
+    Command,
 }
 
 impl WorkloadKind {
     /// Every kind, in catalog order.
-    pub const ALL: [WorkloadKind; 2] = [WorkloadKind::Noop, WorkloadKind::Cpu];
+    pub const ALL: [WorkloadKind; 3] =
+        [WorkloadKind::Noop, WorkloadKind::Cpu, WorkloadKind::Command];
 
     /// The name used in scenarios, on the agent's command line and in records.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkloadKind::Noop => "noop",
             WorkloadKind::Cpu => "cpu",
+            WorkloadKind::Command => "command",
         }
     }
 
@@ -36,6 +40,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Noop => &[],
             WorkloadKind::Cpu => &["rounds", "buffer_kib"],
+            WorkloadKind::Command => &[],
         }
     }
 
@@ -67,6 +72,11 @@ pub enum WorkloadSpec {
         rounds: u64,
         /// Size of the fixed buffer hashed in each round, in KiB.
         buffer_kib: u64,
+    },
+    /// See [`WorkloadKind::Command`].
+    Command {
+        /// The program (an absolute path inside the environment) and its arguments.
+        argv: Vec<String>,
     },
 }
 
@@ -100,6 +110,9 @@ pub enum SpecError {
     /// An argument not of the form `key=value`.
     #[error("argument `{0}` is not of the form key=value")]
     Malformed(String),
+    /// `command` without `--` and a program after it.
+    #[error("workload `command` takes `-- PROGRAM [ARGS...]`")]
+    NoProgram,
 }
 
 fn kind_list() -> String {
@@ -120,6 +133,7 @@ impl WorkloadSpec {
         match self {
             WorkloadSpec::Noop => WorkloadKind::Noop,
             WorkloadSpec::Cpu { .. } => WorkloadKind::Cpu,
+            WorkloadSpec::Command { .. } => WorkloadKind::Command,
         }
     }
 
@@ -132,6 +146,10 @@ impl WorkloadSpec {
                 args.push(format!("rounds={rounds}"));
                 args.push(format!("buffer_kib={buffer_kib}"));
             }
+            WorkloadSpec::Command { argv } => {
+                args.push("--".into());
+                args.extend(argv.iter().cloned());
+            }
         }
         args
     }
@@ -142,6 +160,16 @@ impl WorkloadSpec {
         let (first, rest) = args.split_first().ok_or(SpecError::Missing)?;
         let kind = WorkloadKind::from_name(first.as_ref())
             .ok_or_else(|| SpecError::UnknownKind(first.as_ref().to_string()))?;
+        if kind == WorkloadKind::Command {
+            return match rest.split_first() {
+                Some((dashes, argv)) if dashes.as_ref() == "--" && !argv.is_empty() => {
+                    Ok(WorkloadSpec::Command {
+                        argv: argv.iter().map(|a| a.as_ref().to_string()).collect(),
+                    })
+                }
+                _ => Err(SpecError::NoProgram),
+            };
+        }
         let mut params = Vec::new();
         for arg in rest {
             let arg = arg.as_ref();
@@ -178,6 +206,7 @@ impl WorkloadSpec {
                 rounds: get("rounds", CPU_DEFAULT_ROUNDS),
                 buffer_kib: get("buffer_kib", CPU_DEFAULT_BUFFER_KIB),
             },
+            WorkloadKind::Command => return Err(SpecError::NoProgram),
         })
     }
 }
@@ -239,6 +268,9 @@ mod tests {
                 rounds: 7,
                 buffer_kib: 3,
             },
+            WorkloadSpec::Command {
+                argv: vec!["/bin/echo".into(), "--".into(), "a=b".into()],
+            },
         ] {
             assert_eq!(WorkloadSpec::from_args(&spec.to_args()), Ok(spec));
         }
@@ -279,6 +311,18 @@ mod tests {
         assert_eq!(
             WorkloadSpec::from_args(&["cpu", "rounds"]),
             Err(SpecError::Malformed("rounds".into()))
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command"]),
+            Err(SpecError::NoProgram)
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command", "--"]),
+            Err(SpecError::NoProgram)
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command", "/bin/ls"]),
+            Err(SpecError::NoProgram)
         );
     }
 }

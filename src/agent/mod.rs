@@ -12,6 +12,7 @@
 //! The binary is linked statically (see `.cargo/config.toml`): the same file
 //! runs on the host, in a container image and in an initramfs.
 
+pub mod command;
 pub mod frame;
 pub mod workloads;
 
@@ -52,6 +53,7 @@ pub fn main() -> ! {
         uptime_ms = Some(guest::uptime_ms());
     }
 
+    frame_fd();
     let spec = match WorkloadSpec::from_args(&args) {
         Ok(spec) => spec,
         Err(e) => {
@@ -68,14 +70,15 @@ pub fn main() -> ! {
         uptime_ms,
     });
     let code = match workloads::run(&spec) {
-        Ok(outcome) => {
-            if let Some(outcome) = outcome {
-                emit(&Frame::Result {
-                    metrics: outcome.metrics,
-                    digest: outcome.digest,
-                });
-            }
-            0
+        Ok(None) => 0,
+        Ok(Some(outcome)) => {
+            let code = outcome.status.unwrap_or(0);
+            emit(&Frame::Result {
+                metrics: outcome.metrics,
+                digest: outcome.digest,
+                status: outcome.status,
+            });
+            code
         }
         Err(message) => {
             emit(&Frame::Error { message });
@@ -86,14 +89,43 @@ pub fn main() -> ! {
     finish(mode, code)
 }
 
+/// The descriptor frames go to: `$ISOBENCH_FRAME_FD` when the host keeps
+/// standard output for a program's own output, else stdout.
+fn frame_fd() -> i32 {
+    static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *FD.get_or_init(|| {
+        let fd = std::env::var(crate::env::FRAME_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|fd| *fd > 2)
+            .unwrap_or(1);
+        if fd != 1 {
+            // Programs the agent starts must not inherit the frame stream.
+            // SAFETY: fcntl on a descriptor number; an invalid one just fails.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        fd
+    })
+}
+
 /// Writes one frame in a single write, so frames from one agent never interleave.
 fn emit(frame: &Frame) {
     let line = frame.encode();
-    let mut out = std::io::stdout().lock();
-    // If stdout is gone there is nobody left to tell; the host sees the
-    // missing frames and reports the instance as failed.
-    let _ = out.write_all(line.as_bytes());
-    let _ = out.flush();
+    let fd = frame_fd();
+    if fd == 1 {
+        let mut out = std::io::stdout().lock();
+        // If stdout is gone there is nobody left to tell; the host sees the
+        // missing frames and reports the instance as failed.
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    } else {
+        // SAFETY: the descriptor stays open for the agent's whole life; the
+        // File is never dropped, so it is never closed here.
+        let mut out = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        let _ = out.write_all(line.as_bytes());
+    }
 }
 
 fn finish(mode: Mode, code: i32) -> ! {

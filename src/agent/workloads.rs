@@ -14,6 +14,9 @@ pub struct Outcome {
     pub metrics: Vec<Metric>,
     /// A digest of the computation, equal in every environment.
     pub digest: Option<String>,
+    /// For a program: its exit status (128 + signal when killed). The
+    /// agent exits with it.
+    pub status: Option<i32>,
 }
 
 /// Runs one workload. `Ok(None)`: the workload measures nothing itself (`noop`).
@@ -21,6 +24,7 @@ pub fn run(spec: &WorkloadSpec) -> Result<Option<Outcome>, String> {
     match *spec {
         WorkloadSpec::Noop => Ok(None),
         WorkloadSpec::Cpu { rounds, buffer_kib } => Ok(Some(cpu(rounds, buffer_kib))),
+        WorkloadSpec::Command { ref argv } => super::command::run(argv).map(Some),
     }
 }
 
@@ -59,6 +63,7 @@ fn cpu(rounds: u64, buffer_kib: u64) -> Outcome {
             Metric::lower("elapsed_ms", "ms", elapsed * 1e3),
         ],
         digest: Some(digest),
+        status: None,
     }
 }
 

@@ -301,8 +301,12 @@ impl Environment for Vm {
     }
 
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
-        let stderr = launch
-            .log
+        let super::Io::Captured { log } = &launch.io else {
+            return Err(EnvError::Unavailable(
+                "a VM cannot stream a program's output to the terminal yet; use --env native or container".into(),
+            ));
+        };
+        let stderr = log
             .try_clone()
             .map_err(|e| EnvError::io("duplicating the instance log", e))?;
         let mut cmd = Command::new(&self.config.qemu);
