@@ -4,9 +4,12 @@
 //! Exit codes: 0 success; 1 a measured failure; 2 bad input or a missing
 //! prerequisite (with the fix printed); 130 interrupted.
 
+use crate::cgroup::Limits;
 use crate::doctor;
 use crate::env::EnvKind;
+use crate::env::container::Volume;
 use crate::env::vm::AccelRequest;
+use crate::exec::{self, ExecSettings};
 use crate::kernel;
 use crate::report;
 use crate::run::{self, Settings};
@@ -31,6 +34,8 @@ pub struct Cli {
 enum Command {
     /// Run a scenario and write a report directory.
     Run(RunArgs),
+    /// Run one program once in a fresh environment, like `docker run --rm`.
+    Exec(ExecArgs),
     /// Re-render the reports of a run directory from its records.
     Report {
         /// The run directory (for example reports/latest).
@@ -45,6 +50,47 @@ enum Command {
     },
     /// Remove what crashed or killed runs left behind.
     Clean,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Where to run it.
+    #[arg(long, value_enum, default_value_t = EnvKind::Container)]
+    env: EnvKind,
+    /// Memory limit (256M, 1.5G, ...); exceeding it ends in the OOM killer.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// CPU bandwidth in CPUs (1.5 = 150 ms per 100 ms).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    cpus: Option<f64>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pids: Option<u64>,
+    /// Bind mount HOST:GUEST[:ro] (repeatable; container only).
+    #[arg(long, value_name = "HOST:GUEST[:ro]", value_parser = Volume::parse)]
+    volume: Vec<Volume>,
+    /// Kill the program after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Print startup time, CPU time and peak memory on stderr at the end.
+    #[arg(long)]
+    stats: bool,
+    /// The program and its arguments (after --).
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    crate::cgroup::parse_size(s)
+}
+
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.01 => Ok(v),
+        _ => Err(format!(
+            "`{s}`: expected a number of CPUs of at least 0.01, such as 0.5 or 2"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +131,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Exec(args) => cmd_exec(args),
         Command::Report { dir } => cmd_report(&dir),
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
@@ -107,17 +154,10 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the first is being handled ends isobench at
-        // once; the first lets the run kill its instance and clean up.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
-                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
-        if let Err(e) = registered {
-            return fail(1, format!("cannot install the signal handler: {e}"));
-        }
-    }
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
     let settings = Settings {
         plan,
         out_root: args.out,
@@ -144,6 +184,46 @@ fn cmd_run(args: RunArgs) -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+/// A flag set by the first SIGINT or SIGTERM; a second one ends isobench
+/// at once. The first lets a run kill its instance and clean up.
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+fn cmd_exec(args: ExecArgs) -> ExitCode {
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let settings = ExecSettings {
+        env: args.env,
+        argv: args.command,
+        limits: Limits {
+            memory_bytes: args.memory,
+            cpus: args.cpus,
+            pids: args.pids,
+        },
+        volumes: args.volume,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        stats: args.stats,
+    };
+    match exec::exec(&settings, &stop) {
+        Ok(outcome) => {
+            for m in &outcome.messages {
+                eprintln!("{m}");
+            }
+            ExitCode::from(outcome.code)
         }
         Err(e) => fail(e.exit_code(), e),
     }

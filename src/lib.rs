@@ -17,6 +17,8 @@
 //! - [`env`]: the [`env::Environment`] trait and its implementations;
 //! - [`kernel`]: provisioning of the guest kernel;
 //! - [`run`]: the harness that drives instances and records what they did;
+//! - [`exec`]: one program, once, in a fresh environment (`isobench exec`);
+//! - [`cgroup`]: per-instance cgroups for limits and accounting;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
 //! - [`doctor`]: what works on this host;
@@ -27,6 +29,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod doctor;
 pub mod env;
+pub mod exec;
 pub mod image;
 pub mod kernel;
 pub mod meta;

@@ -73,6 +73,31 @@ fn is_same_process(proc_root: &Path, t: &Tracked) -> bool {
     start_time(proc_root, t.pid) == Some(t.start)
 }
 
+/// Removes a directory tree; a missing one is fine. Directories without
+/// permissions (overlayfs leaves its `work/work` at mode 000, which only
+/// root can read through) are opened up first, once, if that is what stops
+/// the removal.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    fn open_up(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                open_up(&entry.path());
+            }
+        }
+    }
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The runtime directory of one run.
 #[derive(Debug)]
 pub struct RunDir {
@@ -108,6 +133,16 @@ impl RunDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A name for an instance's host resources (its cgroup) that is unique
+    /// across concurrent runs: `<run-id>.<instance>`.
+    pub fn unique_name(&self, instance: &str) -> String {
+        let run = self
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        format!("{run}.{instance}")
     }
 
     fn save(&self) -> io::Result<()> {
@@ -164,10 +199,7 @@ impl RunDir {
 
     /// Removes the directory and everything in it.
     pub fn remove(&self) -> io::Result<()> {
-        match std::fs::remove_dir_all(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_tree(&self.path)
     }
 }
 
@@ -312,7 +344,7 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
                 report.unmounted.push(m);
             }
         }
-        std::fs::remove_dir_all(&dir)?;
+        remove_tree(&dir)?;
         report.removed.push(dir);
     }
     Ok(report)

@@ -857,7 +857,11 @@ impl Environment for Container {
         };
         if let Some(driver) = &self.driver {
             let cg = driver
-                .create(launch.id, &self.config.limits, self.config.cgroups)
+                .create(
+                    &self.run_dir.unique_name(launch.id),
+                    &self.config.limits,
+                    self.config.cgroups,
+                )
                 .map_err(|e| {
                     EnvError::Unavailable(format!("creating the instance's cgroup: {e}"))
                 })?;
@@ -1092,11 +1096,8 @@ impl Instance for ContainerInstance {
                 .untrack_cgroups(&dirs)
                 .map_err(|e| EnvError::io("updating the run's state file", e))?;
         }
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(EnvError::io(format!("removing {}", self.dir.display()), e)),
-        }
+        crate::runtime::remove_tree(&self.dir)
+            .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))
     }
 }
 

@@ -122,7 +122,7 @@ impl Environment for Native {
         let cgroup = match &self.limits {
             Some((driver, limits, run_dir)) => {
                 let cg = driver
-                    .create(launch.id, limits, CgroupUse::Auto)
+                    .create(&run_dir.unique_name(launch.id), limits, CgroupUse::Auto)
                     .map_err(|e| {
                         EnvError::Unavailable(format!("creating the instance's cgroup: {e}"))
                     })?;
