@@ -339,6 +339,50 @@ fn rootless_containers_map_the_caller_to_root() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+
+    // A whole run in rootless containers records what it could not do.
+    let reports = s.path.join("rootless-reports");
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &uid.to_string(),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_isobench"))
+        .args([
+            "run",
+            "--env",
+            "container",
+            "--workload",
+            "noop",
+            "--reps",
+            "2",
+            "--out",
+        ])
+        .arg(&reports)
+        .env("ISOBENCH_RUNTIME_DIR", &runtime)
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let run = latest(&reports);
+    assert_eq!(
+        results(&run).iter().filter(|r| r.3 == "startup_ms").count(),
+        2
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
+    let notes = meta["notes"].to_string();
+    assert!(notes.contains("rootless containers"), "{notes}");
+    assert!(
+        meta["environments"]["container"]["namespaces"]
+            .to_string()
+            .contains("user")
+    );
 }
 
 #[test]
