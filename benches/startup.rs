@@ -16,16 +16,16 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use isobench::env::EnvKind;
 use isobench::env::vm::AccelRequest;
 use isobench::run::{self, BedSpec, Testbed};
 use isobench::scenario::{ContainerSettings, VmSettings};
 use isobench::workload::WorkloadSpec;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -181,13 +181,25 @@ fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs
     if installed("unshare") {
         peer(group, "unshare", || {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--kill-child", "chroot"])
-                .arg(rootfs)
-                .args(["/init", "noop"]);
+            c.args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--kill-child",
+                "chroot",
+            ])
+            .arg(rootfs)
+            .args(["/init", "noop"]);
             c
         });
     }
-    let Some(bundle) = installed("crun").then(|| oci_bundle(rootfs, &logs.join("bundle"))).flatten() else {
+    let Some(bundle) = installed("crun")
+        .then(|| oci_bundle(rootfs, &logs.join("bundle")))
+        .flatten()
+    else {
         eprintln!("skipping crun and runc: crun is not installed (apt-get install crun runc)");
         return;
     };
@@ -196,7 +208,11 @@ fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs
         let mut c = Command::new("crun");
         c.args(["--cgroup-manager=disabled", "run", "--bundle"])
             .arg(&bundle)
-            .arg(format!("isobench-bench-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            .arg(format!(
+                "isobench-bench-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
         // SAFETY: runs in the forked child before exec; unshare and umount2
         // are plain system calls on static strings.
         unsafe {
@@ -205,7 +221,8 @@ fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs
                 let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
                 nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)?;
                 // crun rejects hybrid hosts; in its own namespace it sees v1 only.
-                let _ = nix::mount::umount2("/sys/fs/cgroup/unified", nix::mount::MntFlags::MNT_DETACH);
+                let _ =
+                    nix::mount::umount2("/sys/fs/cgroup/unified", nix::mount::MntFlags::MNT_DETACH);
                 Ok(())
             });
         }
@@ -214,9 +231,11 @@ fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs
     if installed("runc") {
         peer(group, "runc", || {
             let mut c = Command::new("runc");
-            c.args(["run", "--bundle"])
-                .arg(&bundle)
-                .arg(format!("isobench-bench-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            c.args(["run", "--bundle"]).arg(&bundle).arg(format!(
+                "isobench-bench-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
             c
         });
     }

@@ -191,7 +191,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         if let Some(e) = metric(&r.metrics, "elapsed_ms") {
             parts.push(format!("program {e:.1} ms"));
         }
-        if let Some(c) = metric(host, "host_cpu_ms") {
+        if let Some(c) = metric(host, "cgroup_cpu_ms").or_else(|| metric(host, "host_cpu_ms")) {
             parts.push(format!("cpu {c:.1} ms"));
         }
         if let Some(m) = metric(host, "cgroup_peak_mib") {

@@ -484,6 +484,16 @@ pub fn run_instance(
                 .get_or_insert(format!("waiting for the instance: {e}"));
         }
     }
+    if let Some(u) = instance.process().usage() {
+        result
+            .host_metrics
+            .push(Metric::lower("host_cpu_ms", "ms", u.cpu_ms));
+        result.host_metrics.push(Metric::lower(
+            "max_rss_mib",
+            "MiB",
+            u.max_rss_kib as f64 / 1024.0,
+        ));
+    }
     if result.exit.is_some() {
         result.host_metrics.extend(instance.after_exit());
     }

@@ -119,7 +119,7 @@ fn v2_bed_child() {
     let cpu = r
         .host_metrics
         .iter()
-        .find(|m| m.name == "host_cpu_ms")
+        .find(|m| m.name == "cgroup_cpu_ms")
         .expect("cgroup2 accounts CPU time without any controller");
     let elapsed = r
         .metrics

@@ -18,7 +18,7 @@ use std::fmt;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-pub use process::{Exit, ProcessHandle};
+pub use process::{Exit, ProcessHandle, Usage};
 
 /// The environments isobench compares.
 #[derive(

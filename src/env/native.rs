@@ -80,7 +80,7 @@ pub fn cgroup_metrics(cgroup: &Cgroup) -> Vec<Metric> {
     let u = cgroup.usage();
     let mut m = Vec::new();
     if let Some(ns) = u.cpu_ns {
-        m.push(Metric::lower("host_cpu_ms", "ms", ns as f64 / 1e6));
+        m.push(Metric::lower("cgroup_cpu_ms", "ms", ns as f64 / 1e6));
     }
     if let Some(b) = u.memory_peak {
         m.push(Metric::lower(

@@ -4,8 +4,6 @@
 //! makes signalling safe: a signal sent through it can only reach the
 //! process it was opened for, never a later process that reused the pid.
 
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid as RPid, PidfdFlags, Signal as RSignal, pidfd_open, pidfd_send_signal};
 use serde::Serialize;
@@ -45,12 +43,25 @@ impl fmt::Display for Exit {
     }
 }
 
+/// What `wait4` reports for a reaped process: its own resource usage plus
+/// that of every descendant it reaped (a container's init reaps its whole
+/// tree; QEMU's threads are part of QEMU).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Usage {
+    /// User plus system CPU time, in ms.
+    pub cpu_ms: f64,
+    /// Largest resident set size of the process or of any reaped
+    /// descendant, in KiB.
+    pub max_rss_kib: u64,
+}
+
 /// A child process of isobench, until it is reaped.
 #[derive(Debug)]
 pub struct ProcessHandle {
     pid: u32,
     pidfd: OwnedFd,
     exit: Option<Exit>,
+    usage: Option<Usage>,
 }
 
 impl ProcessHandle {
@@ -63,6 +74,7 @@ impl ProcessHandle {
             pid,
             pidfd,
             exit: None,
+            usage: None,
         })
     }
 
@@ -101,28 +113,46 @@ impl ProcessHandle {
         self.reap(true)
     }
 
-    /// Reaps the process if it has ended; with `block`, waits for it.
+    /// What the kernel counted for the process and the descendants it
+    /// reaped, once it has been reaped.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Reaps the process if it has ended (with wait4, for its resource
+    /// usage); with `block`, waits for it.
     fn reap(&mut self, block: bool) -> io::Result<Option<Exit>> {
-        let flags = if block {
-            None
-        } else {
-            Some(WaitPidFlag::WNOHANG)
-        };
+        let flags = if block { 0 } else { libc::WNOHANG };
         loop {
-            match waitpid(Pid::from_raw(self.pid as i32), flags) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.exit = Some(Exit::Code(code));
-                    return Ok(self.exit);
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own child with valid out-pointers.
+            let r = unsafe { libc::wait4(self.pid as i32, &mut status, flags, &mut ru) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    self.exit = Some(Exit::Signal(sig as i32));
-                    return Ok(self.exit);
-                }
-                Ok(WaitStatus::StillAlive) => return Ok(None),
-                Ok(_) => continue, // stopped/continued: not an end
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+                return Err(e);
             }
+            if r == 0 {
+                return Ok(None);
+            }
+            let exit = if libc::WIFEXITED(status) {
+                Exit::Code(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                Exit::Signal(libc::WTERMSIG(status))
+            } else {
+                continue; // stopped/continued: not an end
+            };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            self.usage = Some(Usage {
+                cpu_ms: (secs(ru.ru_utime) + secs(ru.ru_stime)) * 1e3,
+                max_rss_kib: ru.ru_maxrss.max(0) as u64,
+            });
+            self.exit = Some(exit);
+            return Ok(self.exit);
         }
     }
 
@@ -186,6 +216,8 @@ mod tests {
         let mut handle = ProcessHandle::new(pid).unwrap();
         let exit = handle.wait_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(exit, Some(Exit::Code(3)));
+        let usage = handle.usage().expect("wait4 reports usage");
+        assert!(usage.max_rss_kib > 0 && usage.cpu_ms >= 0.0);
         assert!(!Exit::Code(3).success() && Exit::Code(0).success());
     }
 }
