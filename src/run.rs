@@ -5,9 +5,10 @@
 //! affects all of them alike. Every instance is a fresh process, container
 //! or VM. Its timings are defined here:
 //!
-//! - `startup_ms`: host monotonic time from just before the spawn system
-//!   call (fork, clone, QEMU's exec) to the arrival of the agent's `ready`
-//!   frame on the host;
+//! - `startup_ms`: host monotonic time from the instance's first host-side
+//!   step (native: its pipes and the fork; container: its directory and
+//!   cgroup, then `clone3`; vm: QEMU's spawn) to the arrival of the agent's
+//!   `ready` frame on the host;
 //! - `teardown_ms`: from the arrival of the agent's `done` frame to the
 //!   instance being reaped and its host resources removed;
 //! - `boot_kernel_ms` (vm): the guest's uptime when the agent started, so
