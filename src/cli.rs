@@ -276,13 +276,16 @@ fn cmd_kernel(action: KernelAction) -> ExitCode {
 
 fn cmd_clean() -> ExitCode {
     let base = runtime::base_dir();
-    match runtime::clean(&base, Path::new("/proc")) {
+    match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
         Ok(r) => {
             for (pid, what) in &r.killed {
                 println!("killed {what} pid {pid}");
             }
             for m in &r.unmounted {
                 println!("unmounted {}", m.display());
+            }
+            for c in &r.cgroups {
+                println!("removed cgroup {}", c.display());
             }
             for d in &r.removed {
                 println!("removed {}", d.display());

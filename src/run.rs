@@ -235,7 +235,7 @@ impl Testbed {
     ) -> Result<Testbed, RunError> {
         let mut notes = Vec::new();
         let base = runtime::base_dir();
-        match runtime::clean(&base, Path::new("/proc")) {
+        match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
             Ok(report) => {
                 for d in &report.removed {
                     eprintln!("removed leftovers of an earlier run: {}", d.display());

@@ -55,9 +55,6 @@ pub struct State {
     pub owner: Tracked,
     /// Processes the run started that outlive a single call.
     pub tracked: Vec<Tracked>,
-    /// cgroup directories of instances that exist right now.
-    #[serde(default)]
-    pub cgroups: Vec<PathBuf>,
 }
 
 /// Start time of a process from its `stat` file (field 22), or `None`
@@ -120,7 +117,6 @@ impl RunDir {
                 what: "isobench".into(),
             },
             tracked: Vec::new(),
-            cgroups: Vec::new(),
         };
         let dir = RunDir {
             path,
@@ -174,26 +170,6 @@ impl RunDir {
             .unwrap_or_else(|e| e.into_inner())
             .tracked
             .retain(|t| t.pid != pid);
-        self.save()
-    }
-
-    /// Records an instance's cgroup directories before anything joins them.
-    pub fn track_cgroups(&self, dirs: &[PathBuf]) -> io::Result<()> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cgroups
-            .extend(dirs.iter().cloned());
-        self.save()
-    }
-
-    /// Forgets cgroup directories once they are removed.
-    pub fn untrack_cgroups(&self, dirs: &[PathBuf]) -> io::Result<()> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cgroups
-            .retain(|d| !dirs.contains(d));
         self.save()
     }
 
@@ -261,9 +237,35 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The instance cgroups of run `run_id`: `isobench/<run-id>.*` in every
+/// hierarchy under `cgroup_root` (`/sys/fs/cgroup`, its v1 controller
+/// directories, and `unified/` on hybrid hosts).
+pub fn run_cgroups(cgroup_root: &Path, run_id: &str) -> Vec<PathBuf> {
+    let prefix = format!("{run_id}.");
+    let mut parents = vec![cgroup_root.join(crate::cgroup::PARENT)];
+    for h in std::fs::read_dir(cgroup_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        parents.push(h.path().join(crate::cgroup::PARENT));
+    }
+    let mut found = Vec::new();
+    for parent in parents {
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Removes the leftovers of every run under `base` whose owner is gone.
-/// `proc_root` is `/proc` (a parameter for tests).
-pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
+/// `proc_root` is `/proc` and `cgroup_root` `/sys/fs/cgroup` (parameters
+/// for tests).
+pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<CleanReport> {
     let mut report = CleanReport::default();
     let entries = match std::fs::read_dir(base) {
         Ok(e) => e,
@@ -332,9 +334,13 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
                 report.killed.push((t.pid, t.what.clone()));
             }
         }
-        for cg in state.iter().flat_map(|s| s.cgroups.iter()) {
-            if remove_cgroup(cg) {
-                report.cgroups.push(cg.clone());
+        // Instance cgroups are named `<run-id>.<instance>` (see
+        // `RunDir::unique_name`), so the run's id finds them all.
+        if let Some(run_id) = dir.file_name().and_then(|n| n.to_str()) {
+            for cg in run_cgroups(cgroup_root, run_id) {
+                if remove_cgroup(&cg) {
+                    report.cgroups.push(cg);
+                }
             }
         }
         let mountinfo =
@@ -435,10 +441,26 @@ mod tests {
                 start: 1,
                 what: "qemu".into(),
             }],
-            cgroups: vec!["/nonexistent/not-isobench/x".into()],
         };
         std::fs::write(dead.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
-        let report = clean(&base, Path::new("/proc")).unwrap();
+        // A fixture cgroup tree with one of the dead run's cgroups, one of
+        // another run and a file that is not a cgroup directory.
+        let cg_root = temp("clean-cgroupfs");
+        for d in [
+            "memory/isobench/dead.x-container-r1",
+            "memory/isobench/other.y",
+            "unified/isobench/dead.x-container-r2",
+        ] {
+            std::fs::create_dir_all(cg_root.join(d)).unwrap();
+        }
+        assert_eq!(run_cgroups(&cg_root, "dead").len(), 2);
+        let report = clean(&base, Path::new("/proc"), &cg_root).unwrap();
+        assert_eq!(report.cgroups.len(), 2, "{report:?}");
+        assert!(
+            cg_root.join("memory/isobench/other.y").exists(),
+            "another run's cgroup stays"
+        );
+        std::fs::remove_dir_all(&cg_root).unwrap();
         assert_eq!(report.removed, std::slice::from_ref(&dead));
         assert!(report.killed.is_empty(), "pid 1 is not ours: {report:?}");
         assert_eq!(report.skipped.len(), 1);

@@ -407,30 +407,30 @@ fn sigkill_of_isobench_then_clean_removes_cgroups_and_dirs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the instance's cgroup exists.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let state = |s: &Scratch| -> Option<serde_json::Value> {
-        let run = std::fs::read_dir(s.runtime())
-            .ok()?
-            .flatten()
-            .next()?
-            .path();
-        serde_json::from_slice(&std::fs::read(run.join("state.json")).ok()?).ok()
+    // Wait until the instance's cgroups exist: the memory limit needs a v1
+    // cgroup on v1 and hybrid hosts, beside the cgroup2 one.
+    let want = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        1
+    } else {
+        2
     };
+    let deadline = Instant::now() + Duration::from_secs(20);
     let cgroups: Vec<PathBuf> = loop {
-        let cg: Vec<PathBuf> = state(&s)
-            .and_then(|v| v["cgroups"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p.as_str().map(PathBuf::from))
-            .collect();
-        if !cg.is_empty() {
+        let run_id = std::fs::read_dir(s.runtime())
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        let cg = run_id
+            .map(|id| isobench::runtime::run_cgroups(Path::new("/sys/fs/cgroup"), &id))
+            .unwrap_or_default();
+        if cg.len() >= want {
             break cg;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("no cgroup was recorded within 20 s");
+            panic!("no cgroup appeared within 20 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

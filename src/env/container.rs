@@ -853,7 +853,6 @@ impl Environment for Container {
             output: None,
             process: None,
             cgroup: None,
-            run_dir: Arc::clone(&self.run_dir),
         };
         if let Some(driver) = &self.driver {
             let cg = driver
@@ -865,9 +864,6 @@ impl Environment for Container {
                 .map_err(|e| {
                     EnvError::Unavailable(format!("creating the instance's cgroup: {e}"))
                 })?;
-            self.run_dir
-                .track_cgroups(&cg.dirs())
-                .map_err(|e| EnvError::io("recording the cgroup in the run's state file", e))?;
             instance.cgroup = Some(cg);
         }
         // Entered at birth through CLONE_INTO_CGROUP: no migration, no cost.
@@ -1046,7 +1042,6 @@ struct ContainerInstance {
     output: Option<File>,
     process: Option<ProcessHandle>,
     cgroup: Option<Cgroup>,
-    run_dir: Arc<RunDir>,
 }
 
 impl Instance for ContainerInstance {
@@ -1088,13 +1083,9 @@ impl Instance for ContainerInstance {
                 .map_err(|e| EnvError::io("reaping the container", e))?;
         }
         if let Some(mut cg) = self.cgroup.take() {
-            let dirs = cg.dirs().to_vec();
             cg.remove().map_err(|e| {
                 EnvError::Unavailable(format!("removing the instance's cgroup: {e}"))
             })?;
-            self.run_dir
-                .untrack_cgroups(&dirs)
-                .map_err(|e| EnvError::io("updating the run's state file", e))?;
         }
         crate::runtime::remove_tree(&self.dir)
             .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))

@@ -126,9 +126,6 @@ impl Environment for Native {
                     .map_err(|e| {
                         EnvError::Unavailable(format!("creating the instance's cgroup: {e}"))
                     })?;
-                run_dir
-                    .track_cgroups(&cg.dirs())
-                    .map_err(|e| EnvError::io("recording the cgroup in the run's state file", e))?;
                 Some(cg)
             }
             None => None,
@@ -168,7 +165,6 @@ impl Environment for Native {
             output: Some(output),
             process,
             cgroup,
-            run_dir: self.limits.as_ref().map(|(_, _, r)| Arc::clone(r)),
         }))
     }
 }
@@ -178,7 +174,6 @@ struct NativeInstance {
     output: Option<File>,
     process: ProcessHandle,
     cgroup: Option<Cgroup>,
-    run_dir: Option<Arc<RunDir>>,
 }
 
 impl Instance for NativeInstance {
@@ -203,14 +198,9 @@ impl Instance for NativeInstance {
             .kill_and_reap()
             .map_err(|e| EnvError::io("reaping the agent", e))?;
         if let Some(mut cg) = self.cgroup.take() {
-            let dirs = cg.dirs().to_vec();
             cg.remove().map_err(|e| {
                 EnvError::Unavailable(format!("removing the instance's cgroup: {e}"))
             })?;
-            if let Some(r) = &self.run_dir {
-                r.untrack_cgroups(&dirs)
-                    .map_err(|e| EnvError::io("updating the run's state file", e))?;
-            }
         }
         Ok(())
     }
