@@ -198,6 +198,8 @@ pub enum Step {
     MakeDir(CString, u32),
     /// Create an empty file (a bind-mount target).
     MakeFile(CString),
+    /// `mknod(2)` a character device with this mode and device number.
+    MakeDevice(CString, u32, u64),
     /// `symlink(target, link)`.
     Symlink(CString, CString),
     /// `chdir(2)`.
@@ -238,6 +240,12 @@ impl Step {
             ),
             Step::MakeDir(p, _) => format!("mkdir {}", s(p)),
             Step::MakeFile(p) => format!("create {}", s(p)),
+            Step::MakeDevice(p, _, dev) => format!(
+                "mknod {} c {} {}",
+                s(p),
+                libc::major(*dev),
+                libc::minor(*dev)
+            ),
             Step::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
             Step::Chdir(p) => format!("chdir {}", s(p)),
             Step::PivotRoot => "pivot_root into the new root and detach the old one".into(),
@@ -366,7 +374,11 @@ pub fn plan(
         nosuid_nodev_noexec,
         None,
     ));
-    for f in MASKED_FILES {
+    // Paths this kernel does not have are left out of the plan (the
+    // container's /proc and /sys come from the same kernel as the host's);
+    // the mounts stay optional in case one vanished since.
+    let exists = |rel: &str| Path::new("/").join(rel).exists();
+    for f in MASKED_FILES.iter().filter(|f| exists(f)) {
         steps.push(optional(mount(
             Some(b"/dev/null"),
             at(f),
@@ -375,7 +387,10 @@ pub fn plan(
             None,
         )));
     }
-    for d in MASKED_DIRS.iter().filter(|d| d.starts_with("proc/")) {
+    for d in MASKED_DIRS
+        .iter()
+        .filter(|d| d.starts_with("proc/") && exists(d))
+    {
         steps.push(optional(mount(
             Some(b"tmpfs"),
             at(d),
@@ -384,7 +399,7 @@ pub fn plan(
             Some(b"size=0"),
         )));
     }
-    for p in READ_ONLY {
+    for p in READ_ONLY.iter().filter(|p| exists(p)) {
         let target = at(p);
         steps.push(optional(mount(
             Some(target.as_bytes()),
@@ -403,7 +418,10 @@ pub fn plan(
         nosuid_nodev_noexec | MsFlags::MS_RDONLY,
         None,
     ));
-    for d in MASKED_DIRS.iter().filter(|d| d.starts_with("sys/")) {
+    for d in MASKED_DIRS
+        .iter()
+        .filter(|d| d.starts_with("sys/") && exists(d))
+    {
         steps.push(optional(mount(
             Some(b"tmpfs"),
             at(d),
@@ -422,15 +440,25 @@ pub fn plan(
         Some(b"mode=755,size=65536k"),
     ));
     for d in DEVICES {
-        steps.push(Step::MakeFile(at(&format!("dev/{d}"))));
         let host = format!("/dev/{d}");
-        steps.push(mount(
-            Some(host.as_bytes()),
-            at(&format!("dev/{d}")),
-            None,
-            MsFlags::MS_BIND,
-            None,
-        ));
+        let rdev = std::fs::metadata(&host).map(|m| std::os::unix::fs::MetadataExt::rdev(&m));
+        match rdev {
+            // As root a device node is one mknod, and no mount to tear down.
+            Ok(rdev) if !config.rootless => {
+                steps.push(Step::MakeDevice(at(&format!("dev/{d}")), 0o666, rdev));
+            }
+            // In a user namespace mknod is not allowed: bind the host's node.
+            _ => {
+                steps.push(Step::MakeFile(at(&format!("dev/{d}"))));
+                steps.push(mount(
+                    Some(host.as_bytes()),
+                    at(&format!("dev/{d}")),
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                ));
+            }
+        }
     }
     steps.push(Step::MakeDir(at("dev/pts"), 0o755));
     let pts_opts: &[u8] = if config.rootless {
@@ -538,6 +566,8 @@ pub trait Sys {
     fn mkdir(&self, path: &CStr, mode: u32) -> nix::Result<()>;
     /// Creates an empty file.
     fn mkfile(&self, path: &CStr) -> nix::Result<()>;
+    /// mknod(2) of a character device, then chmod to `mode` (past the umask).
+    fn mknod(&self, path: &CStr, mode: u32, dev: u64) -> nix::Result<()>;
     /// symlink(2).
     fn symlink(&self, target: &CStr, link: &CStr) -> nix::Result<()>;
     /// chdir(2).
@@ -587,6 +617,7 @@ pub fn execute(steps: &[Step], sys: &dyn Sys) -> (usize, Errno) {
                 other => other,
             },
             Step::MakeFile(p) => sys.mkfile(p),
+            Step::MakeDevice(p, mode, dev) => sys.mknod(p, *mode, *dev),
             Step::Symlink(t, l) => sys.symlink(t, l),
             Step::Chdir(p) => sys.chdir(p),
             Step::PivotRoot => sys.pivot_root(),
@@ -663,6 +694,12 @@ impl Sys for Linux<'_> {
         // SAFETY: `fd` was just opened by this function.
         unsafe { libc::close(fd) };
         Ok(())
+    }
+    fn mknod(&self, path: &CStr, mode: u32, dev: u64) -> nix::Result<()> {
+        // SAFETY: `path` is NUL-terminated; integer arguments only otherwise.
+        check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | mode, dev) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::chmod(path.as_ptr(), mode) })
     }
     fn symlink(&self, target: &CStr, link: &CStr) -> nix::Result<()> {
         // SAFETY: both are NUL-terminated.
@@ -1199,12 +1236,23 @@ mod tests {
             "mounts are made private before anything is mounted"
         );
         assert!(pos("(overlay)") < pos("(proc) on /r/i/merged/proc"));
-        assert!(pos("(proc) on") < pos("/dev/null (bind) on /r/i/merged/proc/kcore"));
-        assert!(pos("(sysfs) on /r/i/merged/sys") < pos("(tmpfs) on /r/i/merged/sys/firmware"));
-        assert!(pos("(tmpfs) on /r/i/merged/dev") < pos("create /r/i/merged/dev/null"));
+        // Masks exist only for paths this kernel has.
+        if let Some(f) = MASKED_FILES
+            .iter()
+            .find(|f| Path::new("/").join(f).exists())
+        {
+            assert!(pos("(proc) on") < pos(&format!("/dev/null (bind) on /r/i/merged/{f}")));
+        }
+        if Path::new("/sys/firmware").exists() {
+            assert!(pos("(sysfs) on /r/i/merged/sys") < pos("(tmpfs) on /r/i/merged/sys/firmware"));
+        }
         assert!(
-            pos("create /r/i/merged/dev/null") < pos("/dev/null (bind) on /r/i/merged/dev/null")
+            !d.iter().any(|s| MASKED_FILES
+                .iter()
+                .any(|f| s.ends_with(*f) && !Path::new("/").join(f).exists())),
+            "no step for a path this kernel lacks"
         );
+        assert!(pos("(tmpfs) on /r/i/merged/dev") < pos("mknod /r/i/merged/dev/null c 1 3"));
         assert!(pos("(devpts) on /r/i/merged/dev/pts") < pos("pivot_root"));
         assert!(pos("chdir /r/i/merged") < pos("pivot_root"));
         let tail: Vec<&Step> = steps.iter().rev().take(6).collect();
@@ -1220,11 +1268,8 @@ mod tests {
             ]
         );
         for dev in DEVICES {
-            assert!(
-                d.iter()
-                    .any(|s| s == &format!("mount /dev/{dev} (bind) on /r/i/merged/dev/{dev}")),
-                "{dev}"
-            );
+            let node = format!("mknod /r/i/merged/dev/{dev} c ");
+            assert!(d.iter().any(|s| s.starts_with(&node)), "{dev}");
         }
         // The overlay's data names both layers, top first.
         let overlay = steps
@@ -1261,6 +1306,11 @@ mod tests {
             !pts.unwrap().to_string_lossy().contains("gid="),
             "gid 5 is not mapped in a user namespace"
         );
+        let d = names(&steps);
+        for dev in DEVICES {
+            let bind = format!("mount /dev/{dev} (bind) on /r/i/merged/dev/{dev}");
+            assert!(d.contains(&bind), "rootless binds the host's {dev}");
+        }
     }
 
     #[test]
@@ -1334,6 +1384,9 @@ mod tests {
         fn mkfile(&self, p: &CStr) -> nix::Result<()> {
             self.call(format!("mkfile {p:?}"))
         }
+        fn mknod(&self, p: &CStr, _: u32, _: u64) -> nix::Result<()> {
+            self.call(format!("mknod {p:?}"))
+        }
         fn symlink(&self, _: &CStr, l: &CStr) -> nix::Result<()> {
             self.call(format!("symlink {l:?}"))
         }
@@ -1394,7 +1447,7 @@ mod tests {
         // A missing optional target (a masked path this kernel lacks) is skipped.
         let optional = Recording {
             calls: RefCell::new(Vec::new()),
-            fail_on: Some(("proc/timer_stats", Errno::ENOENT)),
+            fail_on: Some(("proc/keys", Errno::ENOENT)),
         };
         let (index, _) = execute(&steps, &optional);
         assert_eq!(
