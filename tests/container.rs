@@ -451,3 +451,44 @@ fn sigkill_of_isobench_then_clean_removes_cgroups_and_dirs() {
     }
     assert_clean(&s);
 }
+
+#[test]
+fn sigterm_to_exec_kills_the_container_and_cleans_up() {
+    if !root_only() {
+        return;
+    }
+    let s = Scratch::new("execterm");
+    let mut child = s
+        .isobench()
+        .args(["exec", "--", "sh", "-c", "while :; do :; done"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the container runs: its instance directory exists.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(s.runtime())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| run.path().join("instances/exec").is_dir())
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the container did not start within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_clean(&s);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
