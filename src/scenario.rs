@@ -9,7 +9,7 @@
 use crate::cgroup::{CgroupUse, Limits, parse_size};
 use crate::env::EnvKind;
 use crate::env::container::Volume;
-use crate::workload::{CPU_DEFAULT_BUFFER_KIB, CPU_DEFAULT_ROUNDS, WorkloadKind, WorkloadSpec};
+use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -183,20 +183,55 @@ struct ContainerSection {
     cgroups: CgroupUse,
 }
 
-/// One `[[workload]]` table. The parameters of every kind are listed here;
-/// [`WorkloadKind::params`] says which kind takes which, and a parameter
-/// given to a kind that does not take it is an error.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorkloadEntry {
-    kind: WorkloadKind,
-    name: Option<Spanned<String>>,
-    reps: Option<Positive>,
-    warmups: Option<Count>,
-    timeout_s: Option<Positive>,
-    rounds: Option<Spanned<Positive>>,
-    buffer_kib: Option<Spanned<Positive>>,
+/// Declares `WorkloadEntry` with one optional field per workload parameter
+/// (so `deny_unknown_fields` names any other key), and `params()`, which
+/// lists the ones given.
+macro_rules! workload_entry {
+    ($($param:ident),* $(,)?) => {
+        /// One `[[workload]]` table. The parameters of every kind are listed
+        /// here; [`WorkloadKind::params`] says which kind takes which, and a
+        /// parameter given to a kind that does not take it is an error.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WorkloadEntry {
+            kind: WorkloadKind,
+            name: Option<Spanned<String>>,
+            reps: Option<Positive>,
+            warmups: Option<Count>,
+            timeout_s: Option<Positive>,
+            $($param: Option<Spanned<Positive>>,)*
+        }
+
+        impl WorkloadEntry {
+            /// The parameters given, by name.
+            fn params(&self) -> Vec<(&'static str, &Spanned<Positive>)> {
+                let mut given = Vec::new();
+                $(if let Some(v) = &self.$param {
+                    given.push((stringify!($param), v));
+                })*
+                given
+            }
+        }
+
+        /// Every parameter name a `[[workload]]` table may hold.
+        #[cfg(test)]
+        const ENTRY_PARAMS: &[&str] = &[$(stringify!($param)),*];
+    };
 }
+
+workload_entry!(
+    rounds,
+    buffer_kib,
+    threads,
+    duration_ms,
+    array_mib,
+    passes,
+    mib,
+    iterations,
+    count,
+    requests,
+    bulk_mib,
+);
 
 /// A workload as the harness runs it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -322,46 +357,34 @@ impl Plan {
             let span = entry.span();
             let entry = entry.get_ref();
             let key = |k: &str| format!("workload[{index}].{k}");
-            let given: [(&str, Option<&Spanned<Positive>>); 2] = [
-                ("rounds", entry.rounds.as_ref()),
-                ("buffer_kib", entry.buffer_kib.as_ref()),
-            ];
-            for (param, value) in given {
-                if let Some(value) = value
-                    && !entry.kind.params().contains(&param)
-                {
-                    let takes = entry.kind.params();
-                    let takes = if takes.is_empty() {
-                        "none".to_string()
-                    } else {
-                        takes.join(", ")
-                    };
+            let given = entry.params();
+            for (param, value) in &given {
+                if entry.kind.default_of(param).is_none() {
                     return Err(invalid(
                         Some(value.span()),
                         &key(param),
                         format!(
-                            "workload kind `{}` has no parameter `{param}` (its parameters: {takes})",
-                            entry.kind
+                            "workload kind `{}` has no parameter `{param}` (its parameters: {})",
+                            entry.kind,
+                            param_list(entry.kind)
                         ),
                     ));
                 }
             }
-            let value = |v: &Option<Spanned<Positive>>, default: u64| {
-                v.as_ref().map_or(default, |s| s.get_ref().0)
+            let get = |name: &'static str| {
+                given
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.get_ref().0)
+                    .or_else(|| entry.kind.default_of(name))
+                    .unwrap_or(1)
             };
-            let spec = match entry.kind {
-                WorkloadKind::Noop => WorkloadSpec::Noop,
-                WorkloadKind::Cpu => WorkloadSpec::Cpu {
-                    rounds: value(&entry.rounds, CPU_DEFAULT_ROUNDS),
-                    buffer_kib: value(&entry.buffer_kib, CPU_DEFAULT_BUFFER_KIB),
-                },
-                WorkloadKind::Command => {
-                    return Err(invalid(
-                        Some(span),
-                        &key("kind"),
-                        "workload kind `command` cannot be used in a scenario yet; run one program with `isobench exec`".into(),
-                    ));
-                }
+            let Some(spec) = WorkloadSpec::from_params(entry.kind, get) else {
+                return Err(invalid(
+                    Some(span),
+                    &key("kind"),
+                    "workload kind `command` cannot be used in a scenario yet; run one program with `isobench exec`".into(),
+                ));
             };
             let name = entry
                 .name
@@ -638,6 +661,35 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_parameter_can_be_written_in_a_scenario() {
+        for kind in WorkloadKind::ALL {
+            for p in kind.params() {
+                assert!(
+                    ENTRY_PARAMS.contains(&p.name),
+                    "{kind}.{} missing from WorkloadEntry",
+                    p.name
+                );
+            }
+        }
+        for name in ENTRY_PARAMS {
+            assert!(
+                WorkloadKind::ALL
+                    .iter()
+                    .any(|k| k.default_of(name).is_some()),
+                "{name} belongs to no workload kind"
+            );
+        }
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"net\"\nrequests = 9\n").unwrap();
+        assert_eq!(
+            plan.workloads[0].spec,
+            WorkloadSpec::Net {
+                requests: 9,
+                bulk_mib: 64
+            }
+        );
+    }
+
+    #[test]
     fn container_section_is_validated() {
         let ok = "name = \"x\"\n[container]\nmemory = \"64M\"\ncpus = 0.5\npids = 64\nvolumes = [\"/tmp:/data:ro\"]\n[[workload]]\nkind = \"noop\"\n";
         let plan = parse(ok).unwrap();
@@ -678,7 +730,8 @@ mod tests {
             plan.workloads[0].spec,
             WorkloadSpec::Cpu {
                 rounds: 5,
-                buffer_kib: CPU_DEFAULT_BUFFER_KIB
+                buffer_kib: crate::workload::CPU_DEFAULT_BUFFER_KIB,
+                threads: 1,
             }
         );
         let o = Overrides {

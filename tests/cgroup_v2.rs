@@ -99,6 +99,7 @@ fn v2_bed_child() {
     let spec = WorkloadSpec::Cpu {
         rounds: 200,
         buffer_kib: 64,
+        threads: 1,
     };
     let stop = AtomicBool::new(false);
     let log = dir.join("v2.log");

@@ -208,6 +208,9 @@ pub enum Step {
     PivotRoot,
     /// `sethostname(2)`.
     Hostname(CString),
+    /// Bring the new network namespace's `lo` up (as Docker does), so a
+    /// workload can use 127.0.0.1.
+    LoopbackUp,
     /// Install stdin, stdout, stderr (and the frame descriptor).
     Stdio,
     /// `prctl(PR_SET_NO_NEW_PRIVS)`.
@@ -250,6 +253,7 @@ impl Step {
             Step::Chdir(p) => format!("chdir {}", s(p)),
             Step::PivotRoot => "pivot_root into the new root and detach the old one".into(),
             Step::Hostname(h) => format!("sethostname {}", s(h)),
+            Step::LoopbackUp => "bring lo up".into(),
             Step::Stdio => "install the standard streams".into(),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::DropCaps => "drop capabilities to Docker's default set".into(),
@@ -535,6 +539,7 @@ pub fn plan(
     steps.push(Step::PivotRoot);
     steps.push(Step::Chdir(c(b"/")));
     steps.push(Step::Hostname(c(hostname.as_bytes())));
+    steps.push(Step::LoopbackUp);
     steps.push(Step::Stdio);
     steps.push(Step::NoNewPrivs);
     steps.push(Step::DropCaps);
@@ -576,6 +581,8 @@ pub trait Sys {
     fn pivot_root(&self) -> nix::Result<()>;
     /// sethostname(2).
     fn hostname(&self, name: &CStr) -> nix::Result<()>;
+    /// Sets IFF_UP on `lo`.
+    fn loopback_up(&self) -> nix::Result<()>;
     /// Installs the standard streams.
     fn stdio(&self) -> nix::Result<()>;
     /// prctl(PR_SET_NO_NEW_PRIVS).
@@ -622,6 +629,7 @@ pub fn execute(steps: &[Step], sys: &dyn Sys) -> (usize, Errno) {
             Step::Chdir(p) => sys.chdir(p),
             Step::PivotRoot => sys.pivot_root(),
             Step::Hostname(h) => sys.hostname(h),
+            Step::LoopbackUp => sys.loopback_up(),
             Step::Stdio => sys.stdio(),
             Step::NoNewPrivs => sys.no_new_privs(),
             Step::DropCaps => sys.drop_caps(DEFAULT_CAPS),
@@ -715,6 +723,25 @@ impl Sys for Linux<'_> {
     }
     fn hostname(&self, name: &CStr) -> nix::Result<()> {
         nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name.to_bytes()))
+    }
+    fn loopback_up(&self) -> nix::Result<()> {
+        // SAFETY: a datagram socket only for the ioctls, closed below; the
+        // ifreq is zeroed, named "lo", and valid for both calls.
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            check(sock)?;
+            let mut req: libc::ifreq = std::mem::zeroed();
+            req.ifr_name[0] = b'l' as libc::c_char;
+            req.ifr_name[1] = b'o' as libc::c_char;
+            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+            if r == 0 {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+            }
+            let err = Errno::last();
+            libc::close(sock);
+            if r < 0 { Err(err) } else { Ok(()) }
+        }
     }
     fn stdio(&self) -> nix::Result<()> {
         Stdio::install(self.stdio)
@@ -1255,7 +1282,7 @@ mod tests {
         assert!(pos("(tmpfs) on /r/i/merged/dev") < pos("mknod /r/i/merged/dev/null c 1 3"));
         assert!(pos("(devpts) on /r/i/merged/dev/pts") < pos("pivot_root"));
         assert!(pos("chdir /r/i/merged") < pos("pivot_root"));
-        let tail: Vec<&Step> = steps.iter().rev().take(6).collect();
+        let tail: Vec<&Step> = steps.iter().rev().take(7).collect();
         assert_eq!(
             tail,
             [
@@ -1263,6 +1290,7 @@ mod tests {
                 &Step::DropCaps,
                 &Step::NoNewPrivs,
                 &Step::Stdio,
+                &Step::LoopbackUp,
                 &Step::Hostname(c"h1".to_owned()),
                 &Step::Chdir(c"/".to_owned())
             ]
@@ -1398,6 +1426,9 @@ mod tests {
         }
         fn hostname(&self, h: &CStr) -> nix::Result<()> {
             self.call(format!("hostname {h:?}"))
+        }
+        fn loopback_up(&self) -> nix::Result<()> {
+            self.call("lo up".into())
         }
         fn stdio(&self) -> nix::Result<()> {
             self.call("stdio".into())
