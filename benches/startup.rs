@@ -50,6 +50,8 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
         vm: &vm,
         container: &container,
         accel: AccelRequest::Auto,
+        programs: &[],
+        files: &[],
     };
     match Testbed::build(&prereqs, &id, &spec, logs, &STOP) {
         Ok(t) => Some(t),

@@ -135,7 +135,50 @@ pub struct Image {
 /// The empty directories every image has (mount points).
 const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp"];
 
-/// Builds the image in `dir` (created) and its initramfs at `initramfs`.
+/// Builds the image in `dir` with applications (see [`build`]).
+/// `programs` (absolute host paths) are packed with their shared-library
+/// closures, and `files` (host files or directories) are copied, at their
+/// host paths: the applications of `command` workloads.
+pub fn build_with(
+    agent: &Path,
+    dir: &Path,
+    initramfs: &Path,
+    programs: &[PathBuf],
+    files: &[PathBuf],
+) -> Result<Image, ImageError> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    for program in programs {
+        app_layer(program, dir)?;
+    }
+    for file in files {
+        add_tree(dir, file)?;
+    }
+    build(agent, dir, initramfs)
+}
+
+/// Copies a host file or directory tree into `root` at its host path.
+fn add_tree(root: &Path, path: &Path) -> Result<(), ImageError> {
+    let mut created = Vec::new();
+    let mut bytes = 0;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(io_err(format!("reading {}", path.display())))?;
+    if meta.is_dir() {
+        let inside = root.join(path.strip_prefix("/").unwrap_or(path));
+        std::fs::create_dir_all(&inside)
+            .map_err(io_err(format!("creating {}", inside.display())))?;
+        let entries =
+            std::fs::read_dir(path).map_err(io_err(format!("reading {}", path.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("reading {}", path.display())))?;
+            add_tree(root, &entry.path())?;
+        }
+        return Ok(());
+    }
+    replicate(root, path, &mut created, &mut bytes)
+}
+
+/// Builds the image in `dir` (created; it may already hold applications)
+/// and its initramfs at `initramfs`.
 pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageError> {
     check_static(agent)?;
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;

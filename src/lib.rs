@@ -30,6 +30,7 @@ pub mod cli;
 pub mod doctor;
 pub mod env;
 pub mod exec;
+pub mod extract;
 pub mod image;
 pub mod kernel;
 pub mod meta;

@@ -31,7 +31,7 @@ use crate::meta::{Host, Meta, MetricInfo};
 use crate::record::{InstanceRecord, Record, Recorder};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
-use crate::scenario::{ContainerSettings, Plan, VmSettings};
+use crate::scenario::{ContainerSettings, Plan, PlannedWorkload, VmSettings};
 use crate::workload::{Metric, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -206,6 +206,11 @@ pub struct BedSpec<'a> {
     pub container: &'a ContainerSettings,
     /// `--accel`.
     pub accel: AccelRequest,
+    /// Programs packed into the image with their library closures
+    /// (`command` workloads), as absolute host paths.
+    pub programs: &'a [PathBuf],
+    /// Extra host files and directories copied into the image.
+    pub files: &'a [PathBuf],
 }
 
 /// The environments of a run, built on one image in one runtime directory.
@@ -247,10 +252,12 @@ impl Testbed {
             RunDir::create(&base, run_id)
                 .map_err(io_err(format!("creating {}", base.join(run_id).display())))?,
         );
-        let image = image::build(
+        let image = image::build_with(
             &prereqs.agent,
             &run_dir.path().join("image"),
             &run_dir.path().join("initramfs.cpio"),
+            spec.programs,
+            spec.files,
         )?;
         let mut envs: Vec<Box<dyn Environment>> = Vec::new();
         let mut vm_info = None;
@@ -359,11 +366,19 @@ pub struct InstanceResult {
     pub exit: Option<Exit>,
     /// Whether SIGINT/SIGTERM cut it short.
     pub interrupted: bool,
+    /// Everything on the output stream that was not a frame (a program's
+    /// own output), up to [`MAX_OUTPUT`] bytes.
+    pub output: String,
 }
+
+/// How much of an instance's non-frame output is kept for metric extraction.
+pub const MAX_OUTPUT: usize = 4 << 20;
 
 enum Event {
     Frame(Instant, Frame),
     Garbled(String),
+    /// A line that is not a frame: a program's own output.
+    Output(String),
     Eof,
 }
 
@@ -459,6 +474,11 @@ pub fn run_instance(
                     result.host_metrics.extend(instance.at_done());
                 }
             },
+            Ok(Event::Output(line)) => {
+                if result.output.len() < MAX_OUTPUT {
+                    result.output.push_str(&line);
+                }
+            }
             Ok(Event::Garbled(text)) => {
                 result
                     .error
@@ -552,7 +572,7 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
                 let event = match Frame::parse_line(&text) {
                     Some(Ok(frame)) => Event::Frame(at, frame),
                     Some(Err(e)) => Event::Garbled(format!("{e}: {}", text.trim_end())),
-                    None => continue,
+                    None => Event::Output(text.into_owned()),
                 };
                 if tx.send(event).is_err() {
                     break;
@@ -561,6 +581,55 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The host program of every `command` workload, by workload name: its
+/// absolute path and the spec the agent runs, or why it cannot run.
+fn resolve_commands(plan: &Plan) -> BTreeMap<String, Result<(PathBuf, WorkloadSpec), String>> {
+    plan.workloads
+        .iter()
+        .filter_map(|w| {
+            let c = w.command.as_ref()?;
+            let name = &c.argv[0];
+            let resolved = match image::find_program(name) {
+                Some(path) => {
+                    let mut argv = c.argv.clone();
+                    argv[0] = path.display().to_string();
+                    Ok((path, WorkloadSpec::Command { argv }))
+                }
+                None => Err(format!(
+                    "program `{name}` not found on the host (install it, or give its path in argv)"
+                )),
+            };
+            Some((w.name.clone(), resolved))
+        })
+        .collect()
+}
+
+/// For a `command` workload that ran: its exit status and the figures its
+/// rules extract from its output.
+fn apply_rules(r: &mut InstanceResult, w: &PlannedWorkload) {
+    let Some(c) = &w.command else { return };
+    if r.interrupted || r.startup.is_none() {
+        return;
+    }
+    match r.status {
+        Some(0) => {}
+        Some(status) => {
+            r.error = Some(format!(
+                "`{}` exited with status {status}; its output is in the instance's log",
+                c.argv.join(" ")
+            ));
+            return;
+        }
+        None => return,
+    }
+    match crate::extract::extract(&c.metrics, &r.output) {
+        Ok(metrics) => r.metrics.extend(metrics),
+        Err(e) => {
+            r.error.get_or_insert(e);
+        }
+    }
 }
 
 /// Everything measured for one instance: the host's timings, then the workload's figures.
@@ -621,6 +690,17 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     let started = Instant::now();
     let plan = &settings.plan;
     let prereqs = preflight(&plan.environments, settings.kernel.as_deref())?;
+    let commands = resolve_commands(plan);
+    let programs: Vec<PathBuf> = commands
+        .values()
+        .filter_map(|c| c.as_ref().ok().map(|s| s.0.clone()))
+        .collect();
+    let files: Vec<PathBuf> = plan
+        .workloads
+        .iter()
+        .filter(|w| commands.get(&w.name).is_some_and(Result::is_ok))
+        .flat_map(|w| w.command.iter().flat_map(|c| c.files.iter().cloned()))
+        .collect();
 
     let run_id = new_run_id();
     let dir = settings.out_root.join(&run_id);
@@ -634,6 +714,8 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             vm: &plan.vm,
             container: &plan.container,
             accel: settings.accel,
+            programs: &programs,
+            files: &files,
         },
         &logs,
         stop,
@@ -714,14 +796,34 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
                     w.name, kind, what
                 );
-                let r = run_instance(
-                    env.as_ref(),
-                    &w.spec,
-                    &id,
-                    Some(&dir.join(&log_rel)),
-                    w.timeout,
-                    stop,
-                );
+                let r = match commands.get(&w.name) {
+                    // A program not on the host: every instance of it fails
+                    // with that reason, and the rest of the run goes on.
+                    Some(Err(e)) => InstanceResult {
+                        error: Some(e.clone()),
+                        ..InstanceResult::default()
+                    },
+                    Some(Ok((_, spec))) => {
+                        let mut r = run_instance(
+                            env.as_ref(),
+                            spec,
+                            &id,
+                            Some(&dir.join(&log_rel)),
+                            w.timeout,
+                            stop,
+                        );
+                        apply_rules(&mut r, w);
+                        r
+                    }
+                    None => run_instance(
+                        env.as_ref(),
+                        &w.spec,
+                        &id,
+                        Some(&dir.join(&log_rel)),
+                        w.timeout,
+                        stop,
+                    ),
+                };
                 let metrics = metrics_of(&r);
                 eprintln!("{}", progress_line(&r, &metrics, &log_rel));
                 if r.interrupted {

@@ -9,12 +9,13 @@
 use crate::cgroup::{CgroupUse, Limits, parse_size};
 use crate::env::EnvKind;
 use crate::env::container::Volume;
+use crate::extract::MetricRule;
 use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -199,6 +200,10 @@ macro_rules! workload_entry {
             reps: Option<Positive>,
             warmups: Option<Count>,
             timeout_s: Option<Positive>,
+            // `command` workloads only:
+            argv: Option<Spanned<Vec<String>>>,
+            files: Option<Vec<Spanned<String>>>,
+            metrics: Option<Vec<Spanned<MetricRule>>>,
             $($param: Option<Spanned<Positive>>,)*
         }
 
@@ -233,13 +238,28 @@ workload_entry!(
     bulk_mib,
 );
 
+/// What a `command` workload runs, as the scenario says it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandSpec {
+    /// The program (a name looked up in the host's `$PATH`, or a path) and
+    /// its arguments.
+    pub argv: Vec<String>,
+    /// Extra host files or directories shipped with it, at the same paths.
+    pub files: Vec<PathBuf>,
+    /// Figures to extract from its output.
+    pub metrics: Vec<MetricRule>,
+}
+
 /// A workload as the harness runs it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedWorkload {
     /// Its name in records and reports (the kind unless the scenario names it).
     pub name: String,
-    /// What the agent runs.
+    /// What the agent runs (for `command`, the program as the scenario
+    /// names it; the harness resolves it on the host).
     pub spec: WorkloadSpec,
+    /// For `command` workloads: the program, its files and metric rules.
+    pub command: Option<CommandSpec>,
     /// Measured repetitions per environment.
     pub reps: u32,
     /// Unrecorded warm-up runs per environment before the repetitions.
@@ -379,12 +399,50 @@ impl Plan {
                     .or_else(|| entry.kind.default_of(name))
                     .unwrap_or(1)
             };
-            let Some(spec) = WorkloadSpec::from_params(entry.kind, get) else {
-                return Err(invalid(
-                    Some(span),
-                    &key("kind"),
-                    "workload kind `command` cannot be used in a scenario yet; run one program with `isobench exec`".into(),
-                ));
+            let (spec, command) = match WorkloadSpec::from_params(entry.kind, get) {
+                Some(spec) => {
+                    let stray = [
+                        ("argv", entry.argv.as_ref().map(|a| a.span())),
+                        (
+                            "files",
+                            entry
+                                .files
+                                .as_ref()
+                                .and_then(|f| f.first())
+                                .map(|f| f.span()),
+                        ),
+                        (
+                            "metrics",
+                            entry
+                                .metrics
+                                .as_ref()
+                                .and_then(|m| m.first())
+                                .map(|m| m.span()),
+                        ),
+                    ];
+                    if let Some((k, s)) = stray.into_iter().find(|(_, s)| s.is_some()) {
+                        return Err(invalid(
+                            s,
+                            &key(k),
+                            format!(
+                                "`{k}` belongs to `command` workloads, not to `{}`",
+                                entry.kind
+                            ),
+                        ));
+                    }
+                    (spec, None)
+                }
+                None => {
+                    let command = command_spec(entry, index).map_err(|(at, k, msg)| {
+                        invalid(Some(at.unwrap_or_else(|| span.clone())), &k, msg)
+                    })?;
+                    (
+                        WorkloadSpec::Command {
+                            argv: command.argv.clone(),
+                        },
+                        Some(command),
+                    )
+                }
             };
             let name = entry
                 .name
@@ -414,6 +472,7 @@ impl Plan {
             workloads.push(PlannedWorkload {
                 name,
                 spec,
+                command,
                 reps: to_u32(entry.reps.unwrap_or(file.reps).0),
                 warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
                 timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
@@ -509,6 +568,82 @@ impl Plan {
         let per_env: u32 = self.workloads.iter().map(|w| w.reps + w.warmups).sum();
         per_env as usize * self.environments.len()
     }
+}
+
+/// Names the host-side metrics take; a `command` workload's rules may not reuse them.
+const RESERVED_METRICS: &[&str] = &[
+    "startup_ms",
+    "teardown_ms",
+    "boot_kernel_ms",
+    "host_cpu_ms",
+    "max_rss_mib",
+    "elapsed_ms",
+];
+
+type EntryError = (Option<std::ops::Range<usize>>, String, String);
+
+/// Validates the `command` part of a `[[workload]]` table.
+fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, EntryError> {
+    let key = |k: &str| format!("workload[{index}].{k}");
+    let argv = entry.argv.as_ref().ok_or_else(|| {
+        (
+            None,
+            key("argv"),
+            "a `command` workload needs `argv = [\"program\", \"arg\", ...]`".to_string(),
+        )
+    })?;
+    if argv.get_ref().is_empty() || argv.get_ref()[0].is_empty() {
+        return Err((
+            Some(argv.span()),
+            key("argv"),
+            "the list is empty; name the program first".into(),
+        ));
+    }
+    let mut files = Vec::new();
+    for (i, f) in entry.files.iter().flatten().enumerate() {
+        let p = PathBuf::from(f.get_ref());
+        if !p.is_absolute() {
+            return Err((
+                Some(f.span()),
+                key(&format!("files[{i}]")),
+                format!("`{}`: give an absolute host path", f.get_ref()),
+            ));
+        }
+        files.push(p);
+    }
+    let mut metrics: Vec<MetricRule> = Vec::new();
+    for (i, m) in entry.metrics.iter().flatten().enumerate() {
+        let rule = m.get_ref();
+        let valid = !rule.name.is_empty()
+            && rule
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let problem = if !valid {
+            Some(format!("`{}`: use letters, digits and `_` only", rule.name))
+        } else if RESERVED_METRICS.contains(&rule.name.as_str()) {
+            Some(format!(
+                "`{}` is measured by isobench itself; pick another name",
+                rule.name
+            ))
+        } else if metrics.iter().any(|r| r.name == rule.name) {
+            Some(format!(
+                "`{}` is already defined for this workload",
+                rule.name
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            return Err((Some(m.span()), key(&format!("metrics[{i}].name")), msg));
+        }
+        metrics.push(rule.clone());
+    }
+    Ok(CommandSpec {
+        argv: argv.get_ref().clone(),
+        files,
+        metrics,
+    })
 }
 
 fn to_u32(v: u64) -> u32 {
@@ -686,6 +821,57 @@ mod tests {
                 requests: 9,
                 bulk_mib: 64
             }
+        );
+    }
+
+    #[test]
+    fn command_workloads_are_validated() {
+        let ok = r#"
+name = "apps"
+[[workload]]
+kind = "command"
+name = "sysbench-cpu"
+argv = ["sysbench", "cpu", "--time=5", "run"]
+files = ["/etc/hostname"]
+metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+([0-9.]+)', better = "higher" }]
+"#;
+        let plan = parse(ok).unwrap();
+        let w = &plan.workloads[0];
+        let c = w.command.as_ref().unwrap();
+        assert_eq!(c.argv[0], "sysbench");
+        assert_eq!(c.metrics[0].name, "events_per_s");
+        assert_eq!(
+            w.spec,
+            WorkloadSpec::Command {
+                argv: c.argv.clone()
+            }
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"command\"\n");
+        assert!(
+            msg.contains("workload[0].argv") && msg.contains("needs `argv"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = []\n");
+        assert!(msg.starts_with("t.toml:4:8: workload[0].argv"), "{msg}");
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"cpu\"\nargv = [\"ls\"]\n");
+        assert!(msg.contains("belongs to `command` workloads"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nmetrics = [{ name = \"x\", unit = \"s\", regex = \"([\", better = \"lower\" }]\n",
+        );
+        assert!(
+            msg.contains("invalid regex") && msg.contains("t.toml:5:"),
+            "{msg}"
+        );
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nmetrics = [{ name = \"startup_ms\", unit = \"s\", regex = \"(1)\", better = \"lower\" }]\n",
+        );
+        assert!(msg.contains("measured by isobench itself"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nfiles = [\"rel/path\"]\n",
+        );
+        assert!(
+            msg.contains("workload[0].files[0]") && msg.contains("absolute"),
+            "{msg}"
         );
     }
 

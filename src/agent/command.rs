@@ -2,7 +2,9 @@
 //! a container's init does (Docker's `--init`, tini).
 //!
 //! The program inherits the agent's standard streams, so its output goes
-//! where the agent's goes. The agent forwards the termination signals it
+//! where the agent's goes. When frames share standard output with it (a
+//! run, where the host reads the program's figures from that stream), its
+//! standard error is sent there too, so the host sees all it printed. The agent forwards the termination signals it
 //! receives (TERM, INT, HUP, QUIT, USR1, USR2) to the program, reaps every
 //! orphan that is re-parented to it (it is PID 1 in a container or a VM),
 //! and reports the program's exit status; it then exits with that status,
@@ -54,6 +56,14 @@ pub fn run(argv: &[String]) -> Result<Outcome, String> {
     let start = Instant::now();
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).env_remove(crate::env::FRAME_FD_ENV);
+    if std::env::var_os(crate::env::FRAME_FD_ENV).is_none() {
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicating stdout for {program}'s stderr: {e}"))?;
+        cmd.stderr(stdout);
+    }
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
