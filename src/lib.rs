@@ -18,6 +18,7 @@
 //! - [`kernel`]: provisioning of the guest kernel;
 //! - [`run`]: the harness that drives instances and records what they did;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
+//! - [`compare`]: the regression gate between two runs;
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
 //! - [`doctor`]: what works on this host;
 //! - [`cli`]: the command line of the `isobench` binary.
@@ -25,6 +26,7 @@
 pub mod agent;
 pub mod cgroup;
 pub mod cli;
+pub mod compare;
 pub mod doctor;
 pub mod env;
 pub mod image;
