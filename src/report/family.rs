@@ -239,8 +239,8 @@ impl Family {
         match self {
             Family::Startup => {
                 "Here the VM ran under TCG: QEMU translated every guest instruction in software, \
-                 so the guest kernel's boot took seconds instead of a few hundred milliseconds. \
-                 Read the VM's bar as the cost of emulation, not of a KVM guest."
+                 so booting took seconds instead of the few hundred milliseconds of a KVM guest. \
+                 Read the VM's bars as the cost of emulation, not of hardware virtualization."
             }
             Family::Memory => {
                 "Under TCG QEMU also keeps a cache of translated guest code in its own memory, \

@@ -345,7 +345,7 @@ fn values(x: &SeriesSummary) -> String {
         .map(|(i, v)| {
             if x.stats.outliers.contains(&i) {
                 format!(
-                    "<mark class=\"outlier\" title=\"outlier: modified Z-score > 3.5\">{}</mark>",
+                    "<mark class=\"outlier\" title=\"outlier: modified Z-score &gt; 3.5\">{}</mark>",
                     fmt_value(*v)
                 )
             } else {
