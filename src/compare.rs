@@ -483,6 +483,15 @@ pub fn compare(base: &Run, cur: &Run, settings: Settings) -> Result<Comparison, 
             reps_needed(settings.alpha)
         ));
     }
+    for (role, run) in [("baseline", base), ("current", cur)] {
+        if run.meta.status != "complete" {
+            warnings.push(format!(
+                "the {role} run's status is `{}`, not complete: some of its series may be \
+                 missing or short. Its report's Failures section says why.",
+                run.meta.status
+            ));
+        }
+    }
     if let (Some(a), Some(b)) = (&base.meta.accelerator, &cur.meta.accelerator)
         && a.accel != b.accel
     {
@@ -831,5 +840,52 @@ mod tests {
         );
         assert_eq!(row.p, Some(1.0));
         assert_eq!(row.verdict, Verdict::NoChange);
+    }
+
+    fn fixture_run() -> Run {
+        let data = crate::report::fixture::data(true);
+        Run {
+            dir: PathBuf::from("/runs/fx"),
+            meta: data.meta,
+            series: data.series,
+        }
+    }
+
+    #[test]
+    fn whole_runs_compare_with_warnings_and_escaped_names() {
+        let run = fixture_run();
+        let c = compare(&run, &run, strict()).unwrap();
+        assert!(c.regressions().is_empty());
+        assert!(
+            c.rows
+                .iter()
+                .all(|r| r.verdict == Verdict::TooFewRepetitions)
+        );
+        let md = c.markdown();
+        assert!(md.contains("**No regression**"), "{md}");
+        assert!(md.contains("Run both sides with --reps 8 or more"), "{md}");
+        assert!(!md.contains("<script>"), "{md}");
+        assert!(md.contains("&lt;script&gt;"), "{md}");
+
+        // A series only one side has is listed, not compared.
+        let mut fewer = fixture_run();
+        fewer.series.retain(|s| s.metric != "rtt_us");
+        let c = compare(&run, &fewer, strict()).unwrap();
+        assert!(
+            c.rows
+                .iter()
+                .any(|r| r.metric == "rtt_us" && r.verdict == Verdict::OnlyInBaseline)
+        );
+
+        let mut other = fixture_run();
+        other.meta.scenario["name"] = "other".into();
+        let err = compare(&run, &other, strict()).unwrap_err().to_string();
+        assert!(err.contains("baseline `fx`, current `other`"), "{err}");
+        let mut nothing = fixture_run();
+        nothing.series.clear();
+        assert!(matches!(
+            compare(&run, &nothing, strict()),
+            Err(CompareError::NothingInCommon)
+        ));
     }
 }
