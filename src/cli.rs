@@ -1,10 +1,12 @@
 //! The command line of `isobench`: argument handling only. Every command
 //! validates its input here and hands plain settings to the library.
 //!
-//! Exit codes: 0 success; 1 a measured failure; 2 bad input or a missing
-//! prerequisite (with the fix printed); 130 interrupted.
+//! Exit codes: 0 success; 1 a measured failure (or, for `compare`, a
+//! regression); 2 bad input or a missing prerequisite (with the fix
+//! printed); 130 interrupted.
 
 use crate::cgroup::Limits;
+use crate::compare;
 use crate::doctor;
 use crate::env::EnvKind;
 use crate::env::container::Volume;
@@ -41,6 +43,8 @@ enum Command {
         /// The run directory (for example reports/latest).
         dir: PathBuf,
     },
+    /// Compare two run directories: exit 1 on a regression, 0 otherwise.
+    Compare(CompareArgs),
     /// Check what works on this host, and how to fix what does not.
     Doctor,
     /// Provision the guest kernel.
@@ -126,6 +130,43 @@ struct RunArgs {
     kernel: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The baseline run directory.
+    baseline: PathBuf,
+    /// The current run directory.
+    current: PathBuf,
+    /// Significance level of the permutation test.
+    #[arg(long, value_name = "P", default_value_t = 0.01, value_parser = parse_alpha)]
+    alpha: f64,
+    /// Noise threshold: the smallest change of a median, in percent, that counts.
+    #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = parse_noise)]
+    noise: f64,
+    /// Also write the Markdown table to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    // The test draws at most PERMUTATIONS random splits, so its p-value is
+    // never below 1 / (PERMUTATIONS + 1).
+    let floor = 1.0 / (compare::PERMUTATIONS as f64 + 1.0);
+    match s.parse::<f64>() {
+        Ok(a) if a > floor && a < 1.0 => Ok(a),
+        _ => Err(format!(
+            "expected a probability above {floor:.5} (the permutation test's resolution) and \
+             below 1, got `{s}`"
+        )),
+    }
+}
+
+fn parse_noise(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!("expected a percentage >= 0, got `{s}`")),
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -133,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Exec(args) => cmd_exec(args),
         Command::Report { dir } => cmd_report(&dir),
+        Command::Compare(args) => cmd_compare(args),
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
         Command::Clean => cmd_clean(),
@@ -239,6 +281,33 @@ fn cmd_report(dir: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(2, e),
+    }
+}
+
+fn cmd_compare(args: CompareArgs) -> ExitCode {
+    let settings = compare::Settings {
+        alpha: args.alpha,
+        noise_pct: args.noise,
+    };
+    let result = compare::load("baseline", &args.baseline).and_then(|base| {
+        let current = compare::load("current", &args.current)?;
+        compare::compare(&base, &current, settings)
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    let text = comparison.markdown();
+    print!("{text}");
+    if let Some(path) = &args.output
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        return fail(2, format!("writing {}: {e}", path.display()));
+    }
+    if comparison.regressions().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -20,6 +20,7 @@
 //! - [`exec`]: one program, once, in a fresh environment (`isobench exec`);
 //! - [`cgroup`]: per-instance cgroups for limits and accounting;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
+//! - [`compare`]: the regression gate between two runs;
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
 //! - [`doctor`]: what works on this host;
 //! - [`cli`]: the command line of the `isobench` binary.
@@ -27,6 +28,7 @@
 pub mod agent;
 pub mod cgroup;
 pub mod cli;
+pub mod compare;
 pub mod doctor;
 pub mod env;
 pub mod exec;
