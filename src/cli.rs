@@ -169,6 +169,11 @@ fn parse_noise(s: &str) -> Result<f64, String> {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Output piped into `head` and closed early is not an error: die of
+    // SIGPIPE quietly, like every Unix filter (Rust ignores it by default).
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(args),
