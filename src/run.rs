@@ -392,6 +392,37 @@ pub fn run_instance(
     run_timeout: Duration,
     stop: &AtomicBool,
 ) -> InstanceResult {
+    run_instance_with(
+        env,
+        spec,
+        id,
+        log_path,
+        run_timeout,
+        stop,
+        Extras::default(),
+    )
+}
+
+/// What an instance gets besides its workload: extra environment variables
+/// for the agent and extra bind mounts (container).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Bind mounts.
+    pub volumes: Vec<crate::env::container::Volume>,
+}
+
+/// [`run_instance`] with [`Extras`].
+pub fn run_instance_with(
+    env: &dyn Environment,
+    spec: &WorkloadSpec,
+    id: &str,
+    log_path: Option<&Path>,
+    run_timeout: Duration,
+    stop: &AtomicBool,
+    extras: Extras,
+) -> InstanceResult {
     let mut result = InstanceResult::default();
     let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
         Ok(Some((a, b))) => (Some(a), Some(b)),
@@ -405,7 +436,14 @@ pub fn run_instance(
         Some(log) => Io::Captured { log },
         None => Io::Inherited,
     };
-    let mut instance = match env.spawn(Launch { spec, id, io }) {
+    let launch = Launch {
+        spec,
+        id,
+        io,
+        env: extras.env,
+        volumes: extras.volumes,
+    };
+    let mut instance = match env.spawn(launch) {
         Ok(i) => i,
         Err(e) => {
             result.error = Some(e.to_string());
@@ -581,6 +619,66 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The scratch space of a `fileio` instance on the host: a directory of
+/// the run's, removed when the instance is done. Native instances do their
+/// I/O in it; container instances of a `target = "volume"` workload get it
+/// bind-mounted at `/scratch`; everything else uses its own `/scratch`.
+struct Scratch {
+    dir: Option<PathBuf>,
+    extras: Extras,
+}
+
+impl Scratch {
+    fn for_instance(
+        w: &PlannedWorkload,
+        env: EnvKind,
+        run_dir: &Path,
+        id: &str,
+    ) -> Result<Scratch, String> {
+        let mut scratch = Scratch {
+            dir: None,
+            extras: Extras::default(),
+        };
+        if w.spec.kind() != crate::workload::WorkloadKind::Fileio {
+            return Ok(scratch);
+        }
+        let sub = match (env, w.target) {
+            (EnvKind::Native, _) => "scratch",
+            (EnvKind::Container, crate::scenario::FileTarget::Volume) => "volumes",
+            _ => return Ok(scratch),
+        };
+        let d = run_dir.join(sub).join(id);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| format!("creating the scratch directory {}: {e}", d.display()))?;
+        if env == EnvKind::Native {
+            scratch.extras.env.push((
+                crate::agent::workloads::SCRATCH_ENV.to_string(),
+                d.display().to_string(),
+            ));
+        } else {
+            scratch.extras.volumes.push(crate::env::container::Volume {
+                host: d.clone(),
+                guest: "/scratch".into(),
+                read_only: false,
+            });
+        }
+        scratch.dir = Some(d);
+        Ok(scratch)
+    }
+
+    fn extras(&self) -> Extras {
+        self.extras.clone()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = runtime::remove_tree(d);
+        }
+    }
 }
 
 /// The host program of every `command` workload, by workload name: its
@@ -815,14 +913,21 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                         apply_rules(&mut r, w);
                         r
                     }
-                    None => run_instance(
-                        env.as_ref(),
-                        &w.spec,
-                        &id,
-                        Some(&dir.join(&log_rel)),
-                        w.timeout,
-                        stop,
-                    ),
+                    None => match Scratch::for_instance(w, kind, testbed.run_dir.path(), &id) {
+                        Ok(scratch) => run_instance_with(
+                            env.as_ref(),
+                            &w.spec,
+                            &id,
+                            Some(&dir.join(&log_rel)),
+                            w.timeout,
+                            stop,
+                            scratch.extras(),
+                        ),
+                        Err(e) => InstanceResult {
+                            error: Some(e),
+                            ..InstanceResult::default()
+                        },
+                    },
                 };
                 let metrics = metrics_of(&r);
                 eprintln!("{}", progress_line(&r, &metrics, &log_rel));

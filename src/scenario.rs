@@ -200,6 +200,8 @@ macro_rules! workload_entry {
             reps: Option<Positive>,
             warmups: Option<Count>,
             timeout_s: Option<Positive>,
+            // `fileio` workloads only:
+            target: Option<Spanned<FileTarget>>,
             // `command` workloads only:
             argv: Option<Spanned<Vec<String>>>,
             files: Option<Vec<Spanned<String>>>,
@@ -236,7 +238,23 @@ workload_entry!(
     count,
     requests,
     bulk_mib,
+    file_mib,
+    block_kib,
+    ops,
 );
+
+/// Where a `fileio` workload's container instances do their I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileTarget {
+    /// The container's writable overlay layer (native: a host directory;
+    /// vm: the guest's virtio disk).
+    #[default]
+    Rootfs,
+    /// A host directory bind-mounted into the container (native and vm as
+    /// for `rootfs`).
+    Volume,
+}
 
 /// What a `command` workload runs, as the scenario says it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,6 +278,8 @@ pub struct PlannedWorkload {
     pub spec: WorkloadSpec,
     /// For `command` workloads: the program, its files and metric rules.
     pub command: Option<CommandSpec>,
+    /// For `fileio` workloads: where container instances do their I/O.
+    pub target: FileTarget,
     /// Measured repetitions per environment.
     pub reps: u32,
     /// Unrecorded warm-up runs per environment before the repetitions.
@@ -469,10 +489,26 @@ impl Plan {
                     format!("a workload named `{name}` is already defined; give this one a `name`"),
                 ));
             }
+            if let Some(t) = &entry.target
+                && entry.kind != WorkloadKind::Fileio
+            {
+                return Err(invalid(
+                    Some(t.span()),
+                    &key("target"),
+                    format!(
+                        "`target` belongs to `fileio` workloads, not to `{}`",
+                        entry.kind
+                    ),
+                ));
+            }
             workloads.push(PlannedWorkload {
                 name,
                 spec,
                 command,
+                target: entry
+                    .target
+                    .as_ref()
+                    .map_or(FileTarget::Rootfs, |t| *t.get_ref()),
                 reps: to_u32(entry.reps.unwrap_or(file.reps).0),
                 warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
                 timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),

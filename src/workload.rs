@@ -33,6 +33,9 @@ pub enum WorkloadKind {
     Fork,
     /// TCP over loopback: request/response latency and bulk throughput.
     Net,
+    /// File I/O: sequential write + fsync and read, 4 KiB random O_DIRECT
+    /// reads and writes, in the environment's scratch directory.
+    Fileio,
     /// Any program, run by the agent as its child (`isobench exec`).
     Command,
 }
@@ -91,9 +94,23 @@ const NET_PARAMS: &[Param] = &[
     ),
 ];
 
+const FILEIO_PARAMS: &[Param] = &[
+    p("file_mib", 64, "file written and read sequentially, in MiB"),
+    p(
+        "block_kib",
+        1024,
+        "block size of the sequential passes, in KiB",
+    ),
+    p(
+        "ops",
+        2000,
+        "4 KiB random reads, and as many random writes, with O_DIRECT",
+    ),
+];
+
 impl WorkloadKind {
     /// Every kind, in catalog order.
-    pub const ALL: [WorkloadKind; 9] = [
+    pub const ALL: [WorkloadKind; 10] = [
         WorkloadKind::Noop,
         WorkloadKind::Idle,
         WorkloadKind::Cpu,
@@ -102,6 +119,7 @@ impl WorkloadKind {
         WorkloadKind::Syscall,
         WorkloadKind::Fork,
         WorkloadKind::Net,
+        WorkloadKind::Fileio,
         WorkloadKind::Command,
     ];
 
@@ -116,6 +134,7 @@ impl WorkloadKind {
             WorkloadKind::Syscall => "syscall",
             WorkloadKind::Fork => "fork",
             WorkloadKind::Net => "net",
+            WorkloadKind::Fileio => "fileio",
             WorkloadKind::Command => "command",
         }
     }
@@ -131,6 +150,7 @@ impl WorkloadKind {
             WorkloadKind::Syscall => SYSCALL_PARAMS,
             WorkloadKind::Fork => FORK_PARAMS,
             WorkloadKind::Net => NET_PARAMS,
+            WorkloadKind::Fileio => FILEIO_PARAMS,
         }
     }
 
@@ -204,6 +224,15 @@ pub enum WorkloadSpec {
         /// Bulk data, in MiB.
         bulk_mib: u64,
     },
+    /// See [`WorkloadKind::Fileio`].
+    Fileio {
+        /// File size, in MiB.
+        file_mib: u64,
+        /// Sequential block size, in KiB.
+        block_kib: u64,
+        /// Random operations of each kind.
+        ops: u64,
+    },
     /// See [`WorkloadKind::Command`].
     Command {
         /// The program (an absolute path inside the environment) and its arguments.
@@ -272,6 +301,7 @@ impl WorkloadSpec {
             WorkloadSpec::Syscall { .. } => WorkloadKind::Syscall,
             WorkloadSpec::Fork { .. } => WorkloadKind::Fork,
             WorkloadSpec::Net { .. } => WorkloadKind::Net,
+            WorkloadSpec::Fileio { .. } => WorkloadKind::Fileio,
             WorkloadSpec::Command { .. } => WorkloadKind::Command,
         }
     }
@@ -304,6 +334,11 @@ impl WorkloadSpec {
                 requests: get("requests"),
                 bulk_mib: get("bulk_mib"),
             },
+            WorkloadKind::Fileio => WorkloadSpec::Fileio {
+                file_mib: get("file_mib"),
+                block_kib: get("block_kib"),
+                ops: get("ops"),
+            },
             WorkloadKind::Command => return None,
         })
     }
@@ -323,6 +358,11 @@ impl WorkloadSpec {
             WorkloadSpec::Syscall { iterations } => vec![iterations],
             WorkloadSpec::Fork { count } => vec![count],
             WorkloadSpec::Net { requests, bulk_mib } => vec![requests, bulk_mib],
+            WorkloadSpec::Fileio {
+                file_mib,
+                block_kib,
+                ops,
+            } => vec![file_mib, block_kib, ops],
         };
         self.kind()
             .params()

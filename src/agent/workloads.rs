@@ -48,6 +48,11 @@ pub fn run(spec: &WorkloadSpec) -> Result<Option<Outcome>, String> {
         WorkloadSpec::Syscall { iterations } => Ok(Some(syscall(iterations))),
         WorkloadSpec::Fork { count } => fork(count).map(Some),
         WorkloadSpec::Net { requests, bulk_mib } => net(requests, bulk_mib).map(Some),
+        WorkloadSpec::Fileio {
+            file_mib,
+            block_kib,
+            ops,
+        } => fileio(&scratch_dir(), file_mib, block_kib, ops).map(Some),
         WorkloadSpec::Command { ref argv } => super::command::run(argv).map(Some),
     }
 }
@@ -342,6 +347,174 @@ fn net(requests: u64, bulk_mib: u64) -> Result<Outcome, String> {
     ]))
 }
 
+/// Environment variable naming the directory I/O workloads use.
+pub const SCRATCH_ENV: &str = "ISOBENCH_SCRATCH";
+
+/// `$ISOBENCH_SCRATCH`, or `/scratch` (created in the container's writable
+/// layer, or on the VM's disk, which the agent mounts there).
+pub fn scratch_dir() -> std::path::PathBuf {
+    std::env::var_os(SCRATCH_ENV).map_or_else(|| "/scratch".into(), Into::into)
+}
+
+/// A 4096-byte buffer aligned to 4096 bytes, as O_DIRECT needs.
+struct Aligned {
+    storage: Vec<u8>,
+    offset: usize,
+}
+
+impl Aligned {
+    fn new(fill: u8) -> Aligned {
+        let storage = vec![fill; 8192];
+        let offset = storage.as_ptr().align_offset(4096);
+        Aligned { storage, offset }
+    }
+    fn as_mut_ptr(&mut self) -> *mut libc::c_void {
+        self.storage[self.offset..self.offset + 4096]
+            .as_mut_ptr()
+            .cast()
+    }
+}
+
+/// xorshift64*: deterministic offsets, the same in every environment.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// File I/O in `dir`: a `file_mib` MiB file written sequentially in
+/// `block_kib` KiB blocks and fsync'ed (its page cache then dropped with
+/// POSIX_FADV_DONTNEED), read back sequentially, then `ops` 4 KiB reads and
+/// `ops` 4 KiB writes at random aligned offsets with O_DIRECT, each timed.
+fn fileio(
+    dir: &std::path::Path,
+    file_mib: u64,
+    block_kib: u64,
+    ops: u64,
+) -> Result<Outcome, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |what: String| move |e: std::io::Error| format!("fileio: {what}: {e}");
+    std::fs::create_dir_all(dir).map_err(err(format!("creating {}", dir.display())))?;
+    let path = dir.join(format!("isobench-fileio.{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(path.clone());
+    let size = file_mib * (1 << 20);
+    let block = vec![0xa5u8; (block_kib * 1024) as usize];
+
+    let t = Instant::now();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(err(format!("creating {}", path.display())))?;
+    let mut written = 0u64;
+    while written < size {
+        let n = block.len().min((size - written) as usize);
+        f.write_all(&block[..n])
+            .map_err(err("sequential write".into()))?;
+        written += n as u64;
+    }
+    f.sync_all().map_err(err("fsync".into()))?;
+    let write_s = t.elapsed().as_secs_f64();
+    // SAFETY: advice on an open descriptor; it only drops clean cached pages.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    drop(f);
+
+    let t = Instant::now();
+    let mut f = std::fs::File::open(&path).map_err(err(format!("opening {}", path.display())))?;
+    let mut buf = vec![0u8; block.len()];
+    let mut read = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(err("sequential read".into()))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+    }
+    let read_s = t.elapsed().as_secs_f64();
+    if read != size {
+        return Err(format!("fileio: read {read} bytes back, wrote {size}"));
+    }
+
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .map_err(|e| {
+            format!(
+                "fileio: opening {} with O_DIRECT: {e} (the scratch directory's file system must support direct I/O)",
+                path.display()
+            )
+        })?;
+    let pages = (size / 4096).max(1);
+    let mut state = 0x1500_BE4C_u64;
+    let mut page = Aligned::new(0x5a);
+    let mut time_ops = |write: bool| -> Result<(Vec<f64>, f64), String> {
+        let mut lat = Vec::with_capacity(ops as usize);
+        let start = Instant::now();
+        for _ in 0..ops {
+            let offset = (next_random(&mut state) % pages) * 4096;
+            let t = Instant::now();
+            // SAFETY: the buffer is 4096 bytes, aligned to 4096, and valid
+            // for the call; the offset is 4096-aligned and inside the file.
+            let n = unsafe {
+                if write {
+                    libc::pwrite(
+                        f.as_raw_fd(),
+                        page.as_mut_ptr(),
+                        4096,
+                        offset as libc::off_t,
+                    )
+                } else {
+                    libc::pread(
+                        f.as_raw_fd(),
+                        page.as_mut_ptr(),
+                        4096,
+                        offset as libc::off_t,
+                    )
+                }
+            };
+            if n != 4096 {
+                return Err(format!(
+                    "fileio: random {} at {offset}: {}",
+                    if write { "write" } else { "read" },
+                    std::io::Error::last_os_error()
+                ));
+            }
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let total = start.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        Ok((lat, total))
+    };
+    let (reads, read_total) = time_ops(false)?;
+    let (writes, write_total) = time_ops(true)?;
+    let mbs = |bytes: u64, s: f64| bytes as f64 / 1e6 / s;
+    let iops = ops as f64 / read_total;
+    Ok(Outcome::of(vec![
+        Metric::higher("score", "IOPS", iops),
+        Metric::higher("seq_write_mbs", "MB/s", mbs(size, write_s)),
+        Metric::higher("seq_read_mbs", "MB/s", mbs(size, read_s)),
+        Metric::higher("rand_read_iops", "IOPS", iops),
+        Metric::higher("rand_write_iops", "IOPS", ops as f64 / write_total),
+        Metric::lower("rand_read_p50_us", "µs", nearest_rank(&reads, 50.0)),
+        Metric::lower("rand_read_p99_us", "µs", nearest_rank(&reads, 99.0)),
+        Metric::lower("rand_write_p50_us", "µs", nearest_rank(&writes, 50.0)),
+        Metric::lower("rand_write_p99_us", "µs", nearest_rank(&writes, 99.0)),
+    ]))
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +598,38 @@ mod tests {
         assert!(metric(&o, "rr_p50_us") > 0.0);
         assert!(metric(&o, "rr_p99_us") >= metric(&o, "rr_p50_us"));
         assert!(metric(&o, "bulk_mbs") > 1.0, "{o:?}");
+    }
+
+    #[test]
+    fn fileio_writes_reads_and_cleans_up() {
+        // /var/tmp is on disk on Debian (O_DIRECT works there, not always on tmpfs).
+        let dir = std::path::Path::new("/var/tmp")
+            .join(format!("isobench-fileio-test-{}", std::process::id()));
+        let o = fileio(&dir, 2, 64, 50).unwrap();
+        for m in [
+            "seq_write_mbs",
+            "seq_read_mbs",
+            "rand_read_iops",
+            "rand_write_iops",
+        ] {
+            assert!(metric(&o, m) > 0.0, "{m}: {o:?}");
+        }
+        assert!(metric(&o, "rand_read_p99_us") >= metric(&o, "rand_read_p50_us"));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "the test file is removed"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn random_offsets_are_deterministic() {
+        let (mut a, mut b) = (42u64, 42u64);
+        let xs: Vec<u64> = (0..5).map(|_| next_random(&mut a)).collect();
+        let ys: Vec<u64> = (0..5).map(|_| next_random(&mut b)).collect();
+        assert_eq!(xs, ys);
+        assert!(xs.windows(2).all(|w| w[0] != w[1]));
     }
 
     #[test]

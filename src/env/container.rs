@@ -944,7 +944,14 @@ impl Environment for Container {
             .map(|c| c.v1_procs_files())
             .unwrap_or_default();
         let hostname: String = launch.id.chars().take(63).collect();
-        let steps = plan(&self.config, &instance.dir, &procs, &hostname)?;
+        let config = if launch.volumes.is_empty() {
+            std::borrow::Cow::Borrowed(&self.config)
+        } else {
+            let mut c = self.config.clone();
+            c.volumes.extend(launch.volumes.iter().cloned());
+            std::borrow::Cow::Owned(c)
+        };
+        let steps = plan(&config, &instance.dir, &procs, &hostname)?;
 
         let mut argv = vec![c"/init".to_owned()];
         argv.extend(launch.spec.to_args().iter().map(|a| c(a.as_bytes())));
@@ -955,6 +962,9 @@ impl Environment for Container {
         let stdio = Stdio::prepare(&launch.io)?;
         if stdio.frames_on_fd {
             env.push(c(format!("{FRAME_FD_ENV}={FRAME_FD}").as_bytes()));
+        }
+        for (k, v) in &launch.env {
+            env.push(c(format!("{k}={v}").as_bytes()));
         }
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());

@@ -143,6 +143,10 @@ pub struct Launch<'a> {
     pub id: &'a str,
     /// Where its standard streams go.
     pub io: Io,
+    /// Extra environment variables for the agent (native and container).
+    pub env: Vec<(String, String)>,
+    /// Extra bind mounts for this instance only (container).
+    pub volumes: Vec<container::Volume>,
 }
 
 /// One environment: knows how to start instances of the agent.

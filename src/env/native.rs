@@ -137,7 +137,9 @@ impl Environment for Native {
             .collect();
 
         let mut cmd = Command::new(&self.agent);
-        cmd.args(launch.spec.to_args()).process_group(0);
+        cmd.args(launch.spec.to_args())
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .process_group(0);
         if stdio.frames_on_fd {
             cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string());
         }
