@@ -40,6 +40,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod sample;
 pub mod scenario;
 pub mod stats;
 pub mod workload;
