@@ -398,7 +398,7 @@ mod tests {
         let sampler = Sampler::start(Path::new("/proc"), pid, Duration::from_millis(10), 5);
         std::thread::sleep(Duration::from_millis(150));
         let collected = sampler.stop();
-        let samples = collected.samples;
+        let samples = collected.samples.clone();
         let mut child = child;
         child.wait().unwrap();
         assert!(
