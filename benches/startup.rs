@@ -24,11 +24,7 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
             return None;
         }
     };
-    let vm = VmSettings {
-        memory_mib: 256,
-        cpus: 1,
-        boot_timeout: None,
-    };
+    let vm = VmSettings::default();
     let id = format!("bench-{kind}-{}", std::process::id());
     match Testbed::build(&prereqs, &id, &[kind], &vm, AccelRequest::Auto, logs, &STOP) {
         Ok(t) => Some(t),

@@ -72,12 +72,66 @@ struct RunArgs {
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+/// The options that shape a VM guest, shared by `run` and `exec`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmArgs {
     /// VM accelerator: KVM only where it really works (auto), or forced.
     #[arg(long, value_enum, default_value_t = AccelRequest::Auto)]
-    accel: AccelRequest,
+    pub accel: AccelRequest,
     /// Guest kernel image (default: the one `isobench kernel fetch` stored).
     #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    /// Directory of the guest kernel's modules (.ko files; default: those
+    /// `isobench kernel fetch` kept with its kernel).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// Virtual CPUs of a guest (overrides the scenario's vm.cpus).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=255))]
+    pub cpus: Option<u64>,
+    /// Memory of a guest: MiB, or with a unit (512M, 1G) (overrides the
+    /// scenario's vm.memory_mib).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_mib)]
+    pub memory: Option<u64>,
+}
+
+impl VmArgs {
+    /// Applies `--cpus` and `--memory` to a plan's VM settings.
+    pub fn apply(&self, vm: &mut crate::scenario::VmSettings) {
+        if let Some(cpus) = self.cpus {
+            vm.cpus = cpus;
+        }
+        if let Some(mib) = self.memory {
+            vm.memory_mib = mib;
+        }
+    }
+}
+
+/// Parses a memory size into MiB: `512`, `512M`, `512MiB`, `2G`, `2GiB`.
+pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 512M or 2G"))?;
+    let mib = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "m" | "mb" | "mib" => Some(n),
+        "g" | "gb" | "gib" => n.checked_mul(1024),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit; use M or G (for example 512M, 2G)"
+            ));
+        }
+    };
+    match mib {
+        Some(0) => Err(format!("`{text}`: a guest needs more than 0 MiB")),
+        Some(m) => Ok(m),
+        None => Err(format!("`{text}`: too large")),
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -103,10 +157,11 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         workloads: args.workload,
         reps: args.reps,
     };
-    let plan = match Plan::load(args.scenario.as_deref(), &overrides) {
+    let mut plan = match Plan::load(args.scenario.as_deref(), &overrides) {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
+    args.vm.apply(&mut plan.vm);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the first is being handled ends isobench at
@@ -121,8 +176,9 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     let settings = Settings {
         plan,
         out_root: args.out,
-        accel: args.accel,
-        kernel: args.kernel,
+        accel: args.vm.accel,
+        kernel: args.vm.kernel,
+        modules: args.vm.modules,
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
@@ -216,5 +272,25 @@ fn cmd_clean() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, format!("cleaning {}: {e}", base.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_to_mib() {
+        assert_eq!(parse_memory_mib("512"), Ok(512));
+        assert_eq!(parse_memory_mib("256M"), Ok(256));
+        assert_eq!(parse_memory_mib("2G"), Ok(2048));
+        assert_eq!(parse_memory_mib("1GiB"), Ok(1024));
+        assert!(parse_memory_mib("0").unwrap_err().contains("more than 0"));
+        assert!(
+            parse_memory_mib("12T")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_memory_mib("lots").unwrap_err().contains("512M"));
     }
 }
