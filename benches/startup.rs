@@ -4,19 +4,43 @@
 //! Groups: `native`, `container` (needs root), `vm` (needs QEMU and a guest
 //! kernel; flat sampling, 10 samples, since a TCG boot takes seconds). A
 //! group whose prerequisite is missing prints why and is skipped.
+//!
+//! Beside isobench's `vm/noop`, the `vm` group times a hand-tuned plain
+//! QEMU command booting the same kernel file, on the same machine type,
+//! accelerator, CPU model, memory and kernel command line, with a minimal
+//! initramfs (busybox-static; its `/init` prints a line and powers off):
+//!
+//! - `vm/plain-qemu`: spawn → the line → QEMU reaped;
+//! - `vm/plain-qemu-bzimage`: the same with the packaged, compressed
+//!   kernel (`vmlinuz`), when isobench boots an uncompressed one, to show
+//!   what decompression in the guest costs.
+//!
+//! criterion times the whole cycle (spawn → reaped); the start → ready (or
+//! start → line) part of the very same boots is printed at the end as a
+//! side-by-side table of medians, which is the comparison that counts.
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
-use isobench::env::vm::AccelRequest;
+use isobench::env::vm::{self, AccelRequest};
+use isobench::image::{self, Node};
 use isobench::run::{self, Testbed};
 use isobench::scenario::VmSettings;
 use isobench::workload::WorkloadSpec;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
+/// Start → ready (or → line) of every boot, per benchmark, for the table.
+static STARTS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+
+const PLAIN_LINE: &str = "PLAIN-READY";
+
+fn testbed(kind: EnvKind, logs: &Path) -> Option<Testbed> {
     let prereqs = match run::preflight(&[kind], None) {
         Ok(p) => p,
         Err(e) => {
@@ -35,13 +59,128 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
     }
 }
 
+/// Writes the plain command's initramfs with isobench's cpio writer:
+/// busybox-static and an `/init` script that prints a line and powers off.
+fn plain_initramfs(dir: &Path) -> Result<PathBuf, String> {
+    let busybox = Path::new("/bin/busybox");
+    image::check_static(busybox).map_err(|e| {
+        format!(
+            "{e} (the plain QEMU comparison needs busybox-static: apt-get install busybox-static)"
+        )
+    })?;
+    let root = dir.join("plain-root");
+    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
+    let init =
+        format!("#!/bin/busybox sh\n/bin/busybox echo {PLAIN_LINE}\n/bin/busybox poweroff -f\n");
+    std::fs::write(root.join("init"), init).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let out = dir.join("plain.cpio");
+    let file = std::fs::File::create(&out).map_err(|e| e.to_string())?;
+    image::write_newc(&root, &[Node::console()], file).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The hand-tuned plain QEMU command: what a person who tuned QEMU for a
+/// fast boot would type, with isobench's devices and agent left out.
+fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Command {
+    let mut append = vec![
+        "console=ttyS0".to_string(),
+        "quiet".into(),
+        "loglevel=1".into(),
+        "panic=-1".into(),
+        "rdinit=/init".into(),
+    ];
+    append.extend(vm::qemu::FAST_BOOT_ARGS.iter().map(|a| a.to_string()));
+    if config.machine == vm::Machine::Microvm {
+        append.push("pci=off".into());
+    }
+    if let Some(khz) = config.tsc_khz {
+        append.push(format!("tsc_early_khz={khz}"));
+    }
+    let cpu = match config.accel {
+        vm::Accel::Kvm => "host",
+        vm::Accel::Tcg => "max",
+    };
+    let mut cmd = Command::new(&config.qemu);
+    cmd.args(["-M", &config.machine.qemu_value()])
+        .args(["-accel", config.accel.as_str(), "-cpu", cpu])
+        .args(["-m", &config.memory_mib.to_string()])
+        .args(["-smp", &config.cpus.to_string()])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .args(["-serial", "stdio", "-kernel"])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", &append.join(" ")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// One plain boot: (spawn → the line, spawn → reaped).
+fn plain_boot(cmd: &mut Command) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("starting the plain QEMU command");
+    let mut line_at = None;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).split(b'\n') {
+        let Ok(line) = line else { break };
+        if line_at.is_none() && String::from_utf8_lossy(&line).contains(PLAIN_LINE) {
+            line_at = Some(start.elapsed());
+        }
+    }
+    let status = child.wait().expect("waiting for the plain QEMU command");
+    let total = start.elapsed();
+    let line_at =
+        line_at.unwrap_or_else(|| panic!("the plain guest never printed its line ({status})"));
+    (line_at, total)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn print_starts() {
+    let starts = STARTS.lock().unwrap_or_else(|e| e.into_inner());
+    if starts.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = starts.iter().map(|(n, _)| n.clone()).collect();
+    names.dedup();
+    eprintln!("\nstart → ready (isobench) / start → line (plain), same boots as above:");
+    eprintln!(
+        "{:<24} {:>4} {:>10} {:>10} {:>10}",
+        "benchmark", "n", "median", "min", "max"
+    );
+    for name in names {
+        let v: Vec<Duration> = starts
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, d)| *d)
+            .collect();
+        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        eprintln!(
+            "{name:<24} {:>4} {:>10} {:>10} {:>10}",
+            v.len(),
+            ms(median(v.clone())),
+            ms(*v.iter().min().unwrap()),
+            ms(*v.iter().max().unwrap())
+        );
+    }
+}
+
 fn startup(c: &mut Criterion) {
     // criterion draws its charts with plotters, which has no system fonts here.
     isobench::report::chart::font_registered();
     let logs = std::env::temp_dir().join(format!("isobench-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("creating the bench log directory");
     // Removed also when a benchmark panics.
-    struct RemoveOnDrop(std::path::PathBuf);
+    struct RemoveOnDrop(PathBuf);
     impl Drop for RemoveOnDrop {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -80,11 +219,60 @@ fn startup(c: &mut Criterion) {
                     if let Some(e) = r.error {
                         panic!("{kind} instance failed: {e} (log: {})", log.display());
                     }
+                    if kind == EnvKind::Vm
+                        && let Some(s) = r.startup
+                    {
+                        STARTS
+                            .lock()
+                            .unwrap()
+                            .push(("vm/noop (isobench)".into(), s));
+                    }
                 }
                 total
             })
         });
+        if kind == EnvKind::Vm {
+            plain_benches(&mut group, &bed, &logs);
+        }
         group.finish();
+    }
+    print_starts();
+}
+
+/// The plain QEMU commands beside isobench's `vm/noop`.
+fn plain_benches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bed: &Testbed,
+    logs: &Path,
+) {
+    let Some(info) = &bed.vm else {
+        return;
+    };
+    let initramfs = match plain_initramfs(logs) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping vm/plain-qemu: {e}");
+            return;
+        }
+    };
+    let config = &info.config;
+    let mut kernels = vec![("plain-qemu", info.kernel.boot_image().to_path_buf())];
+    if info.kernel.boot_image() != info.kernel.vmlinuz {
+        kernels.push(("plain-qemu-bzimage", info.kernel.vmlinuz.clone()));
+    }
+    for (name, kernel) in kernels {
+        let mut cmd = plain_command(config, &kernel, &initramfs);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (line, all) = plain_boot(&mut cmd);
+                    total += all;
+                    STARTS.lock().unwrap().push((format!("vm/{name}"), line));
+                }
+                total
+            })
+        });
     }
 }
 

@@ -194,6 +194,8 @@ pub struct VmInfo {
     pub kernel: GuestKernel,
     /// The accelerator and why.
     pub accel: AccelChoice,
+    /// What every guest is made of.
+    pub config: VmConfig,
 }
 
 /// The environments of a run, built on one image in one runtime directory.
@@ -288,6 +290,7 @@ impl Testbed {
                         qemu: qemu.clone(),
                         kernel: kernel.clone(),
                         accel: choice,
+                        config: config.clone(),
                     });
                     let devices = Devices {
                         disk_mib: vm_settings.disk_mib,

@@ -2,8 +2,8 @@
 //!
 //! `--accel auto` rules KVM out without booting anything when the host says
 //! enough: `/dev/kvm` missing or not openable, or the PVM nested hypervisor
-//! (`/sys/module/kvm_pvm`), under which stock guest kernels hang right after
-//! decompression. Otherwise one probe guest boots under KVM with a short
+//! (`/sys/module/kvm_pvm`), under which stock guest kernels hang early in
+//! their boot. Otherwise one probe guest boots under KVM with a short
 //! timeout; its verdict is cached per host boot, QEMU and guest kernel (see
 //! [`ProbeCache`]), so later runs do not pay for it again. The choice and
 //! its reason go to `meta.json`, `doctor` and the report.
@@ -65,7 +65,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn kvm_unusable(sys_module: &Path, dev_kvm: &Path) -> Option<String> {
     if sys_module.join("kvm_pvm").exists() {
         return Some(format!(
-            "{} is the PVM nested hypervisor ({}): stock guest kernels hang right after decompression under it",
+            "{} is the PVM nested hypervisor ({}): stock guest kernels hang early in their boot under it (bzImage and PVH entry alike)",
             dev_kvm.display(),
             sys_module.join("kvm_pvm").display()
         ));

@@ -28,8 +28,8 @@ pub use accel::{
     Accel, AccelChoice, AccelRequest, PROBE_TIMEOUT, ProbeCache, choose_accel, kvm_unusable,
 };
 pub use qemu::{
-    DISK_DEVICE, FRAMES_DEVICE, FRAMES_FD, Guest, Machine, VmConfig, default_boot_timeout,
-    host_tsc_khz, kernel_cmdline, qemu_args,
+    CMDLINE_MAX, DISK_DEVICE, FRAMES_DEVICE, FRAMES_FD, Guest, Machine, VmConfig, check_cmdline,
+    default_boot_timeout, host_tsc_khz, kernel_cmdline, qemu_args,
 };
 
 use super::native::die_with_parent;
@@ -311,6 +311,7 @@ impl Environment for Vm {
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
         let (initramfs, modules) = self.initramfs_for(&self.devices)?;
         let agent_args = self.agent_args(&modules, &launch);
+        qemu::check_cmdline(&self.config, &agent_args).map_err(EnvError::Unavailable)?;
         let disk = self
             .devices
             .disk_mib

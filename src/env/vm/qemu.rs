@@ -167,8 +167,44 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
     // them; the agent skips everything up to `--vm`.
     parts.push("--".into());
     parts.push("--vm".into());
-    parts.extend(agent_args.iter().cloned());
+    parts.extend(agent_args.iter().map(|a| kernel_word(a)));
     parts.join(" ")
+}
+
+/// The longest kernel command line x86 Linux accepts (`COMMAND_LINE_SIZE`
+/// is 2048 bytes with the terminating NUL).
+pub const CMDLINE_MAX: usize = 2047;
+
+/// One init argument as a word of the kernel command line: a word with
+/// blanks is put in double quotes, which the kernel strips.
+fn kernel_word(arg: &str) -> String {
+    if arg.contains(char::is_whitespace) {
+        format!("\"{arg}\"")
+    } else {
+        arg.to_string()
+    }
+}
+
+/// Checks that a guest's agent arguments survive the trip over the kernel
+/// command line: no double quote or control character (the kernel's
+/// parser has no escapes), no empty word, and the whole line within
+/// [`CMDLINE_MAX`].
+pub fn check_cmdline(cfg: &VmConfig, agent_args: &[String]) -> Result<(), String> {
+    if let Some(bad) = agent_args
+        .iter()
+        .find(|a| a.is_empty() || a.contains('"') || a.contains(|c: char| c.is_control()))
+    {
+        return Err(format!(
+            "the argument {bad:?} cannot be passed to a guest on the kernel command line (no empty words, double quotes or control characters)"
+        ));
+    }
+    let len = kernel_cmdline(cfg, agent_args).len();
+    if len > CMDLINE_MAX {
+        return Err(format!(
+            "the guest kernel command line would be {len} bytes, over the {CMDLINE_MAX} the kernel accepts; use fewer or shorter arguments (or fewer [vm] kernel_args)"
+        ));
+    }
+    Ok(())
 }
 
 /// QEMU's arguments for one guest.
@@ -377,6 +413,23 @@ mod tests {
             own < theirs && theirs < line.find(" -- ").unwrap(),
             "{line}"
         );
+    }
+
+    #[test]
+    fn init_arguments_with_blanks_are_quoted_and_bad_ones_refused() {
+        let cfg = config(Accel::Tcg);
+        let args = ["command".to_string(), "echo hello world".to_string()];
+        assert!(kernel_cmdline(&cfg, &args).ends_with("-- --vm command \"echo hello world\""));
+        assert_eq!(check_cmdline(&cfg, &args), Ok(()));
+        let quote = ["say \"hi\"".to_string()];
+        assert!(
+            check_cmdline(&cfg, &quote)
+                .unwrap_err()
+                .contains("double quotes")
+        );
+        let long = ["x".repeat(CMDLINE_MAX)];
+        let err = check_cmdline(&cfg, &long).unwrap_err();
+        assert!(err.contains("over the 2047"), "{err}");
     }
 
     #[test]
