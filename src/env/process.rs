@@ -4,8 +4,6 @@
 //! makes signalling safe: a signal sent through it can only reach the
 //! process it was opened for, never a later process that reused the pid.
 
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid as RPid, PidfdFlags, Signal as RSignal, pidfd_open, pidfd_send_signal};
 use serde::Serialize;
@@ -51,6 +49,7 @@ pub struct ProcessHandle {
     pid: u32,
     pidfd: OwnedFd,
     exit: Option<Exit>,
+    cpu: Option<Duration>,
 }
 
 impl ProcessHandle {
@@ -63,6 +62,7 @@ impl ProcessHandle {
             pid,
             pidfd,
             exit: None,
+            cpu: None,
         })
     }
 
@@ -74,6 +74,12 @@ impl ProcessHandle {
     /// How it ended, once reaped.
     pub fn exit(&self) -> Option<Exit> {
         self.exit
+    }
+
+    /// The CPU time (user + system, all its threads, and its children
+    /// that it waited for) the process used, once reaped.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cpu
     }
 
     /// Waits up to `timeout` for the process to end and reaps it.
@@ -102,27 +108,39 @@ impl ProcessHandle {
     }
 
     /// Reaps the process if it has ended; with `block`, waits for it.
+    /// `wait4` rather than `waitpid`, for the process's resource usage.
     fn reap(&mut self, block: bool) -> io::Result<Option<Exit>> {
-        let flags = if block {
-            None
-        } else {
-            Some(WaitPidFlag::WNOHANG)
-        };
+        let flags = if block { 0 } else { libc::WNOHANG };
         loop {
-            match waitpid(Pid::from_raw(self.pid as i32), flags) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    self.exit = Some(Exit::Code(code));
-                    return Ok(self.exit);
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 writes only into the two out-parameters, which
+            // are valid, exclusively borrowed locals.
+            let got = unsafe { libc::wait4(self.pid as i32, &mut status, flags, &mut usage) };
+            if got == -1 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    self.exit = Some(Exit::Signal(sig as i32));
-                    return Ok(self.exit);
-                }
-                Ok(WaitStatus::StillAlive) => return Ok(None),
-                Ok(_) => continue, // stopped/continued: not an end
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+                return Err(err);
             }
+            if got == 0 {
+                return Ok(None); // WNOHANG and still running
+            }
+            let exit = if libc::WIFEXITED(status) {
+                Exit::Code(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                Exit::Signal(libc::WTERMSIG(status))
+            } else {
+                continue; // stopped/continued: not an end
+            };
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            self.cpu = Some(tv(usage.ru_utime) + tv(usage.ru_stime));
+            self.exit = Some(exit);
+            return Ok(self.exit);
         }
     }
 
@@ -187,5 +205,6 @@ mod tests {
         let exit = handle.wait_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(exit, Some(Exit::Code(3)));
         assert!(!Exit::Code(3).success() && Exit::Code(0).success());
+        assert!(handle.cpu_time().is_some());
     }
 }

@@ -456,6 +456,13 @@ pub fn explain(exit: Option<Exit>, console: &str) -> Option<String> {
         let at = line.find("Kernel panic").unwrap_or(0);
         why.push(format!("the guest kernel panicked: {}", &line[at..]));
     }
+    if let Some(line) = console
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("isobench-agent:"))
+    {
+        why.push(format!("the agent said on the console: {line}"));
+    }
     match exit {
         Some(Exit::Signal(sig)) if sig != libc::SIGKILL => {
             why.push(format!("QEMU crashed: {}", Exit::Signal(sig)));
@@ -549,6 +556,13 @@ impl Instance for VmInstance {
         }
     }
 
+    fn after_exit(&mut self) -> Vec<Metric> {
+        self.process()
+            .cpu_time()
+            .map(|cpu| vec![Metric::lower("host_cpu_ms", "ms", cpu.as_secs_f64() * 1e3)])
+            .unwrap_or_default()
+    }
+
     fn diagnose(&mut self) -> Option<String> {
         let exit = self.process.as_ref().and_then(ProcessHandle::exit);
         if exit.is_some() {
@@ -614,6 +628,14 @@ mod tests {
         assert_eq!(explain(Some(Exit::Signal(libc::SIGKILL)), ""), None);
         assert_eq!(explain(Some(Exit::Code(0)), "all fine\n"), None);
         assert_eq!(explain(None, ""), None);
+        assert_eq!(
+            explain(
+                None,
+                "isobench-agent: cannot open the frames port /dev/ttyS1: No such device; frames go to the console\n"
+            )
+            .unwrap(),
+            "the agent said on the console: isobench-agent: cannot open the frames port /dev/ttyS1: No such device; frames go to the console"
+        );
     }
 
     #[test]
