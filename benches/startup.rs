@@ -94,11 +94,8 @@ fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Comm
         "rdinit=/init".into(),
     ];
     append.extend(vm::qemu::FAST_BOOT_ARGS.iter().map(|a| a.to_string()));
-    if config.machine == vm::Machine::Microvm {
-        append.push("pci=off".into());
-    }
     if let Some(khz) = config.tsc_khz {
-        append.push(format!("tsc_early_khz={khz}"));
+        append.extend(vm::qemu::tcg_clock_args(khz));
     }
     let cpu = match config.accel {
         vm::Accel::Kvm => "host",

@@ -66,7 +66,10 @@ fn guest_with_disk_reports_boot_breakdown_memory_and_leaves_nothing() {
     // QEMU's CPU time: at least some, at most 2 vCPUs + its I/O thread busy
     // for the whole life of the guest.
     let cpu = m("host_cpu_ms");
-    assert!(cpu > 10.0 && cpu < 3.0 * (startup + m("teardown_ms") + 1000.0), "{cpu}");
+    assert!(
+        cpu > 10.0 && cpu < 3.0 * (startup + m("teardown_ms") + 1000.0),
+        "{cpu}"
+    );
 
     // Memory: QEMU's PSS splits into guest RAM and the VMM's own share.
     let (pss, overhead, ram) = (m("pss_mib"), m("vmm_overhead_mib"), m("guest_ram_pss_mib"));
