@@ -17,7 +17,11 @@
 //!
 //! criterion times the whole cycle (spawn → reaped); the start → ready (or
 //! start → line) part of the very same boots is printed at the end as a
-//! side-by-side table of medians, which is the comparison that counts.
+//! table of medians. Since criterion runs one benchmark after the other, a
+//! busy host can favour either; so the group ends with an interleaved pass
+//! (`PAIRS` pairs, the order alternating: isobench first, then plain first)
+//! and prints the medians and the median of the per-pair ratios, which is
+//! the comparison that counts.
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
@@ -39,6 +43,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static STARTS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
 
 const PLAIN_LINE: &str = "PLAIN-READY";
+
+/// Pairs of boots in the interleaved pass.
+const PAIRS: usize = 16;
 
 fn testbed(kind: EnvKind, logs: &Path) -> Option<Testbed> {
     let prereqs = match run::preflight(&[kind], None) {
@@ -118,10 +125,14 @@ fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Comm
     cmd
 }
 
-/// One plain boot: (spawn → the line, spawn → reaped).
-fn plain_boot(cmd: &mut Command) -> (Duration, Duration) {
+/// One plain boot: (spawn → the line, spawn → reaped, QEMU's CPU time).
+// The ProcessHandle reaps the child (wait4); clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+fn plain_boot(cmd: &mut Command) -> (Duration, Duration, Duration) {
     let start = Instant::now();
     let mut child = cmd.spawn().expect("starting the plain QEMU command");
+    // Reaped through a ProcessHandle (wait4) for QEMU's CPU time.
+    let mut handle = isobench::env::ProcessHandle::new(child.id()).expect("a pidfd for QEMU");
     let mut line_at = None;
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).split(b'\n') {
@@ -130,11 +141,14 @@ fn plain_boot(cmd: &mut Command) -> (Duration, Duration) {
             line_at = Some(start.elapsed());
         }
     }
-    let status = child.wait().expect("waiting for the plain QEMU command");
+    let status = handle
+        .wait_timeout(Duration::from_secs(60))
+        .expect("waiting for the plain QEMU command")
+        .expect("the plain QEMU command ends");
     let total = start.elapsed();
     let line_at =
         line_at.unwrap_or_else(|| panic!("the plain guest never printed its line ({status})"));
-    (line_at, total)
+    (line_at, total, handle.cpu_time().unwrap_or_default())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -257,13 +271,13 @@ fn plain_benches(
     if info.kernel.boot_image() != info.kernel.vmlinuz {
         kernels.push(("plain-qemu-bzimage", info.kernel.vmlinuz.clone()));
     }
-    for (name, kernel) in kernels {
-        let mut cmd = plain_command(config, &kernel, &initramfs);
-        group.bench_function(name, |b| {
+    for (name, kernel) in &kernels {
+        let mut cmd = plain_command(config, kernel, &initramfs);
+        group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (line, all) = plain_boot(&mut cmd);
+                    let (line, all, _) = plain_boot(&mut cmd);
                     total += all;
                     STARTS.lock().unwrap().push((format!("vm/{name}"), line));
                 }
@@ -271,6 +285,94 @@ fn plain_benches(
             })
         });
     }
+    if let Some(env) = bed.env(EnvKind::Vm)
+        && criterion_filter_allows("vm/plain-qemu")
+    {
+        let mut cmd = plain_command(config, &kernels[0].1, &initramfs);
+        interleaved(env, &mut cmd, logs);
+    }
+}
+
+/// Whether the command line's benchmark filter (if any) selects `name`, so
+/// `cargo bench -- vm/noop` does not also run the interleaved pass.
+fn criterion_filter_allows(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// isobench and the plain command in alternating order, side by side.
+fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: &Path) {
+    let log = logs.join("interleaved.log");
+    // (start → ready or line, QEMU's CPU time) per boot.
+    let mut iso: Vec<(Duration, Duration)> = Vec::new();
+    let mut pln: Vec<(Duration, Duration)> = Vec::new();
+    for pair in 0..PAIRS {
+        let run_iso = || {
+            let r = run::run_instance(
+                env,
+                &WorkloadSpec::Noop,
+                &format!("pair-{pair}"),
+                &log,
+                Duration::from_secs(30),
+                &STOP,
+            );
+            let cpu = r
+                .host_metrics
+                .iter()
+                .find(|m| m.name == "host_cpu_ms")
+                .map_or(Duration::ZERO, |m| Duration::from_secs_f64(m.value / 1e3));
+            match (r.error, r.startup) {
+                (None, Some(s)) => (s, cpu),
+                (e, _) => panic!("isobench instance failed: {e:?} (log: {})", log.display()),
+            }
+        };
+        let plain_run = |cmd: &mut Command| {
+            let (line, _, cpu) = plain_boot(cmd);
+            (line, cpu)
+        };
+        if pair % 2 == 0 {
+            iso.push(run_iso());
+            pln.push(plain_run(plain));
+        } else {
+            pln.push(plain_run(plain));
+            iso.push(run_iso());
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!("\ninterleaved side by side, {PAIRS} pairs, order alternating:");
+    eprintln!(
+        "  {:<24} {:>12} {:>7} {:>7} {:>17}",
+        "", "median (ms)", "min", "max", "QEMU CPU (median)"
+    );
+    for (name, v) in [
+        ("isobench start → ready", &iso),
+        ("plain start → line", &pln),
+    ] {
+        let wall: Vec<Duration> = v.iter().map(|x| x.0).collect();
+        let cpu: Vec<Duration> = v.iter().map(|x| x.1).collect();
+        eprintln!(
+            "  {name:<24} {:>12.0} {:>7.0} {:>7.0} {:>14.0} ms",
+            ms(median(wall.clone())),
+            ms(*wall.iter().min().unwrap()),
+            ms(*wall.iter().max().unwrap()),
+            ms(median(cpu))
+        );
+    }
+    let mut ratios: Vec<f64> = iso
+        .iter()
+        .zip(&pln)
+        .map(|(a, b)| a.0.as_secs_f64() / b.0.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "  per-pair ratio isobench / plain: median {:.3} (min {:.3}, max {:.3})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 criterion_group!(benches, startup);
