@@ -630,9 +630,10 @@ fn choose_accel(
             stop,
         );
         match (r.error, r.startup) {
-            (None, Some(s)) => Ok(s),
-            (Some(e), _) => Err(format!("{e} (see logs/kvm-probe.log)")),
-            (None, None) => Err("no `ready` frame".into()),
+            _ if r.interrupted => vm::Probe::Interrupted,
+            (None, Some(s)) => vm::Probe::Booted(s),
+            (Some(e), _) => vm::Probe::Failed(format!("{e} (see logs/kvm-probe.log)")),
+            (None, None) => vm::Probe::Failed("no `ready` frame".into()),
         }
     };
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();

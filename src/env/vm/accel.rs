@@ -158,16 +158,27 @@ impl ProbeCache {
     }
 }
 
+/// How a KVM probe boot went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The probe guest's agent said `ready` after this long.
+    Booted(Duration),
+    /// It did not, for this reason.
+    Failed(String),
+    /// SIGINT or SIGTERM stopped it: no verdict, nothing cached.
+    Interrupted,
+}
+
 /// Picks the accelerator. `probe` boots a guest under KVM with a short
 /// timeout and says whether the agent answered; it is called only when
 /// nothing else rules KVM out and `cache` holds no verdict, and its verdict
-/// is stored in `cache`.
+/// (unless interrupted) is stored in `cache`.
 pub fn choose_accel(
     request: AccelRequest,
     sys_module: &Path,
     dev_kvm: &Path,
     cache: Option<&ProbeCache>,
-    probe: impl FnOnce() -> Result<Duration, String>,
+    probe: impl FnOnce() -> Probe,
 ) -> Result<AccelChoice, EnvError> {
     match request {
         AccelRequest::Tcg => Ok(AccelChoice {
@@ -194,14 +205,22 @@ pub fn choose_accel(
                 Some(v) => (v, true),
                 None => {
                     let (kvm_works, detail) = match probe() {
-                        Ok(took) => (
+                        Probe::Booted(took) => (
                             true,
                             format!(
                                 "a probe guest reached its agent under KVM in {} ms",
                                 took.as_millis()
                             ),
                         ),
-                        Err(why) => (false, format!("a probe boot under KVM failed: {why}")),
+                        Probe::Failed(why) => {
+                            (false, format!("a probe boot under KVM failed: {why}"))
+                        }
+                        Probe::Interrupted => {
+                            return Ok(AccelChoice {
+                                accel: Accel::Tcg,
+                                reason: "the KVM probe boot was interrupted".into(),
+                            });
+                        }
                     };
                     let verdict = ProbeVerdict {
                         kvm_works,
@@ -267,7 +286,10 @@ mod tests {
         .unwrap();
         assert_eq!(choice.accel, Accel::Tcg);
         assert!(choice.reason.contains("PVM"), "{}", choice.reason);
-        let err = choose_accel(AccelRequest::Kvm, &m, &k, None, || Ok(Duration::ZERO)).unwrap_err();
+        let err = choose_accel(AccelRequest::Kvm, &m, &k, None, || {
+            Probe::Booted(Duration::ZERO)
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("--accel tcg"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -278,13 +300,13 @@ mod tests {
         std::fs::write(dir.join("kvm"), "").unwrap();
         let (m, k) = (dir.join("module"), dir.join("kvm"));
         let ok = choose_accel(AccelRequest::Auto, &m, &k, None, || {
-            Ok(Duration::from_millis(180))
+            Probe::Booted(Duration::from_millis(180))
         })
         .unwrap();
         assert_eq!(ok.accel, Accel::Kvm);
         assert!(ok.reason.contains("180 ms"));
         let bad = choose_accel(AccelRequest::Auto, &m, &k, None, || {
-            Err("timed out after 5 s".into())
+            Probe::Failed("timed out after 5 s".into())
         })
         .unwrap();
         assert_eq!(bad.accel, Accel::Tcg);
@@ -307,10 +329,17 @@ mod tests {
         let (m, k) = (dir.join("module"), dir.join("kvm"));
         let cache = ProbeCache::new(&dir, "boot-1\n", "QEMU 7.2", &dir.join("vmlinuz"));
         assert!(cache.path.starts_with(dir.join("accel")));
+        // An interrupted probe decides nothing and leaves no verdict.
+        let stopped = choose_accel(AccelRequest::Auto, &m, &k, Some(&cache), || {
+            Probe::Interrupted
+        })
+        .unwrap();
+        assert_eq!(stopped.accel, Accel::Tcg);
+        assert_eq!(cache.load(), None);
         let mut probes = 0;
         let first = choose_accel(AccelRequest::Auto, &m, &k, Some(&cache), || {
             probes += 1;
-            Err("no `ready` frame within 5 s".into())
+            Probe::Failed("no `ready` frame within 5 s".into())
         })
         .unwrap();
         assert_eq!((first.accel, probes), (Accel::Tcg, 1));

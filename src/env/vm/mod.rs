@@ -18,6 +18,15 @@
 //! What each guest costs on the host is read from `/proc/PID/smaps` when the
 //! agent sends `done` (the guest still runs): QEMU's PSS and RSS, the PSS
 //! of the guest-RAM mapping, and the rest, the VMM overhead.
+//!
+//! Running an arbitrary program (`isobench exec --env vm`) fits in as
+//! follows: the program and its libraries go into the image tree, which
+//! every guest's initramfs packs whole; the agent runs it as its child with
+//! the console (`ttyS0`) as its stdout and stderr, so its output reaches the
+//! host on QEMU's stdout, which [`Vm`] copies into the instance's log
+//! (`Launch::log`), while the agent's frames keep their own port; its
+//! arguments travel on the kernel command line, quoted when they hold blanks
+//! and checked by [`check_cmdline`].
 
 pub mod accel;
 pub mod modules;
@@ -25,7 +34,7 @@ pub mod qemu;
 pub mod smaps;
 
 pub use accel::{
-    Accel, AccelChoice, AccelRequest, PROBE_TIMEOUT, ProbeCache, choose_accel, kvm_unusable,
+    Accel, AccelChoice, AccelRequest, PROBE_TIMEOUT, Probe, ProbeCache, choose_accel, kvm_unusable,
 };
 pub use qemu::{
     CMDLINE_MAX, DISK_DEVICE, FRAMES_DEVICE, FRAMES_FD, Guest, Machine, VmConfig, check_cmdline,
