@@ -674,7 +674,12 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         settings.accel,
         &logs,
         stop,
-    )?;
+    )
+    .inspect_err(|_| {
+        // Nothing ran: leave no empty run directory behind (a probe's log stays).
+        let _ = std::fs::remove_dir(&logs);
+        let _ = std::fs::remove_dir(&dir);
+    })?;
 
     let mut meta = Meta {
         run_id: run_id.clone(),

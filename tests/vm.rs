@@ -228,4 +228,21 @@ fn missing_modules_are_a_prerequisite_error_before_any_boot() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("more than 0 MiB"));
+
+    // Where KVM cannot work, --accel kvm says why, exits 2 and writes nothing.
+    let sys = std::path::Path::new("/sys/module");
+    if let Some(why) = isobench::env::vm::kvm_unusable(sys, std::path::Path::new("/dev/kvm")) {
+        let out = s
+            .isobench()
+            .args(["run", "--env", "vm", "--accel", "kvm", "--out"])
+            .arg(s.reports())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&why) && err.contains("--accel tcg"), "{err}");
+        let runs = std::fs::read_dir(s.reports()).map_or(0, |d| d.count());
+        assert_eq!(runs, 0, "no run directory for a run that could not start");
+    }
+    assert_clean(&s);
 }
