@@ -23,6 +23,12 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v apt-get >/dev/null 2>&1 || { say "apt-get not found: a Debian or Ubuntu host is needed"; exit 2; }
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v git >/dev/null 2>&1 || need+=(git)
+# Real programs used by scenarios/apps.toml and the command-workload tests.
+command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
+command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+# Peers of the container benchmark (cargo bench): crun and runc.
+command -v crun >/dev/null 2>&1 || need+=(crun)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"

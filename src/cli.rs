@@ -1,12 +1,17 @@
 //! The command line of `isobench`: argument handling only. Every command
 //! validates its input here and hands plain settings to the library.
 //!
-//! Exit codes: 0 success; 1 a measured failure; 2 bad input or a missing
-//! prerequisite (with the fix printed); 130 interrupted.
+//! Exit codes: 0 success; 1 a measured failure (or, for `compare`, a
+//! regression); 2 bad input or a missing prerequisite (with the fix
+//! printed); 130 interrupted.
 
+use crate::cgroup::Limits;
+use crate::compare;
 use crate::doctor;
 use crate::env::EnvKind;
+use crate::env::container::Volume;
 use crate::env::vm::AccelRequest;
+use crate::exec::{self, ExecSettings};
 use crate::kernel;
 use crate::report;
 use crate::run::{self, Settings};
@@ -31,11 +36,15 @@ pub struct Cli {
 enum Command {
     /// Run a scenario and write a report directory.
     Run(RunArgs),
+    /// Run one program once in a fresh environment, like `docker run --rm`.
+    Exec(ExecArgs),
     /// Re-render the reports of a run directory from its records.
     Report {
         /// The run directory (for example reports/latest).
         dir: PathBuf,
     },
+    /// Compare two run directories: exit 1 on a regression, 0 otherwise.
+    Compare(CompareArgs),
     /// Check what works on this host, and how to fix what does not.
     Doctor,
     /// Provision the guest kernel.
@@ -45,6 +54,47 @@ enum Command {
     },
     /// Remove what crashed or killed runs left behind.
     Clean,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Where to run it.
+    #[arg(long, value_enum, default_value_t = EnvKind::Container)]
+    env: EnvKind,
+    /// Memory limit (256M, 1.5G, ...); exceeding it ends in the OOM killer.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// CPU bandwidth in CPUs (1.5 = 150 ms per 100 ms).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    cpus: Option<f64>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pids: Option<u64>,
+    /// Bind mount HOST:GUEST[:ro] (repeatable; container only).
+    #[arg(long, value_name = "HOST:GUEST[:ro]", value_parser = Volume::parse)]
+    volume: Vec<Volume>,
+    /// Kill the program after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Print startup time, CPU time and peak memory on stderr at the end.
+    #[arg(long)]
+    stats: bool,
+    /// The program and its arguments (after --).
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    crate::cgroup::parse_size(s)
+}
+
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.01 => Ok(v),
+        _ => Err(format!(
+            "`{s}`: expected a number of CPUs of at least 0.01, such as 0.5 or 2"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,74 +122,116 @@ struct RunArgs {
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
+    /// Resources of every instance: a VM's RAM, a container's memory
+    /// limit (256M, 1.5G, ...; overrides the scenario's vm.memory_mib and
+    /// container.memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// Resources of every instance: a VM's vCPUs (a whole number), a
+    /// container's CPU bandwidth (overrides vm.cpus and container.cpus).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    cpus: Option<f64>,
     #[command(flatten)]
-    vm: VmArgs,
+    vm: VmBootArgs,
 }
 
-/// The options that shape a VM guest, shared by `run` and `exec`.
+/// How guests boot: the options `run` and `exec` share for VMs (besides
+/// `--memory` and `--cpus`, which both commands have for every environment).
 #[derive(Debug, Clone, clap::Args)]
-pub struct VmArgs {
+pub struct VmBootArgs {
     /// VM accelerator: KVM only where it really works (auto), or forced.
     #[arg(long, value_enum, default_value_t = AccelRequest::Auto)]
     pub accel: AccelRequest,
-    /// Guest kernel image (default: the one `isobench kernel fetch` stored).
+    /// Guest kernel image, a bzImage or an uncompressed PVH vmlinux
+    /// (default: the one `isobench kernel fetch` stored).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
     /// Directory of the guest kernel's modules (.ko files; default: those
     /// `isobench kernel fetch` kept with its kernel).
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
-    /// Virtual CPUs of a guest (overrides the scenario's vm.cpus).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=255))]
-    pub cpus: Option<u64>,
-    /// Memory of a guest: MiB, or with a unit (512M, 1G) (overrides the
-    /// scenario's vm.memory_mib).
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory_mib)]
-    pub memory: Option<u64>,
 }
 
-impl VmArgs {
-    /// Applies `--cpus` and `--memory` to a plan's VM settings.
-    pub fn apply(&self, vm: &mut crate::scenario::VmSettings) {
-        if let Some(cpus) = self.cpus {
-            vm.cpus = cpus;
+/// Applies `--memory` and `--cpus` to a plan: a VM's RAM and vCPUs, a
+/// container's limits. A VM needs whole MiB and whole vCPUs.
+pub fn apply_resources(
+    plan: &mut Plan,
+    memory: Option<u64>,
+    cpus: Option<f64>,
+) -> Result<(), String> {
+    let vm = plan.environments.contains(&EnvKind::Vm);
+    if let Some(bytes) = memory {
+        let mib = bytes / (1024 * 1024);
+        if vm && (mib == 0 || bytes % (1024 * 1024) != 0) {
+            return Err(format!(
+                "--memory: a VM's memory is a whole number of MiB (at least 1M), got {bytes} bytes"
+            ));
         }
-        if let Some(mib) = self.memory {
-            vm.memory_mib = mib;
+        plan.vm.memory_mib = mib.max(1);
+        plan.container.limits.memory_bytes = Some(bytes);
+    }
+    if let Some(n) = cpus {
+        if vm && (n.fract() != 0.0 || !(1.0..=255.0).contains(&n)) {
+            return Err(format!(
+                "--cpus {n}: a VM has a whole number of vCPUs (1 to 255); containers alone take fractions"
+            ));
         }
+        plan.vm.cpus = (n as u64).max(1);
+        plan.container.limits.cpus = Some(n);
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The baseline run directory.
+    baseline: PathBuf,
+    /// The current run directory.
+    current: PathBuf,
+    /// Significance level of the permutation test.
+    #[arg(long, value_name = "P", default_value_t = 0.01, value_parser = parse_alpha)]
+    alpha: f64,
+    /// Noise threshold: the smallest change of a median, in percent, that counts.
+    #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = parse_noise)]
+    noise: f64,
+    /// Also write the Markdown table to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    // The test draws at most PERMUTATIONS random splits, so its p-value is
+    // never below 1 / (PERMUTATIONS + 1).
+    let floor = 1.0 / (compare::PERMUTATIONS as f64 + 1.0);
+    match s.parse::<f64>() {
+        Ok(a) if a > floor && a < 1.0 => Ok(a),
+        _ => Err(format!(
+            "expected a probability above {floor:.5} (the permutation test's resolution) and \
+             below 1, got `{s}`"
+        )),
     }
 }
 
-/// Parses a memory size into MiB: `512`, `512M`, `512MiB`, `2G`, `2GiB`.
-pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}`: expected a size such as 512M or 2G"))?;
-    let mib = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "m" | "mb" | "mib" => Some(n),
-        "g" | "gb" | "gib" => n.checked_mul(1024),
-        _ => {
-            return Err(format!(
-                "`{text}`: unknown unit; use M or G (for example 512M, 2G)"
-            ));
-        }
-    };
-    match mib {
-        Some(0) => Err(format!("`{text}`: a guest needs more than 0 MiB")),
-        Some(m) => Ok(m),
-        None => Err(format!("`{text}`: too large")),
+fn parse_noise(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!("expected a percentage >= 0, got `{s}`")),
     }
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Output piped into `head` and closed early is not an error: die of
+    // SIGPIPE quietly, like every Unix filter (Rust ignores it by default).
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Exec(args) => cmd_exec(args),
         Command::Report { dir } => cmd_report(&dir),
+        Command::Compare(args) => cmd_compare(args),
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
         Command::Clean => cmd_clean(),
@@ -161,18 +253,13 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    args.vm.apply(&mut plan.vm);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the first is being handled ends isobench at
-        // once; the first lets the run kill its instance and clean up.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
-                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
-        if let Err(e) = registered {
-            return fail(1, format!("cannot install the signal handler: {e}"));
-        }
+    if let Err(e) = apply_resources(&mut plan, args.memory, args.cpus) {
+        return fail(2, e);
     }
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
     let settings = Settings {
         plan,
         out_root: args.out,
@@ -205,6 +292,46 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// A flag set by the first SIGINT or SIGTERM; a second one ends isobench
+/// at once. The first lets a run kill its instance and clean up.
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+fn cmd_exec(args: ExecArgs) -> ExitCode {
+    let stop = match stop_flag() {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let settings = ExecSettings {
+        env: args.env,
+        argv: args.command,
+        limits: Limits {
+            memory_bytes: args.memory,
+            cpus: args.cpus,
+            pids: args.pids,
+        },
+        volumes: args.volume,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        stats: args.stats,
+    };
+    match exec::exec(&settings, &stop) {
+        Ok(outcome) => {
+            for m in &outcome.messages {
+                eprintln!("{m}");
+            }
+            ExitCode::from(outcome.code)
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
 fn cmd_report(dir: &Path) -> ExitCode {
     match report::render(dir) {
         Ok(r) => {
@@ -215,6 +342,33 @@ fn cmd_report(dir: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(2, e),
+    }
+}
+
+fn cmd_compare(args: CompareArgs) -> ExitCode {
+    let settings = compare::Settings {
+        alpha: args.alpha,
+        noise_pct: args.noise,
+    };
+    let result = compare::load("baseline", &args.baseline).and_then(|base| {
+        let current = compare::load("current", &args.current)?;
+        compare::compare(&base, &current, settings)
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    let text = comparison.markdown();
+    print!("{text}");
+    if let Some(path) = &args.output
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        return fail(2, format!("writing {}: {e}", path.display()));
+    }
+    if comparison.regressions().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -252,13 +406,16 @@ fn cmd_kernel(action: KernelAction) -> ExitCode {
 
 fn cmd_clean() -> ExitCode {
     let base = runtime::base_dir();
-    match runtime::clean(&base, Path::new("/proc")) {
+    match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
         Ok(r) => {
             for (pid, what) in &r.killed {
                 println!("killed {what} pid {pid}");
             }
             for m in &r.unmounted {
                 println!("unmounted {}", m.display());
+            }
+            for c in &r.cgroups {
+                println!("removed cgroup {}", c.display());
             }
             for d in &r.removed {
                 println!("removed {}", d.display());
@@ -280,17 +437,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_sizes_parse_to_mib() {
-        assert_eq!(parse_memory_mib("512"), Ok(512));
-        assert_eq!(parse_memory_mib("256M"), Ok(256));
-        assert_eq!(parse_memory_mib("2G"), Ok(2048));
-        assert_eq!(parse_memory_mib("1GiB"), Ok(1024));
-        assert!(parse_memory_mib("0").unwrap_err().contains("more than 0"));
-        assert!(
-            parse_memory_mib("12T")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_memory_mib("lots").unwrap_err().contains("512M"));
+    fn resources_apply_to_vms_and_containers() {
+        let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
+        apply_resources(&mut plan, Some(512 * 1024 * 1024), Some(2.0)).unwrap();
+        assert_eq!((plan.vm.memory_mib, plan.vm.cpus), (512, 2));
+        assert_eq!(plan.container.limits.memory_bytes, Some(512 * 1024 * 1024));
+        assert_eq!(plan.container.limits.cpus, Some(2.0));
+        let err = apply_resources(&mut plan, None, Some(1.5)).unwrap_err();
+        assert!(err.contains("whole number of vCPUs"), "{err}");
+        let err = apply_resources(&mut plan, Some(1000), None).unwrap_err();
+        assert!(err.contains("whole number of MiB"), "{err}");
+        // Without VMs, fractions are fine.
+        plan.environments = vec![EnvKind::Container];
+        apply_resources(&mut plan, Some(1000), Some(0.5)).unwrap();
+        assert_eq!(plan.container.limits.cpus, Some(0.5));
     }
 }

@@ -212,6 +212,7 @@ pub fn checks() -> Vec<Check> {
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("net", CloneFlags::CLONE_NEWNET),
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("user", CloneFlags::CLONE_NEWUSER),
     ] {
         out.push(namespace_check(name, flag));
     }

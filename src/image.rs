@@ -49,6 +49,14 @@ pub enum ImageError {
         /// What the parser said.
         reason: String,
     },
+    /// A program's shared-library closure could not be worked out.
+    #[error("{program}: {reason}")]
+    Closure {
+        /// The program.
+        program: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -127,7 +135,50 @@ pub struct Image {
 /// The empty directories every image has (mount points).
 const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp"];
 
-/// Builds the image in `dir` (created) and its initramfs at `initramfs`.
+/// Builds the image in `dir` with applications (see [`build`]).
+/// `programs` (absolute host paths) are packed with their shared-library
+/// closures, and `files` (host files or directories) are copied, at their
+/// host paths: the applications of `command` workloads.
+pub fn build_with(
+    agent: &Path,
+    dir: &Path,
+    initramfs: &Path,
+    programs: &[PathBuf],
+    files: &[PathBuf],
+) -> Result<Image, ImageError> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    for program in programs {
+        app_layer(program, dir)?;
+    }
+    for file in files {
+        add_tree(dir, file)?;
+    }
+    build(agent, dir, initramfs)
+}
+
+/// Copies a host file or directory tree into `root` at its host path.
+fn add_tree(root: &Path, path: &Path) -> Result<(), ImageError> {
+    let mut created = Vec::new();
+    let mut bytes = 0;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(io_err(format!("reading {}", path.display())))?;
+    if meta.is_dir() {
+        let inside = root.join(path.strip_prefix("/").unwrap_or(path));
+        std::fs::create_dir_all(&inside)
+            .map_err(io_err(format!("creating {}", inside.display())))?;
+        let entries =
+            std::fs::read_dir(path).map_err(io_err(format!("reading {}", path.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("reading {}", path.display())))?;
+            add_tree(root, &entry.path())?;
+        }
+        return Ok(());
+    }
+    replicate(root, path, &mut created, &mut bytes)
+}
+
+/// Builds the image in `dir` (created; it may already hold applications)
+/// and its initramfs at `initramfs`.
 pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageError> {
     check_static(agent)?;
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -162,6 +213,170 @@ pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageE
         agent_bytes: bytes.len() as u64,
         initramfs_bytes,
     })
+}
+
+/// A program and its shared-library closure, laid out at their host paths
+/// in a directory that becomes an overlay layer (or part of an initramfs).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppLayer {
+    /// The layer's root.
+    pub dir: PathBuf,
+    /// The program's path (the same inside the layer as on the host).
+    pub program: PathBuf,
+    /// Every host path copied or recreated, sorted.
+    pub files: Vec<PathBuf>,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+}
+
+/// Recreates host path `path` under `root`: every symbolic link on the way
+/// (such as `/lib -> usr/lib` on a merged-/usr system) becomes the same
+/// link in the layer, and the file it finally names is copied. Returns the
+/// paths created.
+fn replicate(
+    root: &Path,
+    path: &Path,
+    created: &mut Vec<PathBuf>,
+    bytes: &mut u64,
+) -> Result<(), ImageError> {
+    let mut cur = PathBuf::from("/");
+    let comps: Vec<_> = path.components().skip(1).collect();
+    for (i, comp) in comps.iter().enumerate() {
+        let next = cur.join(comp);
+        let meta = std::fs::symlink_metadata(&next)
+            .map_err(io_err(format!("reading {}", next.display())))?;
+        let inside = root.join(next.strip_prefix("/").unwrap_or(&next));
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&next)
+                .map_err(io_err(format!("reading link {}", next.display())))?;
+            if std::fs::symlink_metadata(&inside).is_err() {
+                if let Some(parent) = inside.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(io_err(format!("creating {}", parent.display())))?;
+                }
+                std::os::unix::fs::symlink(&target, &inside)
+                    .map_err(io_err(format!("creating link {}", inside.display())))?;
+                created.push(next.clone());
+            }
+            // Continue from what the link names, with the rest of the path.
+            let resolved = if target.is_absolute() {
+                target
+            } else {
+                cur.join(target)
+            };
+            let mut rest = resolved;
+            for c in &comps[i + 1..] {
+                rest.push(c);
+            }
+            return replicate(root, &normalize(&rest), created, bytes);
+        }
+        if i + 1 == comps.len() {
+            if meta.is_file() && std::fs::symlink_metadata(&inside).is_err() {
+                if let Some(parent) = inside.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(io_err(format!("creating {}", parent.display())))?;
+                }
+                std::fs::copy(&next, &inside).map_err(io_err(format!(
+                    "copying {} to {}",
+                    next.display(),
+                    inside.display()
+                )))?;
+                *bytes += meta.len();
+                created.push(next.clone());
+            }
+            return Ok(());
+        }
+        cur = next;
+    }
+    Ok(())
+}
+
+/// Removes `.` and `..` lexically (link targets such as `../lib/x` are
+/// relative to the link's directory).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Packs `program` (an absolute path) with everything the dynamic loader
+/// needs to start it — its interpreter, the libraries of its `DT_NEEDED`
+/// closure as found through `RUNPATH`/`RPATH`, `ld.so.conf` and the default
+/// directories, with their symlink names kept — and the host's
+/// `/etc/ld.so.cache`, into a layer at `dir`. Libraries opened with
+/// `dlopen` are not in the closure; list them as extra files.
+pub fn app_layer(program: &Path, dir: &Path) -> Result<AppLayer, ImageError> {
+    let closure_err = |reason: String| ImageError::Closure {
+        program: program.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut paths = vec![program.to_path_buf()];
+    let mut magic = [0u8; 4];
+    let is_elf = File::open(program)
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut magic))
+        .map(|()| &magic == b"\x7fELF")
+        .map_err(io_err(format!("reading {}", program.display())))?;
+    if is_elf {
+        let tree = lddtree::DependencyAnalyzer::new(PathBuf::from("/"))
+            .analyze(program)
+            .map_err(|e| closure_err(format!("cannot read its dynamic dependencies: {e}")))?;
+        if let Some(interp) = &tree.interpreter {
+            paths.push(PathBuf::from(interp));
+        }
+        let mut libs: Vec<_> = tree.libraries.values().collect();
+        libs.sort_by(|a, b| a.name.cmp(&b.name));
+        for lib in libs {
+            if !lib.found() {
+                return Err(closure_err(format!(
+                    "its library {} was not found on this host",
+                    lib.name
+                )));
+            }
+            paths.push(lib.path.clone());
+        }
+        if Path::new("/etc/ld.so.cache").is_file() {
+            paths.push(PathBuf::from("/etc/ld.so.cache"));
+        }
+    }
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for p in &paths {
+        replicate(dir, p, &mut files, &mut bytes)?;
+    }
+    files.sort();
+    files.dedup();
+    Ok(AppLayer {
+        dir: dir.to_path_buf(),
+        program: program.to_path_buf(),
+        files,
+        bytes,
+    })
+}
+
+/// Finds a program like a shell does: a name with a `/` is taken as a
+/// path; anything else is searched in `$PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = std::path::absolute(name).ok()?;
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
 }
 
 /// A special file added to an archive that the tree on disk does not hold
@@ -397,6 +612,68 @@ pub(crate) mod tests {
         assert_eq!(list[5].2, 0o020600);
         std::fs::remove_dir_all(one).unwrap();
         std::fs::remove_dir_all(two).unwrap();
+    }
+
+    #[test]
+    fn app_layer_holds_the_closure_with_link_names_kept() {
+        let dir = temp("app");
+        // `ls` needs libc and more (libselinux, libpcre2 on Debian).
+        let ls = find_program("ls").expect("ls is on every host");
+        let layer = app_layer(&ls, &dir.join("layer")).unwrap();
+        let tree = lddtree::DependencyAnalyzer::new("/".into())
+            .analyze(&ls)
+            .unwrap();
+        assert!(
+            tree.libraries.len() >= 2,
+            "ls has several libraries: {:?}",
+            tree.libraries.keys()
+        );
+        for lib in tree.libraries.values() {
+            let inside = dir.join("layer").join(lib.path.strip_prefix("/").unwrap());
+            assert!(
+                inside.exists(),
+                "{} missing from the layer",
+                lib.path.display()
+            );
+        }
+        let interp = tree.interpreter.unwrap();
+        let inside = dir.join("layer").join(interp.trim_start_matches('/'));
+        assert!(inside.exists(), "the interpreter {interp} is in the layer");
+        assert!(
+            dir.join("layer")
+                .join(ls.strip_prefix("/").unwrap())
+                .is_file()
+        );
+        // Host directory links (merged /usr) are links in the layer too.
+        if std::fs::symlink_metadata("/lib").is_ok_and(|m| m.file_type().is_symlink()) {
+            assert!(
+                std::fs::symlink_metadata(dir.join("layer/lib"))
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+        }
+        assert!(layer.bytes > 100_000, "{}", layer.bytes);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn programs_are_found_like_a_shell_finds_them() {
+        assert!(find_program("sh").is_some());
+        assert_eq!(
+            find_program("/bin/sh").as_deref(),
+            Some(Path::new("/bin/sh"))
+        );
+        assert_eq!(find_program("no-such-program-isobench"), None);
+        let dir = temp("notexec");
+        std::fs::write(dir.join("data"), b"x").unwrap();
+        std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            find_program(dir.join("data").to_str().unwrap()),
+            None,
+            "not executable"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

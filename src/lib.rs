@@ -17,7 +17,10 @@
 //! - [`env`]: the [`env::Environment`] trait and its implementations;
 //! - [`kernel`]: provisioning of the guest kernel;
 //! - [`run`]: the harness that drives instances and records what they did;
+//! - [`exec`]: one program, once, in a fresh environment (`isobench exec`);
+//! - [`cgroup`]: per-instance cgroups for limits and accounting;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
+//! - [`compare`]: the regression gate between two runs;
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
 //! - [`doctor`]: what works on this host;
 //! - [`cli`]: the command line of the `isobench` binary.
@@ -25,8 +28,11 @@
 pub mod agent;
 pub mod cgroup;
 pub mod cli;
+pub mod compare;
 pub mod doctor;
 pub mod env;
+pub mod exec;
+pub mod extract;
 pub mod image;
 pub mod kernel;
 pub mod meta;

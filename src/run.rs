@@ -5,15 +5,16 @@
 //! affects all of them alike. Every instance is a fresh process, container
 //! or VM. Its timings are defined here:
 //!
-//! - `startup_ms`: host monotonic time from just before the spawn system
-//!   call (fork, clone, QEMU's exec) to the arrival of the agent's `ready`
-//!   frame on the host;
+//! - `startup_ms`: host monotonic time from the instance's first host-side
+//!   step (native: its pipes and the fork; container: its directory and
+//!   cgroup, then `clone3`; vm: QEMU's spawn) to the arrival of the agent's
+//!   `ready` frame on the host;
 //! - `teardown_ms`: from the arrival of the agent's `done` frame to the
 //!   instance being reaped and its host resources removed;
 //! - `boot_kernel_ms` (vm): the guest's uptime when the agent started;
-//! - `first_byte_ms` (vm): from the spawn to the arrival of the guest's
+//! - `boot_first_byte_ms` (vm): from the spawn to the arrival of the guest's
 //!   first byte on the frames channel (the agent's `boot` frame, its very
-//!   first act), so `first_byte_ms - boot_kernel_ms` (`boot_vmm_ms`) is what
+//!   first act), so `boot_first_byte_ms - boot_kernel_ms` (`boot_vmm_ms`) is what
 //!   QEMU, the firmware and the kernel's decompression cost before the
 //!   guest's clock started;
 //! - `boot_agent_ms` (vm): the agent's set-up (mounts, modules, disk check)
@@ -26,7 +27,10 @@
 //! clock. Records are appended after every instance.
 
 use crate::agent::frame::Frame;
+use crate::cgroup::Driver;
+use crate::env::Io;
 use crate::env::container::Container;
+use crate::env::container::ContainerConfig;
 use crate::env::native::Native;
 use crate::env::vm::{self, AccelChoice, AccelRequest, Devices, KernelFiles, Vm, VmConfig};
 use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
@@ -36,7 +40,7 @@ use crate::meta::{Host, Meta, MetricInfo};
 use crate::record::{InstanceRecord, Record, Recorder};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
-use crate::scenario::{Plan, VmSettings};
+use crate::scenario::{ContainerSettings, Plan, PlannedWorkload, VmSettings};
 use crate::workload::{Metric, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -127,6 +131,39 @@ pub fn new_run_id() -> String {
     format!("{now}-{:04x}", rand::random::<u16>())
 }
 
+/// The mount table of isobench's own mount namespace.
+pub fn mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// What rootless mode cannot do, said once and recorded in `meta.json`.
+pub fn rootless_note(limits: &crate::cgroup::Limits) -> String {
+    let mut note = "rootless containers: a user namespace maps the caller's uid to root; \
+                    cgroups are not used (no delegated cgroup), so there is no CPU or memory \
+                    accounting per container"
+        .to_string();
+    if limits.any() {
+        note.push_str(", and the requested limits (memory, cpus, pids) are NOT applied");
+    }
+    note
+}
+
+/// Whether unprivileged user namespaces are available, or why not.
+fn user_namespaces_available() -> Result<(), String> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Err("user namespaces are disabled (user.max_user_namespaces = 0); enable them with `sysctl user.max_user_namespaces=15000`, or run as root".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Err("unprivileged user namespaces are disabled; enable them with `sysctl kernel.unprivileged_userns_clone=1`, or run as root".into());
+    }
+    Ok(())
+}
+
 /// What the environments of a run need, found before anything starts.
 #[derive(Debug, Clone)]
 pub struct Prerequisites {
@@ -154,9 +191,8 @@ pub fn preflight_with(
     modules: Option<&Path>,
 ) -> Result<Prerequisites, RunError> {
     if environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
-        return Err(RunError::Prerequisite(
-            "the container environment needs root (rootless containers are not supported yet): run as root, or leave it out with --env native,vm".into(),
-        ));
+        user_namespaces_available()
+            .map_err(|e| RunError::Prerequisite(format!("rootless containers: {e}")))?;
     }
     let agent = image::find_agent()?;
     image::check_static(&agent)?;
@@ -198,6 +234,24 @@ pub struct VmInfo {
     pub config: VmConfig,
 }
 
+/// What a testbed is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct BedSpec<'a> {
+    /// The environments, in order.
+    pub environments: &'a [EnvKind],
+    /// VM settings.
+    pub vm: &'a VmSettings,
+    /// Container settings.
+    pub container: &'a ContainerSettings,
+    /// `--accel`.
+    pub accel: AccelRequest,
+    /// Programs packed into the image with their library closures
+    /// (`command` workloads), as absolute host paths.
+    pub programs: &'a [PathBuf],
+    /// Extra host files and directories copied into the image.
+    pub files: &'a [PathBuf],
+}
+
 /// The environments of a run, built on one image in one runtime directory.
 /// Used by [`run`], and by benchmarks that time single instances.
 pub struct Testbed {
@@ -209,6 +263,8 @@ pub struct Testbed {
     pub envs: Vec<Box<dyn Environment>>,
     /// Present when the testbed has a VM environment.
     pub vm: Option<VmInfo>,
+    /// What could not be set up as asked, in words (rootless limits, ...).
+    pub notes: Vec<String>,
 }
 
 impl Testbed {
@@ -217,14 +273,13 @@ impl Testbed {
     pub fn build(
         prereqs: &Prerequisites,
         run_id: &str,
-        environments: &[EnvKind],
-        vm_settings: &VmSettings,
-        accel: AccelRequest,
+        spec: &BedSpec<'_>,
         logs: &Path,
         stop: &AtomicBool,
     ) -> Result<Testbed, RunError> {
+        let mut notes = Vec::new();
         let base = runtime::base_dir();
-        match runtime::clean(&base, Path::new("/proc")) {
+        match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
             Ok(report) => {
                 for d in &report.removed {
                     eprintln!("removed leftovers of an earlier run: {}", d.display());
@@ -236,20 +291,43 @@ impl Testbed {
             RunDir::create(&base, run_id)
                 .map_err(io_err(format!("creating {}", base.join(run_id).display())))?,
         );
-        let image = image::build(
+        let image = image::build_with(
             &prereqs.agent,
             &run_dir.path().join("image"),
             &run_dir.path().join("initramfs.cpio"),
+            spec.programs,
+            spec.files,
         )?;
         let mut envs: Vec<Box<dyn Environment>> = Vec::new();
         let mut vm_info = None;
-        for kind in environments {
+        let (container, vm_settings, accel) = (spec.container, spec.vm, spec.accel);
+        for kind in spec.environments {
             match kind {
                 EnvKind::Native => envs.push(Box::new(Native::new(prereqs.agent.clone()))),
-                EnvKind::Container => envs.push(Box::new(Container::new(
-                    image.dir.clone(),
-                    run_dir.path().join("instances"),
-                ))),
+                EnvKind::Container => {
+                    let rootless = !nix::unistd::geteuid().is_root();
+                    let driver = if rootless {
+                        notes.push(rootless_note(&container.limits));
+                        None
+                    } else {
+                        Some(
+                            Driver::detect(Path::new("/sys/fs/cgroup"), &mountinfo())
+                                .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+                        )
+                    };
+                    let config = ContainerConfig {
+                        layers: vec![image.dir.clone()],
+                        volumes: container.volumes.clone(),
+                        limits: container.limits,
+                        cgroups: container.cgroups,
+                        rootless,
+                    };
+                    envs.push(Box::new(Container::new(
+                        config,
+                        driver,
+                        Arc::clone(&run_dir),
+                    )));
+                }
                 EnvKind::Vm => {
                     let Some((kernel, qemu)) = &prereqs.vm else {
                         return Err(RunError::Prerequisite(
@@ -294,6 +372,7 @@ impl Testbed {
                     });
                     let devices = Devices {
                         disk_mib: vm_settings.disk_mib,
+                        scratch_mib: None,
                     };
                     let env = Vm::new(
                         config,
@@ -313,6 +392,7 @@ impl Testbed {
             image,
             envs,
             vm: vm_info,
+            notes,
         })
     }
 
@@ -345,18 +425,28 @@ pub struct InstanceResult {
     pub host_metrics: Vec<Metric>,
     /// The workload's digest.
     pub digest: Option<String>,
+    /// For a program run by the agent: its exit status.
+    pub status: Option<i32>,
     /// What went wrong; `None` when the instance did everything it should.
     pub error: Option<String>,
     /// How the host process ended.
     pub exit: Option<Exit>,
     /// Whether SIGINT/SIGTERM cut it short.
     pub interrupted: bool,
+    /// Everything on the output stream that was not a frame (a program's
+    /// own output), up to [`MAX_OUTPUT`] bytes.
+    pub output: String,
 }
+
+/// How much of an instance's non-frame output is kept for metric extraction.
+pub const MAX_OUTPUT: usize = 4 << 20;
 
 enum Event {
     FirstByte(Instant),
     Frame(Instant, Frame),
     Garbled(String),
+    /// A line that is not a frame: a program's own output.
+    Output(String),
     Eof,
 }
 
@@ -366,26 +456,62 @@ pub fn run_instance(
     env: &dyn Environment,
     spec: &WorkloadSpec,
     id: &str,
-    log_path: &Path,
+    log_path: Option<&Path>,
     run_timeout: Duration,
     stop: &AtomicBool,
 ) -> InstanceResult {
+    run_instance_with(
+        env,
+        spec,
+        id,
+        log_path,
+        run_timeout,
+        stop,
+        Extras::default(),
+    )
+}
+
+/// What an instance gets besides its workload: extra environment variables
+/// for the agent and extra bind mounts (container).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Bind mounts.
+    pub volumes: Vec<crate::env::container::Volume>,
+}
+
+/// [`run_instance`] with [`Extras`].
+pub fn run_instance_with(
+    env: &dyn Environment,
+    spec: &WorkloadSpec,
+    id: &str,
+    log_path: Option<&Path>,
+    run_timeout: Duration,
+    stop: &AtomicBool,
+    extras: Extras,
+) -> InstanceResult {
     let mut result = InstanceResult::default();
-    let log = match OpenOptions::new().create(true).append(true).open(log_path) {
-        Ok(f) => f,
+    let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
+        Ok(Some((a, b))) => (Some(a), Some(b)),
+        Ok(None) => (None, None),
         Err(e) => {
-            result.error = Some(format!("cannot create {}: {e}", log_path.display()));
+            result.error = Some(e);
             return result;
         }
     };
-    let mut log_for_reader = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => {
-            result.error = Some(format!("cannot duplicate the log handle: {e}"));
-            return result;
-        }
+    let io = match log {
+        Some(log) => Io::Captured { log },
+        None => Io::Inherited,
     };
-    let mut instance = match env.spawn(Launch { spec, id, log }) {
+    let launch = Launch {
+        spec,
+        id,
+        io,
+        env: extras.env,
+        volumes: extras.volumes,
+    };
+    let mut instance = match env.spawn(launch) {
         Ok(i) => i,
         Err(e) => {
             result.error = Some(e.to_string());
@@ -447,10 +573,19 @@ pub fn run_instance(
                         deadline = at + run_timeout;
                     }
                 }
-                Frame::Result { metrics, digest } => {
+                Frame::Result {
+                    metrics,
+                    digest,
+                    status,
+                } => {
                     result.metrics.extend(metrics);
+                    // The guest's own figures come in a second `result`
+                    // frame without a digest or status: keep the first's.
                     if digest.is_some() {
                         result.digest = digest;
+                    }
+                    if status.is_some() {
+                        result.status = status;
                     }
                 }
                 Frame::Error { message } => {
@@ -461,6 +596,11 @@ pub fn run_instance(
                     result.host_metrics.extend(instance.at_done());
                 }
             },
+            Ok(Event::Output(line)) => {
+                if result.output.len() < MAX_OUTPUT {
+                    result.output.push_str(&line);
+                }
+            }
             Ok(Event::Garbled(text)) => {
                 result
                     .error
@@ -486,6 +626,16 @@ pub fn run_instance(
                 .error
                 .get_or_insert(format!("waiting for the instance: {e}"));
         }
+    }
+    if let Some(u) = instance.process().usage() {
+        result
+            .host_metrics
+            .push(Metric::lower("host_cpu_ms", "ms", u.cpu_ms));
+        result.host_metrics.push(Metric::lower(
+            "max_rss_mib",
+            "MiB",
+            u.max_rss_kib as f64 / 1024.0,
+        ));
     }
     if result.exit.is_some() {
         result.host_metrics.extend(instance.after_exit());
@@ -517,6 +667,20 @@ pub fn run_instance(
     result
 }
 
+/// Opens an instance log for appending, twice: for the instance's stderr
+/// and for the reader thread.
+fn open_log(path: &Path) -> Result<(File, File), String> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let copy = log
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the handle of {}: {e}", path.display()))?;
+    Ok((log, copy))
+}
+
 /// A reader that reports when its first byte arrived.
 struct FirstByte<R> {
     inner: R,
@@ -535,9 +699,9 @@ impl<R: std::io::Read> std::io::Read for FirstByte<R> {
     }
 }
 
-/// The reader thread: copies the output stream to the log and passes
-/// frames on with their arrival time.
-fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
+/// The reader thread: copies the output stream to the log (if any) and
+/// passes frames on with their arrival time.
+fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
     let mut reader = BufReader::new(FirstByte {
         inner: output,
         tx: Some(tx.clone()),
@@ -549,12 +713,14 @@ fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let at = Instant::now();
-                let _ = log.write_all(&line);
+                if let Some(log) = log {
+                    let _ = log.write_all(&line);
+                }
                 let text = String::from_utf8_lossy(&line);
                 let event = match Frame::parse_line(&text) {
                     Some(Ok(frame)) => Event::Frame(at, frame),
                     Some(Err(e)) => Event::Garbled(format!("{e}: {}", text.trim_end())),
-                    None => continue,
+                    None => Event::Output(text.into_owned()),
                 };
                 if tx.send(event).is_err() {
                     break;
@@ -563,6 +729,115 @@ fn read_frames(output: File, log: &mut File, tx: mpsc::Sender<Event>) {
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The scratch space of a `fileio` instance on the host: a directory of
+/// the run's, removed when the instance is done. Native instances do their
+/// I/O in it; container instances of a `target = "volume"` workload get it
+/// bind-mounted at `/scratch`; everything else uses its own `/scratch`.
+struct Scratch {
+    dir: Option<PathBuf>,
+    extras: Extras,
+}
+
+impl Scratch {
+    fn for_instance(
+        w: &PlannedWorkload,
+        env: EnvKind,
+        run_dir: &Path,
+        id: &str,
+    ) -> Result<Scratch, String> {
+        let mut scratch = Scratch {
+            dir: None,
+            extras: Extras::default(),
+        };
+        if w.spec.kind() != crate::workload::WorkloadKind::Fileio {
+            return Ok(scratch);
+        }
+        let sub = match (env, w.target) {
+            (EnvKind::Native, _) => "scratch",
+            (EnvKind::Container, crate::scenario::FileTarget::Volume) => "volumes",
+            _ => return Ok(scratch),
+        };
+        let d = run_dir.join(sub).join(id);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| format!("creating the scratch directory {}: {e}", d.display()))?;
+        if env == EnvKind::Native {
+            scratch.extras.env.push((
+                crate::agent::workloads::SCRATCH_ENV.to_string(),
+                d.display().to_string(),
+            ));
+        } else {
+            scratch.extras.volumes.push(crate::env::container::Volume {
+                host: d.clone(),
+                guest: "/scratch".into(),
+                read_only: false,
+            });
+        }
+        scratch.dir = Some(d);
+        Ok(scratch)
+    }
+
+    fn extras(&self) -> Extras {
+        self.extras.clone()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = runtime::remove_tree(d);
+        }
+    }
+}
+
+/// The host program of every `command` workload, by workload name: its
+/// absolute path and the spec the agent runs, or why it cannot run.
+fn resolve_commands(plan: &Plan) -> BTreeMap<String, Result<(PathBuf, WorkloadSpec), String>> {
+    plan.workloads
+        .iter()
+        .filter_map(|w| {
+            let c = w.command.as_ref()?;
+            let name = &c.argv[0];
+            let resolved = match image::find_program(name) {
+                Some(path) => {
+                    let mut argv = c.argv.clone();
+                    argv[0] = path.display().to_string();
+                    Ok((path, WorkloadSpec::Command { argv }))
+                }
+                None => Err(format!(
+                    "program `{name}` not found on the host (install it, or give its path in argv)"
+                )),
+            };
+            Some((w.name.clone(), resolved))
+        })
+        .collect()
+}
+
+/// For a `command` workload that ran: its exit status and the figures its
+/// rules extract from its output.
+fn apply_rules(r: &mut InstanceResult, w: &PlannedWorkload) {
+    let Some(c) = &w.command else { return };
+    if r.interrupted || r.startup.is_none() {
+        return;
+    }
+    match r.status {
+        Some(0) => {}
+        Some(status) => {
+            r.error = Some(format!(
+                "`{}` exited with status {status}; its output is in the instance's log",
+                c.argv.join(" ")
+            ));
+            return;
+        }
+        None => return,
+    }
+    match crate::extract::extract(&c.metrics, &r.output) {
+        Ok(metrics) => r.metrics.extend(metrics),
+        Err(e) => {
+            r.error.get_or_insert(e);
+        }
+    }
 }
 
 /// Everything measured for one instance: the host's timings, then the workload's figures.
@@ -576,7 +851,7 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     }
     if let Some(f) = r.first_byte {
         let first_ms = f.as_secs_f64() * 1e3;
-        metrics.push(Metric::lower("first_byte_ms", "ms", first_ms));
+        metrics.push(Metric::lower("boot_first_byte_ms", "ms", first_ms));
         if let Some(k) = r.boot_kernel_ms {
             metrics.push(Metric::lower("boot_vmm_ms", "ms", first_ms - k));
         }
@@ -590,6 +865,28 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     metrics.extend(r.host_metrics.iter().cloned());
     metrics.extend(r.metrics.iter().cloned());
     metrics
+}
+
+/// A VM instance of an I/O workload gets a scratch disk: its modules must
+/// exist for the guest kernel and `mkfs.ext4` on the host, before anything
+/// starts.
+fn check_vm_scratch(plan: &Plan, files: &KernelFiles) -> Result<(), RunError> {
+    let base = Devices {
+        disk_mib: plan.vm.disk_mib,
+        scratch_mib: None,
+    };
+    for w in &plan.workloads {
+        let devices = base.for_workload(&w.spec);
+        if devices.scratch_mib.is_some() {
+            let context =
+                |e: String| RunError::Prerequisite(format!("workload `{}` in a VM: {e}", w.name));
+            files
+                .modules_for(plan.vm.machine, &devices)
+                .map_err(|e| context(e.to_string()))?;
+            vm::mkfs_ext4().map_err(context)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a KVM probe guest is made of.
@@ -625,7 +922,7 @@ fn choose_accel(
             &env,
             &WorkloadSpec::Noop,
             "kvm-probe",
-            &logs.join("kvm-probe.log"),
+            Some(&logs.join("kvm-probe.log")),
             vm::PROBE_TIMEOUT,
             stop,
         );
@@ -661,6 +958,20 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         settings.kernel.as_deref(),
         settings.modules.as_deref(),
     )?;
+    if let Some(files) = &prereqs.kernel_files {
+        check_vm_scratch(plan, files)?;
+    }
+    let commands = resolve_commands(plan);
+    let programs: Vec<PathBuf> = commands
+        .values()
+        .filter_map(|c| c.as_ref().ok().map(|s| s.0.clone()))
+        .collect();
+    let files: Vec<PathBuf> = plan
+        .workloads
+        .iter()
+        .filter(|w| commands.get(&w.name).is_some_and(Result::is_ok))
+        .flat_map(|w| w.command.iter().flat_map(|c| c.files.iter().cloned()))
+        .collect();
 
     let run_id = new_run_id();
     let dir = settings.out_root.join(&run_id);
@@ -669,9 +980,14 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     let testbed = Testbed::build(
         &prereqs,
         &run_id,
-        &plan.environments,
-        &plan.vm,
-        settings.accel,
+        &BedSpec {
+            environments: &plan.environments,
+            vm: &plan.vm,
+            container: &plan.container,
+            accel: settings.accel,
+            programs: &programs,
+            files: &files,
+        },
         &logs,
         stop,
     )
@@ -680,6 +996,9 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         let _ = std::fs::remove_dir(&logs);
         let _ = std::fs::remove_dir(&dir);
     })?;
+    for note in &testbed.notes {
+        eprintln!("note: {note}");
+    }
 
     let mut meta = Meta {
         run_id: run_id.clone(),
@@ -704,7 +1023,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             .collect(),
         metrics: BTreeMap::new(),
         order: "per workload: warm-ups, then repetitions; environments interleaved within each repetition".into(),
-        notes: Vec::new(),
+        notes: testbed.notes.clone(),
     };
     meta.save(&dir).map_err(io_err(format!(
         "writing {}",
@@ -753,14 +1072,41 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
                     w.name, kind, what
                 );
-                let r = run_instance(
-                    env.as_ref(),
-                    &w.spec,
-                    &id,
-                    &dir.join(&log_rel),
-                    w.timeout,
-                    stop,
-                );
+                let r = match commands.get(&w.name) {
+                    // A program not on the host: every instance of it fails
+                    // with that reason, and the rest of the run goes on.
+                    Some(Err(e)) => InstanceResult {
+                        error: Some(e.clone()),
+                        ..InstanceResult::default()
+                    },
+                    Some(Ok((_, spec))) => {
+                        let mut r = run_instance(
+                            env.as_ref(),
+                            spec,
+                            &id,
+                            Some(&dir.join(&log_rel)),
+                            w.timeout,
+                            stop,
+                        );
+                        apply_rules(&mut r, w);
+                        r
+                    }
+                    None => match Scratch::for_instance(w, kind, testbed.run_dir.path(), &id) {
+                        Ok(scratch) => run_instance_with(
+                            env.as_ref(),
+                            &w.spec,
+                            &id,
+                            Some(&dir.join(&log_rel)),
+                            w.timeout,
+                            stop,
+                            scratch.extras(),
+                        ),
+                        Err(e) => InstanceResult {
+                            error: Some(e),
+                            ..InstanceResult::default()
+                        },
+                    },
+                };
                 let metrics = metrics_of(&r);
                 eprintln!("{}", progress_line(&r, &metrics, &log_rel));
                 if r.interrupted {

@@ -70,6 +70,31 @@ fn is_same_process(proc_root: &Path, t: &Tracked) -> bool {
     start_time(proc_root, t.pid) == Some(t.start)
 }
 
+/// Removes a directory tree; a missing one is fine. Directories without
+/// permissions (overlayfs leaves its `work/work` at mode 000, which only
+/// root can read through) are opened up first, once, if that is what stops
+/// the removal.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    fn open_up(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                open_up(&entry.path());
+            }
+        }
+    }
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The runtime directory of one run.
 #[derive(Debug)]
 pub struct RunDir {
@@ -106,6 +131,16 @@ impl RunDir {
         &self.path
     }
 
+    /// A name for an instance's host resources (its cgroup) that is unique
+    /// across concurrent runs: `<run-id>.<instance>`.
+    pub fn unique_name(&self, instance: &str) -> String {
+        let run = self
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        format!("{run}.{instance}")
+    }
+
     fn save(&self) -> io::Result<()> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = self.path.join(format!("{STATE_FILE}.tmp"));
@@ -140,10 +175,7 @@ impl RunDir {
 
     /// Removes the directory and everything in it.
     pub fn remove(&self) -> io::Result<()> {
-        match std::fs::remove_dir_all(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_tree(&self.path)
     }
 }
 
@@ -162,6 +194,8 @@ pub struct CleanReport {
     pub killed: Vec<(u32, String)>,
     /// Mount points detached.
     pub unmounted: Vec<PathBuf>,
+    /// cgroups removed.
+    pub cgroups: Vec<PathBuf>,
     /// Run directories left alone, and why.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -203,9 +237,35 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The instance cgroups of run `run_id`: `isobench/<run-id>.*` in every
+/// hierarchy under `cgroup_root` (`/sys/fs/cgroup`, its v1 controller
+/// directories, and `unified/` on hybrid hosts).
+pub fn run_cgroups(cgroup_root: &Path, run_id: &str) -> Vec<PathBuf> {
+    let prefix = format!("{run_id}.");
+    let mut parents = vec![cgroup_root.join(crate::cgroup::PARENT)];
+    for h in std::fs::read_dir(cgroup_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        parents.push(h.path().join(crate::cgroup::PARENT));
+    }
+    let mut found = Vec::new();
+    for parent in parents {
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Removes the leftovers of every run under `base` whose owner is gone.
-/// `proc_root` is `/proc` (a parameter for tests).
-pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
+/// `proc_root` is `/proc` and `cgroup_root` `/sys/fs/cgroup` (parameters
+/// for tests).
+pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<CleanReport> {
     let mut report = CleanReport::default();
     let entries = match std::fs::read_dir(base) {
         Ok(e) => e,
@@ -274,6 +334,15 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
                 report.killed.push((t.pid, t.what.clone()));
             }
         }
+        // Instance cgroups are named `<run-id>.<instance>` (see
+        // `RunDir::unique_name`), so the run's id finds them all.
+        if let Some(run_id) = dir.file_name().and_then(|n| n.to_str()) {
+            for cg in run_cgroups(cgroup_root, run_id) {
+                if remove_cgroup(&cg) {
+                    report.cgroups.push(cg);
+                }
+            }
+        }
         let mountinfo =
             std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
         for m in mounts_under(&mountinfo, &dir) {
@@ -281,10 +350,32 @@ pub fn clean(base: &Path, proc_root: &Path) -> io::Result<CleanReport> {
                 report.unmounted.push(m);
             }
         }
-        std::fs::remove_dir_all(&dir)?;
+        remove_tree(&dir)?;
         report.removed.push(dir);
     }
     Ok(report)
+}
+
+/// Removes a cgroup that a dead run recorded: every process still in it is
+/// the run's own (it was created for one instance and joined only by it),
+/// so those are killed first. Only paths named `isobench/<name>` are
+/// touched. Returns whether it was removed.
+fn remove_cgroup(dir: &Path) -> bool {
+    let ours = dir
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == crate::cgroup::PARENT);
+    if !ours || !dir.is_dir() {
+        return false;
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    crate::cgroup::remove_dir_retrying(dir).is_ok()
 }
 
 #[cfg(test)]
@@ -352,7 +443,24 @@ mod tests {
             }],
         };
         std::fs::write(dead.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
-        let report = clean(&base, Path::new("/proc")).unwrap();
+        // A fixture cgroup tree with one of the dead run's cgroups, one of
+        // another run and a file that is not a cgroup directory.
+        let cg_root = temp("clean-cgroupfs");
+        for d in [
+            "memory/isobench/dead.x-container-r1",
+            "memory/isobench/other.y",
+            "unified/isobench/dead.x-container-r2",
+        ] {
+            std::fs::create_dir_all(cg_root.join(d)).unwrap();
+        }
+        assert_eq!(run_cgroups(&cg_root, "dead").len(), 2);
+        let report = clean(&base, Path::new("/proc"), &cg_root).unwrap();
+        assert_eq!(report.cgroups.len(), 2, "{report:?}");
+        assert!(
+            cg_root.join("memory/isobench/other.y").exists(),
+            "another run's cgroup stays"
+        );
+        std::fs::remove_dir_all(&cg_root).unwrap();
         assert_eq!(report.removed, std::slice::from_ref(&dead));
         assert!(report.killed.is_empty(), "pid 1 is not ours: {report:?}");
         assert_eq!(report.skipped.len(), 1);

@@ -6,14 +6,17 @@
 //! `scenarios/quick.toml` is embedded in the binary and is the default, so
 //! `isobench run` works from any directory.
 
+use crate::cgroup::{CgroupUse, Limits, parse_size};
 use crate::env::EnvKind;
+use crate::env::container::Volume;
 use crate::env::vm::Machine;
-use crate::workload::{CPU_DEFAULT_BUFFER_KIB, CPU_DEFAULT_ROUNDS, WorkloadKind, WorkloadSpec};
+use crate::extract::MetricRule;
+use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -125,6 +128,8 @@ struct File {
     #[serde(default)]
     vm: VmSection,
     #[serde(default)]
+    container: ContainerSection,
+    #[serde(default)]
     workload: Vec<Spanned<WorkloadEntry>>,
 }
 
@@ -176,19 +181,100 @@ impl Default for VmSection {
     }
 }
 
-/// One `[[workload]]` table. The parameters of every kind are listed here;
-/// [`WorkloadKind::params`] says which kind takes which, and a parameter
-/// given to a kind that does not take it is an error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorkloadEntry {
-    kind: WorkloadKind,
-    name: Option<Spanned<String>>,
-    reps: Option<Positive>,
-    warmups: Option<Count>,
-    timeout_s: Option<Positive>,
-    rounds: Option<Spanned<Positive>>,
-    buffer_kib: Option<Spanned<Positive>>,
+struct ContainerSection {
+    memory: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
+    pids: Option<Positive>,
+    #[serde(default)]
+    volumes: Vec<Spanned<String>>,
+    #[serde(default)]
+    cgroups: CgroupUse,
+}
+
+/// Declares `WorkloadEntry` with one optional field per workload parameter
+/// (so `deny_unknown_fields` names any other key), and `params()`, which
+/// lists the ones given.
+macro_rules! workload_entry {
+    ($($param:ident),* $(,)?) => {
+        /// One `[[workload]]` table. The parameters of every kind are listed
+        /// here; [`WorkloadKind::params`] says which kind takes which, and a
+        /// parameter given to a kind that does not take it is an error.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WorkloadEntry {
+            kind: WorkloadKind,
+            name: Option<Spanned<String>>,
+            reps: Option<Positive>,
+            warmups: Option<Count>,
+            timeout_s: Option<Positive>,
+            // `fileio` workloads only:
+            target: Option<Spanned<FileTarget>>,
+            // `command` workloads only:
+            argv: Option<Spanned<Vec<String>>>,
+            files: Option<Vec<Spanned<String>>>,
+            metrics: Option<Vec<Spanned<MetricRule>>>,
+            $($param: Option<Spanned<Positive>>,)*
+        }
+
+        impl WorkloadEntry {
+            /// The parameters given, by name.
+            fn params(&self) -> Vec<(&'static str, &Spanned<Positive>)> {
+                let mut given = Vec::new();
+                $(if let Some(v) = &self.$param {
+                    given.push((stringify!($param), v));
+                })*
+                given
+            }
+        }
+
+        /// Every parameter name a `[[workload]]` table may hold.
+        #[cfg(test)]
+        const ENTRY_PARAMS: &[&str] = &[$(stringify!($param)),*];
+    };
+}
+
+workload_entry!(
+    rounds,
+    buffer_kib,
+    threads,
+    duration_ms,
+    array_mib,
+    passes,
+    mib,
+    iterations,
+    count,
+    requests,
+    bulk_mib,
+    file_mib,
+    block_kib,
+    ops,
+);
+
+/// Where a `fileio` workload's container instances do their I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileTarget {
+    /// The container's writable overlay layer (native: a host directory;
+    /// vm: the guest's virtio disk).
+    #[default]
+    Rootfs,
+    /// A host directory bind-mounted into the container (native and vm as
+    /// for `rootfs`).
+    Volume,
+}
+
+/// What a `command` workload runs, as the scenario says it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandSpec {
+    /// The program (a name looked up in the host's `$PATH`, or a path) and
+    /// its arguments.
+    pub argv: Vec<String>,
+    /// Extra host files or directories shipped with it, at the same paths.
+    pub files: Vec<PathBuf>,
+    /// Figures to extract from its output.
+    pub metrics: Vec<MetricRule>,
 }
 
 /// A workload as the harness runs it.
@@ -196,8 +282,13 @@ struct WorkloadEntry {
 pub struct PlannedWorkload {
     /// Its name in records and reports (the kind unless the scenario names it).
     pub name: String,
-    /// What the agent runs.
+    /// What the agent runs (for `command`, the program as the scenario
+    /// names it; the harness resolves it on the host).
     pub spec: WorkloadSpec,
+    /// For `command` workloads: the program, its files and metric rules.
+    pub command: Option<CommandSpec>,
+    /// For `fileio` workloads: where container instances do their I/O.
+    pub target: FileTarget,
     /// Measured repetitions per environment.
     pub reps: u32,
     /// Unrecorded warm-up runs per environment before the repetitions.
@@ -240,6 +331,17 @@ impl Default for VmSettings {
     }
 }
 
+/// Container settings of a scenario.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ContainerSettings {
+    /// cgroup limits of every container instance.
+    pub limits: Limits,
+    /// Bind mounts into every container instance.
+    pub volumes: Vec<Volume>,
+    /// Which cgroup hierarchies container instances use.
+    pub cgroups: CgroupUse,
+}
+
 /// A validated scenario with command-line overrides applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -257,6 +359,8 @@ pub struct Plan {
     pub workloads: Vec<PlannedWorkload>,
     /// VM settings.
     pub vm: VmSettings,
+    /// Container settings.
+    pub container: ContainerSettings,
 }
 
 /// Command-line changes to a scenario.
@@ -322,39 +426,72 @@ impl Plan {
             let span = entry.span();
             let entry = entry.get_ref();
             let key = |k: &str| format!("workload[{index}].{k}");
-            let given: [(&str, Option<&Spanned<Positive>>); 2] = [
-                ("rounds", entry.rounds.as_ref()),
-                ("buffer_kib", entry.buffer_kib.as_ref()),
-            ];
-            for (param, value) in given {
-                if let Some(value) = value
-                    && !entry.kind.params().contains(&param)
-                {
-                    let takes = entry.kind.params();
-                    let takes = if takes.is_empty() {
-                        "none".to_string()
-                    } else {
-                        takes.join(", ")
-                    };
+            let given = entry.params();
+            for (param, value) in &given {
+                if entry.kind.default_of(param).is_none() {
                     return Err(invalid(
                         Some(value.span()),
                         &key(param),
                         format!(
-                            "workload kind `{}` has no parameter `{param}` (its parameters: {takes})",
-                            entry.kind
+                            "workload kind `{}` has no parameter `{param}` (its parameters: {})",
+                            entry.kind,
+                            param_list(entry.kind)
                         ),
                     ));
                 }
             }
-            let value = |v: &Option<Spanned<Positive>>, default: u64| {
-                v.as_ref().map_or(default, |s| s.get_ref().0)
+            let get = |name: &'static str| {
+                given
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.get_ref().0)
+                    .or_else(|| entry.kind.default_of(name))
+                    .unwrap_or(1)
             };
-            let spec = match entry.kind {
-                WorkloadKind::Noop => WorkloadSpec::Noop,
-                WorkloadKind::Cpu => WorkloadSpec::Cpu {
-                    rounds: value(&entry.rounds, CPU_DEFAULT_ROUNDS),
-                    buffer_kib: value(&entry.buffer_kib, CPU_DEFAULT_BUFFER_KIB),
-                },
+            let (spec, command) = match WorkloadSpec::from_params(entry.kind, get) {
+                Some(spec) => {
+                    let stray = [
+                        ("argv", entry.argv.as_ref().map(|a| a.span())),
+                        (
+                            "files",
+                            entry
+                                .files
+                                .as_ref()
+                                .and_then(|f| f.first())
+                                .map(|f| f.span()),
+                        ),
+                        (
+                            "metrics",
+                            entry
+                                .metrics
+                                .as_ref()
+                                .and_then(|m| m.first())
+                                .map(|m| m.span()),
+                        ),
+                    ];
+                    if let Some((k, s)) = stray.into_iter().find(|(_, s)| s.is_some()) {
+                        return Err(invalid(
+                            s,
+                            &key(k),
+                            format!(
+                                "`{k}` belongs to `command` workloads, not to `{}`",
+                                entry.kind
+                            ),
+                        ));
+                    }
+                    (spec, None)
+                }
+                None => {
+                    let command = command_spec(entry, index).map_err(|(at, k, msg)| {
+                        invalid(Some(at.unwrap_or_else(|| span.clone())), &k, msg)
+                    })?;
+                    (
+                        WorkloadSpec::Command {
+                            argv: command.argv.clone(),
+                        },
+                        Some(command),
+                    )
+                }
             };
             let name = entry
                 .name
@@ -381,9 +518,26 @@ impl Plan {
                     format!("a workload named `{name}` is already defined; give this one a `name`"),
                 ));
             }
+            if let Some(t) = &entry.target
+                && entry.kind != WorkloadKind::Fileio
+            {
+                return Err(invalid(
+                    Some(t.span()),
+                    &key("target"),
+                    format!(
+                        "`target` belongs to `fileio` workloads, not to `{}`",
+                        entry.kind
+                    ),
+                ));
+            }
             workloads.push(PlannedWorkload {
                 name,
                 spec,
+                command,
+                target: entry
+                    .target
+                    .as_ref()
+                    .map_or(FileTarget::Rootfs, |t| *t.get_ref()),
                 reps: to_u32(entry.reps.unwrap_or(file.reps).0),
                 warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
                 timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
@@ -401,6 +555,33 @@ impl Plan {
                     ),
                 ));
             }
+        }
+
+        let mut container = ContainerSettings::default();
+        if let Some(m) = &file.container.memory {
+            container.limits.memory_bytes = Some(
+                parse_size(m.get_ref())
+                    .map_err(|e| invalid(Some(m.span()), "container.memory", e))?,
+            );
+        }
+        if let Some(c) = &file.container.cpus {
+            let v = *c.get_ref();
+            if !(v.is_finite() && v >= 0.01) {
+                return Err(invalid(
+                    Some(c.span()),
+                    "container.cpus",
+                    format!("expected a number of CPUs of at least 0.01, got {v}"),
+                ));
+            }
+            container.limits.cpus = Some(v);
+        }
+        container.limits.pids = file.container.pids.map(|p| p.0);
+        container.cgroups = file.container.cgroups;
+        for (i, v) in file.container.volumes.iter().enumerate() {
+            container.volumes.push(
+                Volume::parse(v.get_ref())
+                    .map_err(|e| invalid(Some(v.span()), &format!("container.volumes[{i}]"), e))?,
+            );
         }
 
         let mut environments = file.environments.clone();
@@ -425,6 +606,7 @@ impl Plan {
                     .collect(),
                 disk_mib: file.vm.disk_mib.map(|d| d.0),
             },
+            container,
         };
         plan.apply(overrides)?;
         Ok(plan)
@@ -472,6 +654,82 @@ impl Plan {
         let per_env: u32 = self.workloads.iter().map(|w| w.reps + w.warmups).sum();
         per_env as usize * self.environments.len()
     }
+}
+
+/// Names the host-side metrics take; a `command` workload's rules may not reuse them.
+const RESERVED_METRICS: &[&str] = &[
+    "startup_ms",
+    "teardown_ms",
+    "boot_kernel_ms",
+    "host_cpu_ms",
+    "max_rss_mib",
+    "elapsed_ms",
+];
+
+type EntryError = (Option<std::ops::Range<usize>>, String, String);
+
+/// Validates the `command` part of a `[[workload]]` table.
+fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, EntryError> {
+    let key = |k: &str| format!("workload[{index}].{k}");
+    let argv = entry.argv.as_ref().ok_or_else(|| {
+        (
+            None,
+            key("argv"),
+            "a `command` workload needs `argv = [\"program\", \"arg\", ...]`".to_string(),
+        )
+    })?;
+    if argv.get_ref().is_empty() || argv.get_ref()[0].is_empty() {
+        return Err((
+            Some(argv.span()),
+            key("argv"),
+            "the list is empty; name the program first".into(),
+        ));
+    }
+    let mut files = Vec::new();
+    for (i, f) in entry.files.iter().flatten().enumerate() {
+        let p = PathBuf::from(f.get_ref());
+        if !p.is_absolute() {
+            return Err((
+                Some(f.span()),
+                key(&format!("files[{i}]")),
+                format!("`{}`: give an absolute host path", f.get_ref()),
+            ));
+        }
+        files.push(p);
+    }
+    let mut metrics: Vec<MetricRule> = Vec::new();
+    for (i, m) in entry.metrics.iter().flatten().enumerate() {
+        let rule = m.get_ref();
+        let valid = !rule.name.is_empty()
+            && rule
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let problem = if !valid {
+            Some(format!("`{}`: use letters, digits and `_` only", rule.name))
+        } else if RESERVED_METRICS.contains(&rule.name.as_str()) {
+            Some(format!(
+                "`{}` is measured by isobench itself; pick another name",
+                rule.name
+            ))
+        } else if metrics.iter().any(|r| r.name == rule.name) {
+            Some(format!(
+                "`{}` is already defined for this workload",
+                rule.name
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            return Err((Some(m.span()), key(&format!("metrics[{i}].name")), msg));
+        }
+        metrics.push(rule.clone());
+    }
+    Ok(CommandSpec {
+        argv: argv.get_ref().clone(),
+        files,
+        metrics,
+    })
 }
 
 fn to_u32(v: u64) -> u32 {
@@ -636,6 +894,111 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_parameter_can_be_written_in_a_scenario() {
+        for kind in WorkloadKind::ALL {
+            for p in kind.params() {
+                assert!(
+                    ENTRY_PARAMS.contains(&p.name),
+                    "{kind}.{} missing from WorkloadEntry",
+                    p.name
+                );
+            }
+        }
+        for name in ENTRY_PARAMS {
+            assert!(
+                WorkloadKind::ALL
+                    .iter()
+                    .any(|k| k.default_of(name).is_some()),
+                "{name} belongs to no workload kind"
+            );
+        }
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"net\"\nrequests = 9\n").unwrap();
+        assert_eq!(
+            plan.workloads[0].spec,
+            WorkloadSpec::Net {
+                requests: 9,
+                bulk_mib: 64
+            }
+        );
+    }
+
+    #[test]
+    fn command_workloads_are_validated() {
+        let ok = r#"
+name = "apps"
+[[workload]]
+kind = "command"
+name = "sysbench-cpu"
+argv = ["sysbench", "cpu", "--time=5", "run"]
+files = ["/etc/hostname"]
+metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+([0-9.]+)', better = "higher" }]
+"#;
+        let plan = parse(ok).unwrap();
+        let w = &plan.workloads[0];
+        let c = w.command.as_ref().unwrap();
+        assert_eq!(c.argv[0], "sysbench");
+        assert_eq!(c.metrics[0].name, "events_per_s");
+        assert_eq!(
+            w.spec,
+            WorkloadSpec::Command {
+                argv: c.argv.clone()
+            }
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"command\"\n");
+        assert!(
+            msg.contains("workload[0].argv") && msg.contains("needs `argv"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = []\n");
+        assert!(msg.starts_with("t.toml:4:8: workload[0].argv"), "{msg}");
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"cpu\"\nargv = [\"ls\"]\n");
+        assert!(msg.contains("belongs to `command` workloads"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nmetrics = [{ name = \"x\", unit = \"s\", regex = \"([\", better = \"lower\" }]\n",
+        );
+        assert!(
+            msg.contains("invalid regex") && msg.contains("t.toml:5:"),
+            "{msg}"
+        );
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nmetrics = [{ name = \"startup_ms\", unit = \"s\", regex = \"(1)\", better = \"lower\" }]\n",
+        );
+        assert!(msg.contains("measured by isobench itself"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nfiles = [\"rel/path\"]\n",
+        );
+        assert!(
+            msg.contains("workload[0].files[0]") && msg.contains("absolute"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn container_section_is_validated() {
+        let ok = "name = \"x\"\n[container]\nmemory = \"64M\"\ncpus = 0.5\npids = 64\nvolumes = [\"/tmp:/data:ro\"]\n[[workload]]\nkind = \"noop\"\n";
+        let plan = parse(ok).unwrap();
+        assert_eq!(plan.container.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(plan.container.limits.cpus, Some(0.5));
+        assert_eq!(plan.container.limits.pids, Some(64));
+        assert!(plan.container.volumes[0].read_only);
+        let msg =
+            error("name = \"x\"\n[container]\nmemory = \"lots\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with("t.toml:3:10: container.memory: `lots`"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[container]\ncpus = 0\n[[workload]]\nkind = \"noop\"\n");
+        assert!(msg.starts_with("t.toml:3:8: container.cpus"), "{msg}");
+        let msg = error(
+            "name = \"x\"\n[container]\nvolumes = [\"/nope-isobench:/x\"]\n[[workload]]\nkind = \"noop\"\n",
+        );
+        assert!(
+            msg.contains("container.volumes[0]") && msg.contains("does not exist"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn overrides_apply_and_are_checked() {
         let text = "name = \"x\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"cpu\"\nrounds = 5\n";
         let o = Overrides {
@@ -651,7 +1014,8 @@ mod tests {
             plan.workloads[0].spec,
             WorkloadSpec::Cpu {
                 rounds: 5,
-                buffer_kib: CPU_DEFAULT_BUFFER_KIB
+                buffer_kib: crate::workload::CPU_DEFAULT_BUFFER_KIB,
+                threads: 1,
             }
         );
         let o = Overrides {

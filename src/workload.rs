@@ -5,6 +5,10 @@
 //! the agent parses them back ([`WorkloadSpec::from_args`]). One type on both
 //! sides keeps the two from drifting apart; the argument form works the same
 //! on a command line and on a kernel command line (after `--`).
+//!
+//! Every kind's parameters are listed once, in [`WorkloadKind::params`],
+//! with their defaults; scenarios, the agent and the documentation all read
+//! that table.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -15,31 +19,151 @@ use std::fmt;
 pub enum WorkloadKind {
     /// Sends `ready` and exits: startup and teardown only.
     Noop,
-    /// A deterministic single-thread SHA-256 chain over a fixed buffer.
+    /// Stays up for a while doing nothing: memory footprint and density.
+    Idle,
+    /// A deterministic SHA-256 chain over a fixed buffer, on N threads.
     Cpu,
+    /// STREAM's copy, scale, add and triad over arrays far above the cache.
+    Memory,
+    /// Allocates and touches N MiB: the cost of a page fault.
+    Pagefault,
+    /// A trivial system call in a tight loop.
+    Syscall,
+    /// fork, exit and wait, over and over.
+    Fork,
+    /// TCP over loopback: request/response latency and bulk throughput.
+    Net,
+    /// File I/O: sequential write + fsync and read, 4 KiB random O_DIRECT
+    /// reads and writes, in the environment's scratch directory.
+    Fileio,
+    /// Any program, run by the agent as its child (`isobench exec`).
+    Command,
 }
+
+/// One numeric parameter of a workload kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    /// Its name in scenarios and on the agent's command line.
+    pub name: &'static str,
+    /// Its value when not given.
+    pub default: u64,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn p(name: &'static str, default: u64, doc: &'static str) -> Param {
+    Param { name, default, doc }
+}
+
+/// Default number of SHA-256 rounds of the `cpu` workload.
+pub const CPU_DEFAULT_ROUNDS: u64 = 1000;
+/// Default size of the buffer hashed in every round of the `cpu` workload.
+pub const CPU_DEFAULT_BUFFER_KIB: u64 = 64;
+
+const IDLE_PARAMS: &[Param] = &[p("duration_ms", 1000, "how long to stay up, in ms")];
+const CPU_PARAMS: &[Param] = &[
+    p("rounds", CPU_DEFAULT_ROUNDS, "hash rounds per thread"),
+    p(
+        "buffer_kib",
+        CPU_DEFAULT_BUFFER_KIB,
+        "buffer hashed in every round, in KiB",
+    ),
+    p("threads", 1, "threads, each hashing its own chain"),
+];
+const MEMORY_PARAMS: &[Param] = &[
+    p("array_mib", 32, "size of each of the three arrays, in MiB"),
+    p(
+        "passes",
+        5,
+        "passes over all four kernels; the best counts, as in STREAM",
+    ),
+];
+const PAGEFAULT_PARAMS: &[Param] = &[p(
+    "mib",
+    64,
+    "anonymous memory to allocate and touch, in MiB",
+)];
+const SYSCALL_PARAMS: &[Param] = &[p("iterations", 1_000_000, "system calls made")];
+const FORK_PARAMS: &[Param] = &[p("count", 200, "children forked and waited for")];
+const NET_PARAMS: &[Param] = &[
+    p("requests", 2000, "1-byte request/response round trips"),
+    p(
+        "bulk_mib",
+        64,
+        "data streamed one way for throughput, in MiB",
+    ),
+];
+
+const FILEIO_PARAMS: &[Param] = &[
+    p("file_mib", 64, "file written and read sequentially, in MiB"),
+    p(
+        "block_kib",
+        1024,
+        "block size of the sequential passes, in KiB",
+    ),
+    p(
+        "ops",
+        2000,
+        "4 KiB random reads, and as many random writes, with O_DIRECT",
+    ),
+];
 
 impl WorkloadKind {
     /// Every kind, in catalog order.
-    pub const ALL: [WorkloadKind; 2] = [WorkloadKind::Noop, WorkloadKind::Cpu];
+    pub const ALL: [WorkloadKind; 10] = [
+        WorkloadKind::Noop,
+        WorkloadKind::Idle,
+        WorkloadKind::Cpu,
+        WorkloadKind::Memory,
+        WorkloadKind::Pagefault,
+        WorkloadKind::Syscall,
+        WorkloadKind::Fork,
+        WorkloadKind::Net,
+        WorkloadKind::Fileio,
+        WorkloadKind::Command,
+    ];
 
     /// The name used in scenarios, on the agent's command line and in records.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkloadKind::Noop => "noop",
+            WorkloadKind::Idle => "idle",
             WorkloadKind::Cpu => "cpu",
+            WorkloadKind::Memory => "memory",
+            WorkloadKind::Pagefault => "pagefault",
+            WorkloadKind::Syscall => "syscall",
+            WorkloadKind::Fork => "fork",
+            WorkloadKind::Net => "net",
+            WorkloadKind::Fileio => "fileio",
+            WorkloadKind::Command => "command",
         }
     }
 
-    /// The parameters this kind accepts in a scenario.
-    pub fn params(self) -> &'static [&'static str] {
+    /// The numeric parameters this kind takes, with their defaults.
+    pub fn params(self) -> &'static [Param] {
         match self {
-            WorkloadKind::Noop => &[],
-            WorkloadKind::Cpu => &["rounds", "buffer_kib"],
+            WorkloadKind::Noop | WorkloadKind::Command => &[],
+            WorkloadKind::Idle => IDLE_PARAMS,
+            WorkloadKind::Cpu => CPU_PARAMS,
+            WorkloadKind::Memory => MEMORY_PARAMS,
+            WorkloadKind::Pagefault => PAGEFAULT_PARAMS,
+            WorkloadKind::Syscall => SYSCALL_PARAMS,
+            WorkloadKind::Fork => FORK_PARAMS,
+            WorkloadKind::Net => NET_PARAMS,
+            WorkloadKind::Fileio => FILEIO_PARAMS,
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    /// The default of one parameter of this kind.
+    pub fn default_of(self, name: &str) -> Option<u64> {
+        self.params()
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.default)
+    }
+
+    /// The kind with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
@@ -50,23 +174,69 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
-/// Default number of SHA-256 rounds of the `cpu` workload.
-pub const CPU_DEFAULT_ROUNDS: u64 = 1000;
-/// Default size of the buffer hashed in every round of the `cpu` workload.
-pub const CPU_DEFAULT_BUFFER_KIB: u64 = 64;
-
 /// A fully specified workload: its kind and every parameter, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkloadSpec {
     /// See [`WorkloadKind::Noop`].
     Noop,
+    /// See [`WorkloadKind::Idle`].
+    Idle {
+        /// How long to stay up, in ms.
+        duration_ms: u64,
+    },
     /// See [`WorkloadKind::Cpu`].
     Cpu {
-        /// Number of hash rounds; each round hashes the previous digest and the buffer.
+        /// Number of hash rounds per thread; each round hashes the previous
+        /// digest and the buffer.
         rounds: u64,
         /// Size of the fixed buffer hashed in each round, in KiB.
         buffer_kib: u64,
+        /// Threads, each with its own chain.
+        threads: u64,
+    },
+    /// See [`WorkloadKind::Memory`].
+    Memory {
+        /// Size of each array, in MiB.
+        array_mib: u64,
+        /// Passes over the four kernels.
+        passes: u64,
+    },
+    /// See [`WorkloadKind::Pagefault`].
+    Pagefault {
+        /// Memory to touch, in MiB.
+        mib: u64,
+    },
+    /// See [`WorkloadKind::Syscall`].
+    Syscall {
+        /// System calls made.
+        iterations: u64,
+    },
+    /// See [`WorkloadKind::Fork`].
+    Fork {
+        /// Children forked.
+        count: u64,
+    },
+    /// See [`WorkloadKind::Net`].
+    Net {
+        /// Round trips.
+        requests: u64,
+        /// Bulk data, in MiB.
+        bulk_mib: u64,
+    },
+    /// See [`WorkloadKind::Fileio`].
+    Fileio {
+        /// File size, in MiB.
+        file_mib: u64,
+        /// Sequential block size, in KiB.
+        block_kib: u64,
+        /// Random operations of each kind.
+        ops: u64,
+    },
+    /// See [`WorkloadKind::Command`].
+    Command {
+        /// The program (an absolute path inside the environment) and its arguments.
+        argv: Vec<String>,
     },
 }
 
@@ -80,7 +250,7 @@ pub enum SpecError {
     #[error("unknown workload `{0}`; expected one of: {list}", list = kind_list())]
     UnknownKind(String),
     /// A `key=value` argument that the workload does not take.
-    #[error("workload `{kind}` has no parameter `{key}` (it takes: {})", list_or_none(.kind.params()))]
+    #[error("workload `{kind}` has no parameter `{key}` (it takes: {})", param_list(*.kind))]
     UnknownParam {
         /// The workload.
         kind: WorkloadKind,
@@ -100,17 +270,22 @@ pub enum SpecError {
     /// An argument not of the form `key=value`.
     #[error("argument `{0}` is not of the form key=value")]
     Malformed(String),
+    /// `command` without `--` and a program after it.
+    #[error("workload `command` takes `-- PROGRAM [ARGS...]`")]
+    NoProgram,
 }
 
 fn kind_list() -> String {
     WorkloadKind::ALL.map(|k| k.as_str()).join(", ")
 }
 
-fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
+/// The parameters of a kind, for messages: `rounds, buffer_kib` or `no parameters`.
+pub fn param_list(kind: WorkloadKind) -> String {
+    let names: Vec<&str> = kind.params().iter().map(|p| p.name).collect();
+    if names.is_empty() {
         "no parameters".to_string()
     } else {
-        items.join(", ")
+        names.join(", ")
     }
 }
 
@@ -119,19 +294,93 @@ impl WorkloadSpec {
     pub fn kind(&self) -> WorkloadKind {
         match self {
             WorkloadSpec::Noop => WorkloadKind::Noop,
+            WorkloadSpec::Idle { .. } => WorkloadKind::Idle,
             WorkloadSpec::Cpu { .. } => WorkloadKind::Cpu,
+            WorkloadSpec::Memory { .. } => WorkloadKind::Memory,
+            WorkloadSpec::Pagefault { .. } => WorkloadKind::Pagefault,
+            WorkloadSpec::Syscall { .. } => WorkloadKind::Syscall,
+            WorkloadSpec::Fork { .. } => WorkloadKind::Fork,
+            WorkloadSpec::Net { .. } => WorkloadKind::Net,
+            WorkloadSpec::Fileio { .. } => WorkloadKind::Fileio,
+            WorkloadSpec::Command { .. } => WorkloadKind::Command,
         }
+    }
+
+    /// Builds the spec of a numeric kind from a parameter lookup (which
+    /// supplies the defaults). `None` for `command`, which has no numbers.
+    pub fn from_params(kind: WorkloadKind, get: impl Fn(&'static str) -> u64) -> Option<Self> {
+        Some(match kind {
+            WorkloadKind::Noop => WorkloadSpec::Noop,
+            WorkloadKind::Idle => WorkloadSpec::Idle {
+                duration_ms: get("duration_ms"),
+            },
+            WorkloadKind::Cpu => WorkloadSpec::Cpu {
+                rounds: get("rounds"),
+                buffer_kib: get("buffer_kib"),
+                threads: get("threads"),
+            },
+            WorkloadKind::Memory => WorkloadSpec::Memory {
+                array_mib: get("array_mib"),
+                passes: get("passes"),
+            },
+            WorkloadKind::Pagefault => WorkloadSpec::Pagefault { mib: get("mib") },
+            WorkloadKind::Syscall => WorkloadSpec::Syscall {
+                iterations: get("iterations"),
+            },
+            WorkloadKind::Fork => WorkloadSpec::Fork {
+                count: get("count"),
+            },
+            WorkloadKind::Net => WorkloadSpec::Net {
+                requests: get("requests"),
+                bulk_mib: get("bulk_mib"),
+            },
+            WorkloadKind::Fileio => WorkloadSpec::Fileio {
+                file_mib: get("file_mib"),
+                block_kib: get("block_kib"),
+                ops: get("ops"),
+            },
+            WorkloadKind::Command => return None,
+        })
+    }
+
+    /// The numeric parameters and their values, in the kind's order.
+    pub fn params(&self) -> Vec<(&'static str, u64)> {
+        let values: Vec<u64> = match *self {
+            WorkloadSpec::Noop | WorkloadSpec::Command { .. } => vec![],
+            WorkloadSpec::Idle { duration_ms } => vec![duration_ms],
+            WorkloadSpec::Cpu {
+                rounds,
+                buffer_kib,
+                threads,
+            } => vec![rounds, buffer_kib, threads],
+            WorkloadSpec::Memory { array_mib, passes } => vec![array_mib, passes],
+            WorkloadSpec::Pagefault { mib } => vec![mib],
+            WorkloadSpec::Syscall { iterations } => vec![iterations],
+            WorkloadSpec::Fork { count } => vec![count],
+            WorkloadSpec::Net { requests, bulk_mib } => vec![requests, bulk_mib],
+            WorkloadSpec::Fileio {
+                file_mib,
+                block_kib,
+                ops,
+            } => vec![file_mib, block_kib, ops],
+        };
+        self.kind()
+            .params()
+            .iter()
+            .map(|p| p.name)
+            .zip(values)
+            .collect()
     }
 
     /// The agent's arguments for this workload: the kind, then `key=value` pairs.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![self.kind().as_str().to_string()];
         match self {
-            WorkloadSpec::Noop => {}
-            WorkloadSpec::Cpu { rounds, buffer_kib } => {
-                args.push(format!("rounds={rounds}"));
-                args.push(format!("buffer_kib={buffer_kib}"));
+            WorkloadSpec::Command { argv } => {
+                args.push("--".into());
+                args.extend(argv.iter().cloned());
             }
+            _ => args.extend(self.params().into_iter().map(|(k, v)| format!("{k}={v}"))),
         }
         args
     }
@@ -142,18 +391,30 @@ impl WorkloadSpec {
         let (first, rest) = args.split_first().ok_or(SpecError::Missing)?;
         let kind = WorkloadKind::from_name(first.as_ref())
             .ok_or_else(|| SpecError::UnknownKind(first.as_ref().to_string()))?;
-        let mut params = Vec::new();
+        if kind == WorkloadKind::Command {
+            return match rest.split_first() {
+                Some((dashes, argv)) if dashes.as_ref() == "--" && !argv.is_empty() => {
+                    Ok(WorkloadSpec::Command {
+                        argv: argv.iter().map(|a| a.as_ref().to_string()).collect(),
+                    })
+                }
+                _ => Err(SpecError::NoProgram),
+            };
+        }
+        let mut given: Vec<(&'static str, u64)> = Vec::new();
         for arg in rest {
             let arg = arg.as_ref();
             let (key, value) = arg
                 .split_once('=')
                 .ok_or_else(|| SpecError::Malformed(arg.to_string()))?;
-            if !kind.params().contains(&key) {
-                return Err(SpecError::UnknownParam {
+            let param = kind
+                .params()
+                .iter()
+                .find(|p| p.name == key)
+                .ok_or_else(|| SpecError::UnknownParam {
                     kind,
                     key: key.to_string(),
-                });
-            }
+                })?;
             let parsed = value
                 .parse::<u64>()
                 .ok()
@@ -163,22 +424,18 @@ impl WorkloadSpec {
                     key: key.to_string(),
                     value: value.to_string(),
                 })?;
-            params.push((key, parsed));
+            given.push((param.name, parsed));
         }
-        let get = |name: &str, default: u64| {
-            params
+        let get = |name: &'static str| {
+            given
                 .iter()
                 .rev()
                 .find(|(k, _)| *k == name)
-                .map_or(default, |(_, v)| *v)
+                .map(|(_, v)| *v)
+                .or_else(|| kind.default_of(name))
+                .unwrap_or(1)
         };
-        Ok(match kind {
-            WorkloadKind::Noop => WorkloadSpec::Noop,
-            WorkloadKind::Cpu => WorkloadSpec::Cpu {
-                rounds: get("rounds", CPU_DEFAULT_ROUNDS),
-                buffer_kib: get("buffer_kib", CPU_DEFAULT_BUFFER_KIB),
-            },
-        })
+        WorkloadSpec::from_params(kind, get).ok_or(SpecError::NoProgram)
     }
 }
 
@@ -231,16 +488,46 @@ impl Metric {
 mod tests {
     use super::*;
 
+    fn every_kind_with_params() -> Vec<WorkloadSpec> {
+        let mut specs: Vec<WorkloadSpec> = WorkloadKind::ALL
+            .into_iter()
+            .filter_map(|k| {
+                // Distinct values per parameter, so a swapped field shows.
+                WorkloadSpec::from_params(k, |name| {
+                    k.params().iter().position(|p| p.name == name).unwrap() as u64 + 7
+                })
+            })
+            .collect();
+        specs.push(WorkloadSpec::Command {
+            argv: vec!["/bin/echo".into(), "--".into(), "a=b".into()],
+        });
+        specs
+    }
+
     #[test]
-    fn args_round_trip() {
-        for spec in [
-            WorkloadSpec::Noop,
-            WorkloadSpec::Cpu {
-                rounds: 7,
-                buffer_kib: 3,
-            },
-        ] {
-            assert_eq!(WorkloadSpec::from_args(&spec.to_args()), Ok(spec));
+    fn args_round_trip_for_every_kind() {
+        for spec in every_kind_with_params() {
+            assert_eq!(
+                WorkloadSpec::from_args(&spec.to_args()),
+                Ok(spec.clone()),
+                "{spec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn params_follow_the_table() {
+        for spec in every_kind_with_params() {
+            let names: Vec<&str> = spec.params().iter().map(|(n, _)| *n).collect();
+            let table: Vec<&str> = spec.kind().params().iter().map(|p| p.name).collect();
+            assert_eq!(names, table, "{spec:?}");
+            for (i, (_, v)) in spec.params().iter().enumerate() {
+                assert_eq!(
+                    *v,
+                    i as u64 + 7,
+                    "{spec:?} parameter {i} is wired to the wrong field"
+                );
+            }
         }
     }
 
@@ -250,7 +537,15 @@ mod tests {
             WorkloadSpec::from_args(&["cpu"]),
             Ok(WorkloadSpec::Cpu {
                 rounds: CPU_DEFAULT_ROUNDS,
-                buffer_kib: CPU_DEFAULT_BUFFER_KIB
+                buffer_kib: CPU_DEFAULT_BUFFER_KIB,
+                threads: 1,
+            })
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["net", "requests=5"]),
+            Ok(WorkloadSpec::Net {
+                requests: 5,
+                bulk_mib: 64
             })
         );
     }
@@ -268,6 +563,12 @@ mod tests {
             err.to_string(),
             "workload `noop` has no parameter `rounds` (it takes: no parameters)"
         );
+        let err = WorkloadSpec::from_args(&["cpu", "round=3"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(it takes: rounds, buffer_kib, threads)"),
+            "{err}"
+        );
         assert!(matches!(
             WorkloadSpec::from_args(&["cpu", "rounds=0"]),
             Err(SpecError::BadValue { .. })
@@ -279,6 +580,18 @@ mod tests {
         assert_eq!(
             WorkloadSpec::from_args(&["cpu", "rounds"]),
             Err(SpecError::Malformed("rounds".into()))
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command"]),
+            Err(SpecError::NoProgram)
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command", "--"]),
+            Err(SpecError::NoProgram)
+        );
+        assert_eq!(
+            WorkloadSpec::from_args(&["command", "/bin/ls"]),
+            Err(SpecError::NoProgram)
         );
     }
 }

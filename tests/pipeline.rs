@@ -206,6 +206,13 @@ fn all_three_environments_give_records_with_equal_digests() {
     assert!(vm_startup["ratio_to_native"].as_f64().unwrap() > 1.0);
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("| noop | vm | startup_ms"), "{report}");
+    // The HTML report: a chart for every family that ran (startup with the
+    // VM boot breakdown, CPU), and the TCG warning when the VM ran under it.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for id in ["chart-startup", "chart-vm_boot", "chart-cpu"] {
+        assert!(html.contains(&format!("<figure id=\"{id}\">")), "{id}");
+    }
+    assert_eq!(html.contains("id=\"tcg-warning\""), accel == "tcg");
     for chart in ["charts/startup.svg", "charts/startup.png"] {
         assert!(
             std::fs::metadata(run.join(chart)).unwrap().len() > 1000,

@@ -42,6 +42,10 @@ pub enum Frame {
         /// environment (the `cpu` workload's final SHA-256).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         digest: Option<String>,
+        /// For a program run by the agent: its exit status (128 + the
+        /// signal number when a signal ended it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<i32>,
     },
     /// The workload or the agent failed.
     Error {
@@ -93,6 +97,7 @@ mod tests {
             Frame::Result {
                 metrics: vec![Metric::higher("score", "rounds/s", 1234.5)],
                 digest: Some("ab".repeat(32)),
+                status: Some(137),
             },
             Frame::Error {
                 message: "disk \"full\"\nreally".into(),

@@ -1,6 +1,7 @@
 //! The agent: the one program that runs inside every environment.
 //!
-//! `isobench-agent [--vm [--frames=DEV] [--load=MOD,...] [--disk=DEV]] WORKLOAD [key=value ...]`
+//! `isobench-agent [--vm [--frames=DEV] [--load=MOD,...] [--disk=DEV | --scratch=DEV]
+//! [--env=KEY=VALUE]...] WORKLOAD [key=value ...]`
 //!
 //! Its first act is a `ready` frame; then it runs the workload, sends one
 //! `result` frame (or an `error` frame) and a `done` frame, and exits.
@@ -12,8 +13,10 @@
 //!   space started;
 //! - it mounts `/proc`, `/sys` and `/dev` (devtmpfs), loads the kernel
 //!   modules named by `--load` from `/lib/modules/<name>.ko` with
-//!   `finit_module`, in the order given (dependencies first), and checks the
-//!   scratch disk (`--disk`) with one O_DIRECT write and read;
+//!   `finit_module`, in the order given (dependencies first), and either
+//!   checks a raw disk (`--disk`) with one O_DIRECT write and read or mounts
+//!   an ext4 scratch disk (`--scratch`) at `/scratch`, where I/O workloads
+//!   work; `--env` sets environment variables for the workload;
 //! - its `ready` frame carries the guest's uptime at the agent's start (the
 //!   kernel's boot time) and the time its own set-up took;
 //! - after the workload it reports the guest's `MemTotal` and `MemAvailable`;
@@ -28,6 +31,7 @@
 //! The binary is linked statically (see `.cargo/config.toml`): the same file
 //! runs on the host, in a container image and in an initramfs.
 
+pub mod command;
 pub mod frame;
 pub mod workloads;
 
@@ -58,6 +62,8 @@ struct Options {
     frames: Option<String>,
     load: Vec<String>,
     disk: Option<String>,
+    scratch: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Splits the command line into the agent's options and the workload's
@@ -84,11 +90,37 @@ fn parse_options(args: &[String]) -> Result<(Options, Vec<String>), String> {
                     .collect();
             }
             "--disk" if opts.vm => opts.disk = Some(value.to_string()),
+            "--scratch" if opts.vm => opts.scratch = Some(value.to_string()),
+            "--args-hex" if opts.vm => {
+                // The workload's arguments, hex-encoded JSON (see
+                // env::vm::qemu::encode_workload_args): they end the options.
+                return Ok((opts, decode_args(value)?));
+            }
+            "--env" if opts.vm => {
+                let (k, v) = value
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| format!("agent option `{arg}`: expected --env=KEY=VALUE"))?;
+                opts.env.push((k.to_string(), v.to_string()));
+            }
             _ => return Err(format!("unknown agent option `{arg}`")),
         }
         i += 1;
     }
     Ok((opts, rest[i..].to_vec()))
+}
+
+/// Decodes `--args-hex=`: a JSON array of strings, hex-encoded.
+fn decode_args(hex: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("agent option --args-hex: not hex-encoded JSON: {hex}");
+    if !hex.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, String>>()?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
 }
 
 /// The frames sink: the frames port in a guest, stdout otherwise.
@@ -131,6 +163,7 @@ pub fn main() -> ! {
         setup_ms = Some(guest::uptime_ms() - start);
     }
 
+    frame_fd();
     let spec = match WorkloadSpec::from_args(&args) {
         Ok(spec) => spec,
         Err(e) => {
@@ -148,14 +181,15 @@ pub fn main() -> ! {
         setup_ms,
     });
     let code = match workloads::run(&spec) {
-        Ok(outcome) => {
-            if let Some(outcome) = outcome {
-                emit(&Frame::Result {
-                    metrics: outcome.metrics,
-                    digest: outcome.digest,
-                });
-            }
-            0
+        Ok(None) => 0,
+        Ok(Some(outcome)) => {
+            let code = outcome.status.unwrap_or(0);
+            emit(&Frame::Result {
+                metrics: outcome.metrics,
+                digest: outcome.digest,
+                status: outcome.status,
+            });
+            code
         }
         Err(message) => {
             emit(&Frame::Error { message });
@@ -168,6 +202,7 @@ pub fn main() -> ! {
             emit(&Frame::Result {
                 metrics,
                 digest: None,
+                status: None,
             });
         }
     }
@@ -175,21 +210,48 @@ pub fn main() -> ! {
     finish(mode, code)
 }
 
+/// The descriptor frames go to: `$ISOBENCH_FRAME_FD` when the host keeps
+/// standard output for a program's own output, else stdout.
+fn frame_fd() -> i32 {
+    static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *FD.get_or_init(|| {
+        let fd = std::env::var(crate::env::FRAME_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|fd| *fd > 2)
+            .unwrap_or(1);
+        if fd != 1 {
+            // Programs the agent starts must not inherit the frame stream.
+            // SAFETY: fcntl on a descriptor number; an invalid one just fails.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        fd
+    })
+}
+
 /// Writes one frame in a single write, so frames from one agent never interleave.
 fn emit(frame: &Frame) {
     let line = frame.encode();
     // If the sink is gone there is nobody left to tell; the host sees the
     // missing frames and reports the instance as failed.
-    let mut sink = FRAMES.lock().unwrap_or_else(|e| e.into_inner());
-    match sink.as_mut() {
-        Some(file) => {
-            let _ = file.write_all(line.as_bytes());
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
-        }
+    // In a guest: the frames port (opened close-on-exec, so a program the
+    // agent starts never inherits it).
+    if let Some(file) = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = file.write_all(line.as_bytes());
+        return;
+    }
+    let fd = frame_fd();
+    if fd == 1 {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    } else {
+        // SAFETY: the descriptor stays open for the agent's whole life; the
+        // File is never dropped, so it is never closed here.
+        let mut out = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        let _ = out.write_all(line.as_bytes());
     }
 }
 
@@ -247,7 +309,8 @@ mod guest {
         Ok(file)
     }
 
-    /// Mounts the pseudo file systems, loads the modules, checks the disk.
+    /// Mounts the pseudo file systems, brings up `lo`, loads the modules,
+    /// checks or mounts the disk.
     pub fn setup(opts: &Options) -> Result<(), String> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         for (fstype, target, flags) in [
@@ -260,13 +323,74 @@ mod guest {
             mount(Some(fstype), target, Some(fstype), flags, None::<&str>)
                 .map_err(|e| format!("guest setup: mount {fstype} on {target}: {e}"))?;
         }
+        // As in a container: loopback up, for network workloads.
+        loopback_up().map_err(|e| format!("guest setup: bringing up lo: {e}"))?;
         for name in &opts.load {
             load_module(name)?;
         }
         if let Some(disk) = &opts.disk {
+            wait_for(disk)?;
             check_disk(disk)?;
         }
+        if let Some(dev) = &opts.scratch {
+            wait_for(dev)?;
+            std::fs::create_dir_all(SCRATCH)
+                .map_err(|e| format!("guest setup: cannot create {SCRATCH}: {e}"))?;
+            mount(
+                Some(dev.as_str()),
+                SCRATCH,
+                Some("ext4"),
+                MsFlags::MS_NOATIME,
+                None::<&str>,
+            )
+            .map_err(|e| format!("guest setup: mount {dev} (ext4) on {SCRATCH}: {e}"))?;
+        }
+        for (key, value) in &opts.env {
+            // SAFETY: PID 1 of the guest is single-threaded here; nothing
+            // reads the environment concurrently.
+            unsafe { std::env::set_var(key, value) };
+        }
         Ok(())
+    }
+
+    /// Where the scratch disk is mounted (the I/O workloads' default directory).
+    const SCRATCH: &str = "/scratch";
+
+    /// Waits for a block device to appear: drivers probe asynchronously.
+    fn wait_for(dev: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(dev).is_err() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "guest setup: the disk {dev} did not appear within 5 s of loading its driver"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Sets IFF_UP on `lo`.
+    fn loopback_up() -> nix::Result<()> {
+        // SAFETY: a datagram socket only for the ioctls, closed below; the
+        // ifreq is zeroed, named "lo", and valid for both calls.
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if sock < 0 {
+                return Err(nix::errno::Errno::last());
+            }
+            let mut req: libc::ifreq = std::mem::zeroed();
+            req.ifr_name[0] = b'l' as libc::c_char;
+            req.ifr_name[1] = b'o' as libc::c_char;
+            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+            if r == 0 {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+            }
+            let err = nix::errno::Errno::last();
+            libc::close(sock);
+            if r < 0 { Err(err) } else { Ok(()) }
+        }
     }
 
     fn load_module(name: &str) -> Result<(), String> {
@@ -281,18 +405,8 @@ mod guest {
         }
     }
 
-    /// Waits for a block device to appear (drivers probe asynchronously),
-    /// then writes and reads one block with O_DIRECT.
+    /// Writes and reads one block of a raw disk with O_DIRECT.
     fn check_disk(dev: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::metadata(dev).is_err() {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "guest setup: the disk {dev} did not appear within 5 s of loading its driver"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -342,7 +456,7 @@ mod guest {
                 avail as f64 / 1024.0,
             ));
         }
-        if let Some(dev) = &opts.disk
+        if let Some(dev) = opts.disk.as_ref().or(opts.scratch.as_ref())
             && let Some(bytes) = block_device_bytes(dev)
         {
             metrics.push(Metric::higher(
@@ -398,6 +512,7 @@ mod tests {
             "--frames=/dev/ttyS1",
             "--load=virtio,virtio_ring,virtio_blk",
             "--disk=/dev/vda",
+            "--env=ISOBENCH_SCRATCH=/scratch/x=y",
             "noop",
         ]);
         let (opts, rest) = parse_options(&args).unwrap();
@@ -405,7 +520,23 @@ mod tests {
         assert_eq!(opts.frames.as_deref(), Some("/dev/ttyS1"));
         assert_eq!(opts.load, ["virtio", "virtio_ring", "virtio_blk"]);
         assert_eq!(opts.disk.as_deref(), Some("/dev/vda"));
+        assert_eq!(
+            opts.env,
+            [("ISOBENCH_SCRATCH".to_string(), "/scratch/x=y".to_string())]
+        );
         assert_eq!(rest, ["noop"]);
+        let (opts, _) = parse_options(&strings(&["--vm", "--scratch=/dev/vda", "fileio"])).unwrap();
+        assert_eq!(opts.scratch.as_deref(), Some("/dev/vda"));
+        assert!(parse_options(&strings(&["--vm", "--env=novalue", "noop"])).is_err());
+        // Arguments the kernel would mangle arrive hex-encoded.
+        let command = strings(&["command", "--", "/bin/echo", "a \"b\""]);
+        let encoded = crate::env::vm::encode_workload_args(&command);
+        let mut args = strings(&["--vm", "--frames=/dev/ttyS1"]);
+        args.extend(encoded);
+        let (opts, rest) = parse_options(&args).unwrap();
+        assert_eq!(opts.frames.as_deref(), Some("/dev/ttyS1"));
+        assert_eq!(rest, command);
+        assert!(parse_options(&strings(&["--vm", "--args-hex=zz"])).is_err());
     }
 
     #[test]

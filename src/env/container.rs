@@ -1,101 +1,280 @@
 //! `container`: isobench's own namespace runtime.
 //!
-//! One `clone(2)` creates the instance's process directly in new pid, mount,
-//! uts, ipc and net namespaces; that child, pid 1 of its namespace, makes its
-//! mounts private, mounts an overlay (the run's image as the read-only lower
-//! layer, a per-instance upper layer), mounts a fresh `/proc`, switches root
-//! with `pivot_root`, detaches the old root, sets its hostname and execs the
-//! agent. Every mount lives only in the child's mount namespace, so the host
-//! sees none of them and the kernel removes them all when the instance ends
-//! — even if isobench itself is killed. What remains on the host is the
-//! instance directory, which [`Instance::cleanup`] (or `isobench clean`)
-//! removes.
+//! One `clone(2)` creates the instance's first process directly in new pid,
+//! mount, uts, ipc and net namespaces (and a user namespace when isobench is
+//! not root). That child, pid 1 of its namespace, runs a list of set-up
+//! [`Step`]s prepared by [`plan`] and then execs the agent:
 //!
-//! The child runs between `clone` and `execve` in a copy of a multi-threaded
-//! process, so it must not allocate: every string it needs is prepared
-//! before the clone, and it reports a failure as two numbers on a pipe.
+//! 1. joins its cgroup (before anything else, so accounting covers it all)
+//!    and unshares a cgroup namespace rooted there;
+//! 2. makes every mount private, mounts the overlay root (the read-only
+//!    layers below, a per-instance upper layer above), a fresh `/proc` with
+//!    Docker's masked and read-only paths, a read-only `/sys`, `/dev` as a
+//!    tmpfs with `null zero full random urandom tty`, `pts` and `shm`, a
+//!    tmpfs `/tmp`, and the volumes;
+//! 3. `pivot_root`s into it and detaches the old root; sets its hostname;
+//! 4. installs its standard streams, sets `no_new_privs`, drops every
+//!    capability outside Docker's default set, and execs `/init`.
+//!
+//! Every mount lives only in the child's mount namespace: the host sees
+//! none of them, and the kernel removes them all when the instance ends,
+//! even if isobench itself is killed. What remains on the host is the
+//! instance directory and its cgroup, which [`Instance::cleanup`] (or
+//! `isobench clean`, from the run's state record) removes.
+//!
+//! The child runs in a copy of a multi-threaded process, so it must not
+//! allocate: the plan is built before the clone, the steps run through the
+//! small [`Sys`] trait (a recording fake tests their order without root),
+//! and a failure travels back as two numbers on a pipe: the step's index
+//! and the errno.
 
-use super::native::die_with_parent;
-use super::{EnvError, EnvKind, Environment, Instance, Launch, ProcessHandle};
+use super::native::{cgroup_metrics, die_with_parent, join_cgroup};
+use super::stdio::Stdio;
+use super::{
+    EnvError, EnvKind, Environment, FRAME_FD, FRAME_FD_ENV, Instance, Launch, ProcessHandle,
+};
+use crate::cgroup::{Cgroup, CgroupUse, Driver, Limits};
+use crate::runtime::RunDir;
+use crate::workload::Metric;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use nix::unistd::{chdir, pivot_root, sethostname, setsid};
-use std::ffi::{CStr, CString, OsStr};
+use serde::Serialize;
+use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The namespaces every container gets.
-pub const NAMESPACES: &[&str] = &["pid", "mnt", "uts", "ipc", "net"];
+/// The namespaces every container gets (`user` too when rootless).
+pub const NAMESPACES: &[&str] = &["pid", "mnt", "uts", "ipc", "net", "cgroup"];
 
-fn clone_flags() -> CloneFlags {
-    CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWNET
-}
-
-/// The set-up steps of the child, in order; a failure names its step.
-const STEPS: &[&str] = &[
-    "prctl(PR_SET_PDEATHSIG)",
-    "setsid",
-    "make / private",
-    "mount overlay",
-    "mount /proc",
-    "chdir to new root",
-    "pivot_root",
-    "detach old root",
-    "chdir /",
-    "sethostname",
-    "set up stdio",
-    "execve /init",
+/// Docker's default capabilities; every other one is dropped.
+pub const DEFAULT_CAPS: &[(u32, &str)] = &[
+    (0, "CAP_CHOWN"),
+    (1, "CAP_DAC_OVERRIDE"),
+    (3, "CAP_FOWNER"),
+    (4, "CAP_FSETID"),
+    (5, "CAP_KILL"),
+    (6, "CAP_SETGID"),
+    (7, "CAP_SETUID"),
+    (8, "CAP_SETPCAP"),
+    (10, "CAP_NET_BIND_SERVICE"),
+    (13, "CAP_NET_RAW"),
+    (18, "CAP_SYS_CHROOT"),
+    (27, "CAP_MKNOD"),
+    (29, "CAP_AUDIT_WRITE"),
+    (31, "CAP_SETFCAP"),
 ];
 
-/// Runs the agent in a fresh container built on the run's image.
-pub struct Container {
-    image: PathBuf,
-    instances: PathBuf,
+/// Paths Docker hides from containers by default: files get /dev/null
+/// bound over them, directories an empty read-only tmpfs.
+pub const MASKED_FILES: &[&str] = &[
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+];
+/// Directories masked with an empty read-only tmpfs.
+pub const MASKED_DIRS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+/// Paths Docker makes read-only by default.
+pub const READ_ONLY: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+/// Device nodes bound from the host into the container's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// A bind mount of a host path into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    /// The host path (must exist).
+    pub host: PathBuf,
+    /// The absolute path inside the container.
+    pub guest: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
-impl Container {
-    /// A runtime using `image` as the read-only layer and making instance
-    /// directories under `instances`.
-    pub fn new(image: PathBuf, instances: PathBuf) -> Self {
-        Container { image, instances }
+impl Volume {
+    /// Parses `HOST:GUEST[:ro|:rw]`; both paths must be absolute, and the
+    /// host path must exist.
+    pub fn parse(spec: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, guest, read_only) = match parts.as_slice() {
+            [h, g] => (*h, *g, false),
+            [h, g, "ro"] => (*h, *g, true),
+            [h, g, "rw"] => (*h, *g, false),
+            [_, _, mode] => {
+                return Err(format!(
+                    "volume `{spec}`: unknown mode `{mode}` (use ro or rw)"
+                ));
+            }
+            _ => return Err(format!("volume `{spec}`: expected HOST:GUEST[:ro]")),
+        };
+        let (host, guest) = (PathBuf::from(host), PathBuf::from(guest));
+        if !host.is_absolute() || !guest.is_absolute() {
+            return Err(format!("volume `{spec}`: both paths must be absolute"));
+        }
+        if guest
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "volume `{spec}`: the container path may not contain `..`"
+            ));
+        }
+        if !host.exists() {
+            return Err(format!(
+                "volume `{spec}`: {} does not exist on the host",
+                host.display()
+            ));
+        }
+        Ok(Volume {
+            host,
+            guest,
+            read_only,
+        })
     }
 }
 
-/// Everything the child needs, prepared before the clone.
-struct ChildPlan {
-    overlay_opts: CString,
-    merged: CString,
-    proc_dir: CString,
-    hostname: CString,
-    init: CString,
-    argv: Vec<CString>,
-    env: Vec<CString>,
+/// How a container is built.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerConfig {
+    /// Read-only layers, top first (an application layer above the image).
+    pub layers: Vec<PathBuf>,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// cgroup limits.
+    pub limits: Limits,
+    /// Which cgroup hierarchies instances use.
+    pub cgroups: CgroupUse,
+    /// Whether isobench runs unprivileged: a user namespace maps the
+    /// caller's uid to 0, and cgroups are not used.
+    pub rootless: bool,
 }
 
-fn cstring(what: &str, bytes: &[u8]) -> Result<CString, EnvError> {
-    CString::new(bytes).map_err(|_| {
-        EnvError::Unavailable(format!(
-            "{what} contains a NUL byte: {}",
-            String::from_utf8_lossy(bytes)
-        ))
-    })
+/// One set-up step of the child, with every string it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Rootless: wait until the parent has written the id maps.
+    WaitForMaps,
+    /// Ask to be SIGKILLed when isobench dies; leave its session.
+    Detach,
+    /// Join a cgroup: write `0` to this `cgroup.procs`.
+    JoinCgroup(CString),
+    /// Enter a new namespace of this kind.
+    Unshare(CloneFlags),
+    /// `mount(2)`. `optional`: a missing target (ENOENT) is skipped.
+    Mount {
+        /// Source.
+        source: Option<CString>,
+        /// Target.
+        target: CString,
+        /// File system type.
+        fstype: Option<CString>,
+        /// Flags.
+        flags: MsFlags,
+        /// Options.
+        data: Option<CString>,
+        /// Skip when the target does not exist.
+        optional: bool,
+    },
+    /// `mkdir(2)`; an existing directory is fine.
+    MakeDir(CString, u32),
+    /// Create an empty file (a bind-mount target).
+    MakeFile(CString),
+    /// `mknod(2)` a character device with this mode and device number.
+    MakeDevice(CString, u32, u64),
+    /// `symlink(target, link)`.
+    Symlink(CString, CString),
+    /// `chdir(2)`.
+    Chdir(CString),
+    /// `pivot_root(".", ".")` then detach the old root.
+    PivotRoot,
+    /// `sethostname(2)`.
+    Hostname(CString),
+    /// Bring the new network namespace's `lo` up (as Docker does), so a
+    /// workload can use 127.0.0.1.
+    LoopbackUp,
+    /// Install stdin, stdout, stderr (and the frame descriptor).
+    Stdio,
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// Drop every capability outside [`DEFAULT_CAPS`].
+    DropCaps,
+    /// `execve` the agent.
+    Exec,
 }
 
-fn path_cstring(what: &str, path: &Path) -> Result<CString, EnvError> {
-    cstring(what, path.as_os_str().as_bytes())
+impl Step {
+    /// The step in words, for error messages.
+    pub fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Step::WaitForMaps => "wait for the user namespace's id maps".into(),
+            Step::Detach => "prctl(PR_SET_PDEATHSIG) and setsid".into(),
+            Step::JoinCgroup(p) => format!("join cgroup {}", s(p)),
+            Step::Unshare(f) => format!("unshare {f:?}"),
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                ..
+            } => format!(
+                "mount {} ({}) on {}",
+                source.as_ref().map_or("-".into(), s),
+                fstype.as_ref().map_or("bind".into(), s),
+                s(target)
+            ),
+            Step::MakeDir(p, _) => format!("mkdir {}", s(p)),
+            Step::MakeFile(p) => format!("create {}", s(p)),
+            Step::MakeDevice(p, _, dev) => format!(
+                "mknod {} c {} {}",
+                s(p),
+                libc::major(*dev),
+                libc::minor(*dev)
+            ),
+            Step::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
+            Step::Chdir(p) => format!("chdir {}", s(p)),
+            Step::PivotRoot => "pivot_root into the new root and detach the old one".into(),
+            Step::Hostname(h) => format!("sethostname {}", s(h)),
+            Step::LoopbackUp => "bring lo up".into(),
+            Step::Stdio => "install the standard streams".into(),
+            Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
+            Step::DropCaps => "drop capabilities to Docker's default set".into(),
+            Step::Exec => "execve /init".into(),
+        }
+    }
+}
+
+fn c(bytes: &[u8]) -> CString {
+    // Paths come from the OS and names from the scenario parser, which
+    // rejects NUL; a NUL here is a bug, and an empty string fails loudly
+    // at its step rather than silently elsewhere.
+    CString::new(bytes).unwrap_or_default()
+}
+
+fn cpath(p: &Path) -> CString {
+    c(p.as_os_str().as_bytes())
 }
 
 /// Overlay option values may not contain `,` or `:` (they separate options
-/// and lower layers); reject such paths instead of mounting the wrong thing.
+/// and lower layers); such paths are refused instead of mounting the wrong thing.
 fn overlay_path(path: &Path) -> Result<&[u8], EnvError> {
     let bytes = path.as_os_str().as_bytes();
     if bytes.iter().any(|b| *b == b',' || *b == b':') {
@@ -107,10 +286,15 @@ fn overlay_path(path: &Path) -> Result<&[u8], EnvError> {
     Ok(bytes)
 }
 
-/// The overlay mount options for one instance.
-pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<Vec<u8>, EnvError> {
+/// The overlay mount options for one instance (`lowers` top first).
+pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<Vec<u8>, EnvError> {
     let mut opts = b"lowerdir=".to_vec();
-    opts.extend_from_slice(overlay_path(lower)?);
+    for (i, l) in lowers.iter().enumerate() {
+        if i > 0 {
+            opts.push(b':');
+        }
+        opts.extend_from_slice(overlay_path(l)?);
+    }
     opts.extend_from_slice(b",upperdir=");
     opts.extend_from_slice(overlay_path(upper)?);
     opts.extend_from_slice(b",workdir=");
@@ -118,89 +302,577 @@ pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<Vec<u8
     Ok(opts)
 }
 
-/// The child side of the clone: set up, then exec. Returns only on failure.
-///
-/// Must not allocate or panic: see the module documentation.
-fn child_main(
-    plan: &ChildPlan,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    fds: ChildFds,
-) -> isize {
-    let fail = |step: usize, errno: Errno| -> isize {
-        let mut msg = [0u8; 5];
-        msg[0] = step as u8;
-        msg[1..].copy_from_slice(&(errno as i32).to_le_bytes());
-        // SAFETY: `fds.report` is the write end of the error pipe, open in
-        // this process; the buffer is valid for 5 bytes.
-        unsafe { libc::write(fds.report, msg.as_ptr().cast(), msg.len()) };
-        127
+/// The set-up steps for one instance whose root is built at `dir/merged`
+/// (`dir/upper`, `dir/work` beside it), joining the cgroups whose
+/// `cgroup.procs` files are given.
+pub fn plan(
+    config: &ContainerConfig,
+    dir: &Path,
+    cgroup_procs: &[PathBuf],
+    hostname: &str,
+) -> Result<Vec<Step>, EnvError> {
+    let root = dir.join("merged");
+    let at = |rel: &str| cpath(&root.join(rel));
+    let mut steps = Vec::new();
+    if config.rootless {
+        steps.push(Step::WaitForMaps);
+    }
+    steps.push(Step::Detach);
+    for p in cgroup_procs {
+        steps.push(Step::JoinCgroup(cpath(p)));
+    }
+    // After joining, so the namespace's root is the instance's own cgroup.
+    steps.push(Step::Unshare(CloneFlags::CLONE_NEWCGROUP));
+    let mount = |source: Option<&[u8]>,
+                 target: CString,
+                 fstype: Option<&[u8]>,
+                 flags: MsFlags,
+                 data: Option<&[u8]>| Step::Mount {
+        source: source.map(c),
+        target,
+        fstype: fstype.map(c),
+        flags,
+        data: data.map(c),
+        optional: false,
     };
-    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
-    if let Err(e) = die_with_parent() {
-        return fail(0, io(e));
-    }
-    if let Err(e) = setsid() {
-        return fail(1, e);
-    }
-    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
-    if let Err(e) = mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>) {
-        return fail(2, e);
-    }
-    if let Err(e) = mount(
-        Some(c"overlay"),
-        plan.merged.as_c_str(),
-        Some(c"overlay"),
+    let optional = |step: Step| match step {
+        Step::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+            ..
+        } => Step::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+            optional: true,
+        },
+        other => other,
+    };
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+
+    steps.push(mount(
+        None,
+        c(b"/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    ));
+    let opts = overlay_options(&config.layers, &dir.join("upper"), &dir.join("work"))?;
+    steps.push(mount(
+        Some(b"overlay"),
+        cpath(&root),
+        Some(b"overlay"),
         MsFlags::empty(),
-        Some(plan.overlay_opts.as_c_str()),
-    ) {
-        return fail(3, e);
+        Some(&opts),
+    ));
+
+    steps.push(mount(
+        Some(b"proc"),
+        at("proc"),
+        Some(b"proc"),
+        nosuid_nodev_noexec,
+        None,
+    ));
+    // Paths this kernel does not have are left out of the plan (the
+    // container's /proc and /sys come from the same kernel as the host's);
+    // the mounts stay optional in case one vanished since.
+    let exists = |rel: &str| Path::new("/").join(rel).exists();
+    for f in MASKED_FILES.iter().filter(|f| exists(f)) {
+        steps.push(optional(mount(
+            Some(b"/dev/null"),
+            at(f),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )));
     }
-    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if let Err(e) = mount(
-        Some(c"proc"),
-        plan.proc_dir.as_c_str(),
-        Some(c"proc"),
-        proc_flags,
-        None::<&CStr>,
-    ) {
-        return fail(4, e);
+    for d in MASKED_DIRS
+        .iter()
+        .filter(|d| d.starts_with("proc/") && exists(d))
+    {
+        steps.push(optional(mount(
+            Some(b"tmpfs"),
+            at(d),
+            Some(b"tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some(b"size=0"),
+        )));
     }
-    if let Err(e) = chdir(plan.merged.as_c_str()) {
-        return fail(5, e);
+    for p in READ_ONLY.iter().filter(|p| exists(p)) {
+        let target = at(p);
+        steps.push(optional(mount(
+            Some(target.as_bytes()),
+            target.clone(),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )));
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        steps.push(optional(mount(None, at(p), None, remount, None)));
     }
-    // The new root stacks on the old one; detaching "." then drops the old.
-    if let Err(e) = pivot_root(c".", c".") {
-        return fail(6, e);
+    steps.push(mount(
+        Some(b"sysfs"),
+        at("sys"),
+        Some(b"sysfs"),
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        None,
+    ));
+    for d in MASKED_DIRS
+        .iter()
+        .filter(|d| d.starts_with("sys/") && exists(d))
+    {
+        steps.push(optional(mount(
+            Some(b"tmpfs"),
+            at(d),
+            Some(b"tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some(b"size=0"),
+        )));
     }
-    if let Err(e) = umount2(c".", MntFlags::MNT_DETACH) {
-        return fail(7, e);
-    }
-    if let Err(e) = chdir(c"/") {
-        return fail(8, e);
-    }
-    if let Err(e) = sethostname(OsStr::from_bytes(plan.hostname.as_bytes())) {
-        return fail(9, e);
-    }
-    for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
-        // SAFETY: both are open descriptors of this process; dup2 only
-        // replaces `to`, which nothing else in this process uses.
-        if unsafe { libc::dup2(from, to) } < 0 {
-            return fail(10, Errno::last());
+
+    let dev_flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    steps.push(mount(
+        Some(b"tmpfs"),
+        at("dev"),
+        Some(b"tmpfs"),
+        dev_flags,
+        Some(b"mode=755,size=65536k"),
+    ));
+    for d in DEVICES {
+        let host = format!("/dev/{d}");
+        let rdev = std::fs::metadata(&host).map(|m| std::os::unix::fs::MetadataExt::rdev(&m));
+        match rdev {
+            // As root a device node is one mknod, and no mount to tear down.
+            Ok(rdev) if !config.rootless => {
+                steps.push(Step::MakeDevice(at(&format!("dev/{d}")), 0o666, rdev));
+            }
+            // In a user namespace mknod is not allowed: bind the host's node.
+            _ => {
+                steps.push(Step::MakeFile(at(&format!("dev/{d}"))));
+                steps.push(mount(
+                    Some(host.as_bytes()),
+                    at(&format!("dev/{d}")),
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                ));
+            }
         }
     }
-    // SAFETY: `init`, `argv` and `envp` are NUL-terminated strings and
-    // NULL-terminated pointer arrays that live in `plan` and the caller.
-    unsafe { libc::execve(plan.init.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    fail(11, Errno::last())
+    steps.push(Step::MakeDir(at("dev/pts"), 0o755));
+    let pts_opts: &[u8] = if config.rootless {
+        b"newinstance,ptmxmode=0666,mode=0620"
+    } else {
+        b"newinstance,ptmxmode=0666,mode=0620,gid=5"
+    };
+    steps.push(mount(
+        Some(b"devpts"),
+        at("dev/pts"),
+        Some(b"devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(pts_opts),
+    ));
+    steps.push(Step::Symlink(c(b"pts/ptmx"), at("dev/ptmx")));
+    steps.push(Step::MakeDir(at("dev/shm"), 0o1777));
+    steps.push(mount(
+        Some(b"shm"),
+        at("dev/shm"),
+        Some(b"tmpfs"),
+        nosuid_nodev_noexec,
+        Some(b"mode=1777,size=65536k"),
+    ));
+    for (link, target) in [
+        ("dev/fd", "/proc/self/fd"),
+        ("dev/stdin", "/proc/self/fd/0"),
+        ("dev/stdout", "/proc/self/fd/1"),
+        ("dev/stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink(c(target.as_bytes()), at(link)));
+    }
+    steps.push(mount(
+        Some(b"tmpfs"),
+        at("tmp"),
+        Some(b"tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(b"mode=1777"),
+    ));
+
+    for v in &config.volumes {
+        // mkdir -p of the mount point inside the container (in the upper layer).
+        let mut sofar = root.clone();
+        for comp in v.guest.components().skip(1) {
+            sofar.push(comp);
+            steps.push(Step::MakeDir(cpath(&sofar), 0o755));
+        }
+        let target = cpath(&root.join(v.guest.strip_prefix("/").unwrap_or(&v.guest)));
+        if v.host.is_file() {
+            // A file volume: the mkdir above made a directory; bind needs a file.
+            steps.pop();
+            steps.push(Step::MakeFile(target.clone()));
+        }
+        steps.push(Step::Mount {
+            source: Some(cpath(&v.host)),
+            target: target.clone(),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+            optional: false,
+        });
+        if v.read_only {
+            steps.push(Step::Mount {
+                source: None,
+                target,
+                fstype: None,
+                flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                data: None,
+                optional: false,
+            });
+        }
+    }
+
+    steps.push(Step::Chdir(cpath(&root)));
+    steps.push(Step::PivotRoot);
+    steps.push(Step::Chdir(c(b"/")));
+    steps.push(Step::Hostname(c(hostname.as_bytes())));
+    steps.push(Step::LoopbackUp);
+    steps.push(Step::Stdio);
+    steps.push(Step::NoNewPrivs);
+    steps.push(Step::DropCaps);
+    steps.push(Step::Exec);
+    Ok(steps)
 }
 
+/// The privileged system calls of the set-up, so that their order can be
+/// tested without root. Implementations must not allocate.
+pub trait Sys {
+    /// Blocks until the parent has written the id maps.
+    fn wait_for_maps(&self) -> nix::Result<()>;
+    /// PR_SET_PDEATHSIG and setsid.
+    fn detach(&self) -> nix::Result<()>;
+    /// Writes `0` to a `cgroup.procs` file.
+    fn join_cgroup(&self, procs: &CString) -> nix::Result<()>;
+    /// unshare(2).
+    fn unshare(&self, flags: CloneFlags) -> nix::Result<()>;
+    /// mount(2).
+    fn mount(
+        &self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: MsFlags,
+        data: Option<&CStr>,
+    ) -> nix::Result<()>;
+    /// mkdir(2).
+    fn mkdir(&self, path: &CStr, mode: u32) -> nix::Result<()>;
+    /// Creates an empty file.
+    fn mkfile(&self, path: &CStr) -> nix::Result<()>;
+    /// mknod(2) of a character device, then chmod to `mode` (past the umask).
+    fn mknod(&self, path: &CStr, mode: u32, dev: u64) -> nix::Result<()>;
+    /// symlink(2).
+    fn symlink(&self, target: &CStr, link: &CStr) -> nix::Result<()>;
+    /// chdir(2).
+    fn chdir(&self, path: &CStr) -> nix::Result<()>;
+    /// pivot_root(".", ".") and umount2(".", MNT_DETACH).
+    fn pivot_root(&self) -> nix::Result<()>;
+    /// sethostname(2).
+    fn hostname(&self, name: &CStr) -> nix::Result<()>;
+    /// Sets IFF_UP on `lo`.
+    fn loopback_up(&self) -> nix::Result<()>;
+    /// Installs the standard streams.
+    fn stdio(&self) -> nix::Result<()>;
+    /// prctl(PR_SET_NO_NEW_PRIVS).
+    fn no_new_privs(&self) -> nix::Result<()>;
+    /// Drops capabilities outside `keep`.
+    fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()>;
+    /// execve; returns only on failure.
+    fn exec(&self) -> nix::Error;
+}
+
+/// Runs the plan through `sys`. Returns the index of the failed step and
+/// its errno; `Exec` never returns on success.
+pub fn execute(steps: &[Step], sys: &dyn Sys) -> (usize, Errno) {
+    for (i, step) in steps.iter().enumerate() {
+        let r = match step {
+            Step::WaitForMaps => sys.wait_for_maps(),
+            Step::Detach => sys.detach(),
+            Step::JoinCgroup(p) => sys.join_cgroup(p),
+            Step::Unshare(f) => sys.unshare(*f),
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+                optional,
+            } => match sys.mount(
+                source.as_deref(),
+                target,
+                fstype.as_deref(),
+                *flags,
+                data.as_deref(),
+            ) {
+                Err(Errno::ENOENT) if *optional => Ok(()),
+                other => other,
+            },
+            Step::MakeDir(p, mode) => match sys.mkdir(p, *mode) {
+                Err(Errno::EEXIST) => Ok(()),
+                other => other,
+            },
+            Step::MakeFile(p) => sys.mkfile(p),
+            Step::MakeDevice(p, mode, dev) => sys.mknod(p, *mode, *dev),
+            Step::Symlink(t, l) => sys.symlink(t, l),
+            Step::Chdir(p) => sys.chdir(p),
+            Step::PivotRoot => sys.pivot_root(),
+            Step::Hostname(h) => sys.hostname(h),
+            Step::LoopbackUp => sys.loopback_up(),
+            Step::Stdio => sys.stdio(),
+            Step::NoNewPrivs => sys.no_new_privs(),
+            Step::DropCaps => sys.drop_caps(DEFAULT_CAPS),
+            Step::Exec => Err(sys.exec()),
+        };
+        if let Err(e) = r {
+            return (i, e);
+        }
+    }
+    (steps.len(), Errno::UnknownErrno)
+}
+
+/// The real system calls, for the cloned child.
+struct Linux<'a> {
+    sync: RawFd,
+    stdio: &'a [(RawFd, RawFd)],
+    init: &'a CStr,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+fn check(ret: libc::c_int) -> nix::Result<()> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+impl Sys for Linux<'_> {
+    fn wait_for_maps(&self) -> nix::Result<()> {
+        let mut byte = [0u8; 1];
+        // SAFETY: reading one byte from the sync pipe into a valid buffer.
+        let n = unsafe { libc::read(self.sync, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 { Ok(()) } else { Err(Errno::EPIPE) }
+    }
+    fn detach(&self) -> nix::Result<()> {
+        die_with_parent().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        nix::unistd::setsid().map(drop)
+    }
+    fn join_cgroup(&self, procs: &CString) -> nix::Result<()> {
+        join_cgroup(procs)
+    }
+    fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
+        nix::sched::unshare(flags)
+    }
+    fn mount(
+        &self,
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: MsFlags,
+        data: Option<&CStr>,
+    ) -> nix::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+    fn mkdir(&self, path: &CStr, mode: u32) -> nix::Result<()> {
+        // SAFETY: `path` is NUL-terminated.
+        check(unsafe { libc::mkdir(path.as_ptr(), mode) })?;
+        // The umask must not narrow /dev/shm's 1777 (chmod is exact).
+        // SAFETY: as above.
+        check(unsafe { libc::chmod(path.as_ptr(), mode) })
+    }
+    fn mkfile(&self, path: &CStr) -> nix::Result<()> {
+        // SAFETY: `path` is NUL-terminated; the descriptor is closed at once.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        check(fd)?;
+        // SAFETY: `fd` was just opened by this function.
+        unsafe { libc::close(fd) };
+        Ok(())
+    }
+    fn mknod(&self, path: &CStr, mode: u32, dev: u64) -> nix::Result<()> {
+        // SAFETY: `path` is NUL-terminated; integer arguments only otherwise.
+        check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | mode, dev) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::chmod(path.as_ptr(), mode) })
+    }
+    fn symlink(&self, target: &CStr, link: &CStr) -> nix::Result<()> {
+        // SAFETY: both are NUL-terminated.
+        check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })
+    }
+    fn chdir(&self, path: &CStr) -> nix::Result<()> {
+        nix::unistd::chdir(path)
+    }
+    fn pivot_root(&self) -> nix::Result<()> {
+        // The new root stacks on the old one; detaching "." drops the old.
+        nix::unistd::pivot_root(c".", c".")?;
+        nix::mount::umount2(c".", MntFlags::MNT_DETACH)
+    }
+    fn hostname(&self, name: &CStr) -> nix::Result<()> {
+        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name.to_bytes()))
+    }
+    fn loopback_up(&self) -> nix::Result<()> {
+        // SAFETY: a datagram socket only for the ioctls, closed below; the
+        // ifreq is zeroed, named "lo", and valid for both calls.
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            check(sock)?;
+            let mut req: libc::ifreq = std::mem::zeroed();
+            req.ifr_name[0] = b'l' as libc::c_char;
+            req.ifr_name[1] = b'o' as libc::c_char;
+            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+            if r == 0 {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+            }
+            let err = Errno::last();
+            libc::close(sock);
+            if r < 0 { Err(err) } else { Ok(()) }
+        }
+    }
+    fn stdio(&self) -> nix::Result<()> {
+        Stdio::install(self.stdio)
+    }
+    fn no_new_privs(&self) -> nix::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+    fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()> {
+        drop_capabilities(keep)
+    }
+    fn exec(&self) -> nix::Error {
+        // SAFETY: `init` is NUL-terminated; `argv` and `envp` are
+        // NULL-terminated arrays of pointers into strings that outlive this call.
+        unsafe { libc::execve(self.init.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        Errno::last()
+    }
+}
+
+/// The highest capability number this kernel knows.
+fn last_cap() -> u32 {
+    // Read before the clone would be cleaner, but the file is tiny and the
+    // read does not allocate: a fixed buffer and raw calls.
+    let mut buf = [0u8; 16];
+    // SAFETY: NUL-terminated path; the descriptor is closed at once; the
+    // buffer is valid for its length.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/sys/kernel/cap_last_cap".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 40;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let mut v = 0u32;
+    for b in buf.iter().take(n.max(0) as usize) {
+        if b.is_ascii_digit() {
+            v = v * 10 + u32::from(b - b'0');
+        }
+    }
+    if v == 0 { 40 } else { v }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy)]
-struct ChildFds {
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
-    report: RawFd,
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Drops every capability outside `keep` from the bounding set, the
+/// effective, permitted and inheritable sets, and the ambient set.
+/// Allocation-free.
+pub fn drop_capabilities(keep: &[(u32, &str)]) -> nix::Result<()> {
+    let kept = |cap: u32| keep.iter().any(|(n, _)| *n == cap);
+    for cap in 0..=last_cap() {
+        if !kept(cap) {
+            // SAFETY: prctl with integer arguments only.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            // EINVAL: a capability this kernel does not know.
+            if r < 0 && Errno::last() != Errno::EINVAL {
+                return Err(Errno::last());
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    for (cap, _) in keep {
+        let (word, bit) = ((*cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    // SAFETY: capset with a version-3 header and two data words, as the
+    // kernel expects for that version.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    } as libc::c_int)
+}
+
+/// Runs the agent in a fresh container.
+pub struct Container {
+    config: ContainerConfig,
+    driver: Option<Driver>,
+    instances: PathBuf,
+    run_dir: Arc<RunDir>,
+}
+
+impl Container {
+    /// A runtime building containers as `config` says, with instance
+    /// directories under `run_dir/instances`. `driver` is the cgroup driver
+    /// (`None` when cgroups cannot be used, as rootless without delegation).
+    pub fn new(config: ContainerConfig, driver: Option<Driver>, run_dir: Arc<RunDir>) -> Self {
+        Container {
+            config,
+            driver,
+            instances: run_dir.path().join("instances"),
+            run_dir,
+        }
+    }
 }
 
 impl Environment for Container {
@@ -209,11 +881,19 @@ impl Environment for Container {
     }
 
     fn knobs(&self) -> serde_json::Value {
+        let mut ns: Vec<&str> = NAMESPACES.to_vec();
+        if self.config.rootless {
+            ns.push("user");
+        }
         serde_json::json!({
             "runtime": "isobench (clone + overlayfs + pivot_root)",
-            "namespaces": NAMESPACES,
-            "image": self.image,
-            "instances": self.instances,
+            "namespaces": ns,
+            "config": self.config,
+            "cgroup_driver": self.driver,
+            "capabilities": DEFAULT_CAPS.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            "no_new_privs": true,
+            "masked_paths": MASKED_FILES.iter().chain(MASKED_DIRS).collect::<Vec<_>>(),
+            "read_only_paths": READ_ONLY,
         })
     }
 
@@ -222,96 +902,212 @@ impl Environment for Container {
     }
 
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
+        // The clock starts with the first host-side set-up step: the
+        // instance directory and cgroup are part of what a container costs.
+        let spawned_at = Instant::now();
         let dir = self.instances.join(launch.id);
-        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-        for d in [&upper, &work, &merged] {
-            std::fs::create_dir_all(d)
+        for d in ["upper", "work", "merged"] {
+            let d = dir.join(d);
+            std::fs::create_dir_all(&d)
                 .map_err(|e| EnvError::io(format!("creating {}", d.display()), e))?;
         }
         let mut instance = ContainerInstance {
             dir,
-            spawned_at: Instant::now(),
+            spawned_at,
             output: None,
             process: None,
+            cgroup: None,
         };
+        if let Some(driver) = &self.driver {
+            let cg = driver
+                .create(
+                    &self.run_dir.unique_name(launch.id),
+                    &self.config.limits,
+                    self.config.cgroups,
+                )
+                .map_err(|e| {
+                    EnvError::Unavailable(format!("creating the instance's cgroup: {e}"))
+                })?;
+            instance.cgroup = Some(cg);
+        }
+        // Entered at birth through CLONE_INTO_CGROUP: no migration, no cost.
+        let v2_dir = match instance.cgroup.as_ref().and_then(|c| c.v2_dir()) {
+            Some(d) => Some(
+                File::open(d).map_err(|e| EnvError::io(format!("opening {}", d.display()), e))?,
+            ),
+            None => None,
+        };
+        // Joined from inside (each join of a v1 cgroup waits for an RCU grace period).
+        let procs = instance
+            .cgroup
+            .as_ref()
+            .map(|c| c.v1_procs_files())
+            .unwrap_or_default();
+        let hostname: String = launch.id.chars().take(63).collect();
+        let config = if launch.volumes.is_empty() {
+            std::borrow::Cow::Borrowed(&self.config)
+        } else {
+            let mut c = self.config.clone();
+            c.volumes.extend(launch.volumes.iter().cloned());
+            std::borrow::Cow::Owned(c)
+        };
+        let steps = plan(&config, &instance.dir, &procs, &hostname)?;
 
         let mut argv = vec![c"/init".to_owned()];
-        for arg in launch.spec.to_args() {
-            argv.push(cstring("workload argument", arg.as_bytes())?);
+        argv.extend(launch.spec.to_args().iter().map(|a| c(a.as_bytes())));
+        let mut env = vec![
+            c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            c"ISOBENCH_ENV=container".to_owned(),
+        ];
+        let stdio = Stdio::prepare(&launch.io)?;
+        if stdio.frames_on_fd {
+            env.push(c(format!("{FRAME_FD_ENV}={FRAME_FD}").as_bytes()));
         }
-        let hostname: String = launch.id.chars().take(63).collect();
-        let plan = ChildPlan {
-            overlay_opts: cstring(
-                "overlay options",
-                &overlay_options(&self.image, &upper, &work)?,
-            )?,
-            proc_dir: path_cstring("proc mount point", &merged.join("proc"))?,
-            merged: path_cstring("container root", &merged)?,
-            hostname: cstring("hostname", hostname.as_bytes())?,
-            init: c"/init".to_owned(),
-            argv,
-            env: vec![c"PATH=/".to_owned(), c"ISOBENCH_ENV=container".to_owned()],
-        };
-        let mut argv_ptrs: Vec<*const libc::c_char> =
-            plan.argv.iter().map(|a| a.as_ptr()).collect();
+        for (k, v) in &launch.env {
+            env.push(c(format!("{k}={v}").as_bytes()));
+        }
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<*const libc::c_char> = plan.env.iter().map(|a| a.as_ptr()).collect();
+        let mut envp_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
+        let raw_stdio = stdio.raw();
 
-        let (out_r, out_w) =
-            std::io::pipe().map_err(|e| EnvError::io("creating the output pipe", e))?;
         let (mut report_r, report_w) =
             std::io::pipe().map_err(|e| EnvError::io("creating the set-up report pipe", e))?;
-        let stdin = File::open("/dev/null").map_err(|e| EnvError::io("opening /dev/null", e))?;
-        let fds = ChildFds {
-            stdin: stdin.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: launch.log.as_raw_fd(),
-            report: report_w.as_raw_fd(),
+        let (sync_r, mut sync_w) =
+            std::io::pipe().map_err(|e| EnvError::io("creating the sync pipe", e))?;
+        let sys = Linux {
+            sync: sync_r.as_raw_fd(),
+            stdio: &raw_stdio,
+            init: c"/init",
+            argv: &argv_ptrs,
+            envp: &envp_ptrs,
         };
-
-        // The child only runs set-up code on this stack before exec; 256 KiB
-        // is far more than it uses (untouched pages cost nothing).
-        let mut stack = vec![0u8; 256 * 1024];
-        instance.spawned_at = Instant::now();
-        // SAFETY: the child is a copy of this process (no CLONE_VM) and runs
-        // `child_main`, which does not allocate, lock or unwind, only makes
-        // system calls on data prepared above, and ends in execve or returns
-        // an exit status. The stack buffer is large enough for it.
-        let pid = unsafe {
-            nix::sched::clone(
-                Box::new(|| child_main(&plan, &argv_ptrs, &envp_ptrs, fds)),
-                &mut stack,
-                clone_flags(),
-                Some(libc::SIGCHLD),
-            )
+        let report_fd = report_w.as_raw_fd();
+        let mut flags = CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNET;
+        if self.config.rootless {
+            flags |= CloneFlags::CLONE_NEWUSER;
         }
-        .map_err(|e| EnvError::sys("clone with new pid, mount, uts, ipc and net namespaces", e))?;
-        drop((out_w, report_w, stdin));
+        let mut args = CloneArgs {
+            flags: flags.bits() as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        if let Some(fd) = &v2_dir {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd.as_raw_fd() as u64;
+        }
+        // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy
+        // of this (multi-threaded) process and returns 0 here. It then only
+        // runs `execute`, which does not allocate, lock or unwind — it makes
+        // system calls on data prepared above and ends in execve — or
+        // writes five bytes to the report pipe and leaves with _exit.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if ret == 0 {
+            let (step, errno) = execute(&steps, &sys);
+            let mut msg = [0u8; 5];
+            msg[0] = step.min(255) as u8;
+            msg[1..].copy_from_slice(&(errno as i32).to_le_bytes());
+            // SAFETY: the report pipe's write end is open in the child; the
+            // buffer is valid for 5 bytes; _exit ends the child at once.
+            unsafe {
+                libc::write(report_fd, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127);
+            }
+        }
+        if ret < 0 {
+            let e = Errno::last();
+            return Err(EnvError::sys(
+                format!(
+                    "clone3 with new namespaces{}",
+                    if v2_dir.is_some() {
+                        " into the instance's cgroup"
+                    } else {
+                        ""
+                    }
+                ),
+                e,
+            ));
+        }
+        let pid = nix::unistd::Pid::from_raw(ret as i32);
+        drop(v2_dir);
+        drop(report_w);
+        drop(sync_r);
         let mut process = ProcessHandle::new(pid.as_raw() as u32)
             .map_err(|e| EnvError::io("opening a pidfd for the container", e))?;
+        if self.config.rootless {
+            let mapped = write_id_maps(pid.as_raw()).and_then(|()| sync_w.write_all(b"1"));
+            if let Err(e) = mapped {
+                let _ = process.kill_and_reap();
+                instance.process = Some(process);
+                return Err(EnvError::io("writing the user namespace's id maps", e));
+            }
+        }
+        drop(sync_w);
+        let Stdio {
+            output, targets, ..
+        } = stdio;
+        drop(targets);
 
         // Blocks until the child execs (the pipe is close-on-exec) or reports.
         let mut report = Vec::new();
         let _ = report_r.read_to_end(&mut report);
+        instance.process = Some(process);
         if report.len() == 5 {
-            let _ = process.kill_and_reap();
-            let step = STEPS
+            let step = steps
                 .get(report[0] as usize)
-                .copied()
-                .unwrap_or("unknown step");
-            let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
-            instance.process = Some(process);
+                .map_or_else(|| "an unknown step".to_string(), Step::describe);
+            let errno = Errno::from_raw(i32::from_le_bytes([
+                report[1], report[2], report[3], report[4],
+            ]));
             let _ = instance.cleanup();
             return Err(EnvError::ContainerSetup {
                 step,
-                source: Errno::from_raw(errno),
+                source: errno,
             });
         }
-        instance.output = Some(File::from(OwnedFd::from(out_r)));
-        instance.process = Some(process);
+        instance.output = Some(output);
         Ok(Box::new(instance))
     }
+}
+
+/// `struct clone_args` of clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3(2): start the child in the cgroup2 directory `cgroup` names.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Maps uid and gid 0 in the child's user namespace to the caller's.
+fn write_id_maps(pid: i32) -> std::io::Result<()> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    std::fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1\n"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1\n"))
 }
 
 struct ContainerInstance {
@@ -319,6 +1115,7 @@ struct ContainerInstance {
     spawned_at: Instant,
     output: Option<File>,
     process: Option<ProcessHandle>,
+    cgroup: Option<Cgroup>,
 }
 
 impl Instance for ContainerInstance {
@@ -337,16 +1134,35 @@ impl Instance for ContainerInstance {
             .expect("container instance has a process")
     }
 
+    fn at_done(&mut self) -> Vec<Metric> {
+        let current = self.cgroup.as_ref().and_then(|c| c.usage().memory_current);
+        current
+            .map(|b| {
+                vec![Metric::lower(
+                    "cgroup_current_mib",
+                    "MiB",
+                    b as f64 / (1 << 20) as f64,
+                )]
+            })
+            .unwrap_or_default()
+    }
+
+    fn after_exit(&mut self) -> Vec<Metric> {
+        self.cgroup.as_ref().map(cgroup_metrics).unwrap_or_default()
+    }
+
     fn cleanup(&mut self) -> Result<(), EnvError> {
         if let Some(p) = self.process.as_mut() {
             p.kill_and_reap()
                 .map_err(|e| EnvError::io("reaping the container", e))?;
         }
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(EnvError::io(format!("removing {}", self.dir.display()), e)),
+        if let Some(mut cg) = self.cgroup.take() {
+            cg.remove().map_err(|e| {
+                EnvError::Unavailable(format!("removing the instance's cgroup: {e}"))
+            })?;
         }
+        crate::runtime::remove_tree(&self.dir)
+            .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))
     }
 }
 
@@ -359,23 +1175,333 @@ impl Drop for ContainerInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    fn config(rootless: bool, volumes: Vec<Volume>) -> ContainerConfig {
+        ContainerConfig {
+            layers: vec!["/r/app".into(), "/r/image".into()],
+            volumes,
+            limits: Limits::default(),
+            cgroups: CgroupUse::Auto,
+            rootless,
+        }
+    }
 
     #[test]
-    fn overlay_options_are_exact_and_reject_separators() {
+    fn overlay_options_stack_layers_top_first_and_reject_separators() {
         let opts = overlay_options(
-            Path::new("/a/img"),
+            &["/a/app".into(), "/a/img".into()],
             Path::new("/b/up"),
             Path::new("/b/work"),
         )
         .unwrap();
-        assert_eq!(opts, b"lowerdir=/a/img,upperdir=/b/up,workdir=/b/work");
-        assert!(overlay_options(Path::new("/a,b"), Path::new("/u"), Path::new("/w")).is_err());
-        assert!(overlay_options(Path::new("/a"), Path::new("/u:x"), Path::new("/w")).is_err());
+        assert_eq!(
+            opts,
+            b"lowerdir=/a/app:/a/img,upperdir=/b/up,workdir=/b/work"
+        );
+        assert!(overlay_options(&["/a,b".into()], Path::new("/u"), Path::new("/w")).is_err());
+        assert!(overlay_options(&["/a".into()], Path::new("/u:x"), Path::new("/w")).is_err());
     }
 
     #[test]
-    fn every_step_has_a_name() {
-        // child_main reports steps 0..=11 by index.
-        assert_eq!(STEPS.len(), 12);
+    fn volumes_parse_and_are_checked() {
+        let tmp = std::env::temp_dir();
+        let spec = format!("{}:/data:ro", tmp.display());
+        assert_eq!(
+            Volume::parse(&spec).unwrap(),
+            Volume {
+                host: tmp.clone(),
+                guest: "/data".into(),
+                read_only: true
+            }
+        );
+        assert!(
+            !Volume::parse(&format!("{}:/data", tmp.display()))
+                .unwrap()
+                .read_only
+        );
+        assert!(
+            Volume::parse("relative:/data")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            Volume::parse("/nonexistent-isobench:/data")
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!(
+            Volume::parse(&format!("{}:/data:rx", tmp.display()))
+                .unwrap_err()
+                .contains("mode")
+        );
+        assert!(
+            Volume::parse(&format!("{}:/a/../b", tmp.display()))
+                .unwrap_err()
+                .contains("..")
+        );
+        assert!(Volume::parse("/only").is_err());
+    }
+
+    fn names(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(Step::describe).collect()
+    }
+
+    #[test]
+    fn plan_orders_the_set_up_as_documented() {
+        let steps = plan(
+            &config(false, vec![]),
+            Path::new("/r/i"),
+            &["/cg/mem/cgroup.procs".into()],
+            "h1",
+        )
+        .unwrap();
+        let d = names(&steps);
+        let pos = |needle: &str| {
+            d.iter()
+                .position(|s| s.contains(needle))
+                .unwrap_or_else(|| panic!("no step `{needle}` in {d:#?}"))
+        };
+        assert_eq!(steps[0], Step::Detach, "root mode waits for no maps");
+        assert!(
+            pos("join cgroup /cg/mem/cgroup.procs") < pos("unshare"),
+            "cgroup namespace roots at the instance's cgroup"
+        );
+        assert!(pos("unshare") < pos("(overlay) on /r/i/merged"));
+        assert!(
+            pos("mount - (bind) on /") < pos("(overlay)"),
+            "mounts are made private before anything is mounted"
+        );
+        assert!(pos("(overlay)") < pos("(proc) on /r/i/merged/proc"));
+        // Masks exist only for paths this kernel has.
+        if let Some(f) = MASKED_FILES
+            .iter()
+            .find(|f| Path::new("/").join(f).exists())
+        {
+            assert!(pos("(proc) on") < pos(&format!("/dev/null (bind) on /r/i/merged/{f}")));
+        }
+        if Path::new("/sys/firmware").exists() {
+            assert!(pos("(sysfs) on /r/i/merged/sys") < pos("(tmpfs) on /r/i/merged/sys/firmware"));
+        }
+        assert!(
+            !d.iter().any(|s| MASKED_FILES
+                .iter()
+                .any(|f| s.ends_with(*f) && !Path::new("/").join(f).exists())),
+            "no step for a path this kernel lacks"
+        );
+        assert!(pos("(tmpfs) on /r/i/merged/dev") < pos("mknod /r/i/merged/dev/null c 1 3"));
+        assert!(pos("(devpts) on /r/i/merged/dev/pts") < pos("pivot_root"));
+        assert!(pos("chdir /r/i/merged") < pos("pivot_root"));
+        let tail: Vec<&Step> = steps.iter().rev().take(7).collect();
+        assert_eq!(
+            tail,
+            [
+                &Step::Exec,
+                &Step::DropCaps,
+                &Step::NoNewPrivs,
+                &Step::Stdio,
+                &Step::LoopbackUp,
+                &Step::Hostname(c"h1".to_owned()),
+                &Step::Chdir(c"/".to_owned())
+            ]
+        );
+        for dev in DEVICES {
+            let node = format!("mknod /r/i/merged/dev/{dev} c ");
+            assert!(d.iter().any(|s| s.starts_with(&node)), "{dev}");
+        }
+        // The overlay's data names both layers, top first.
+        let overlay = steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Mount {
+                    fstype: Some(t),
+                    data,
+                    ..
+                } if t.as_bytes() == b"overlay" => data.clone(),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            overlay.to_bytes(),
+            b"lowerdir=/r/app:/r/image,upperdir=/r/i/upper,workdir=/r/i/work"
+        );
+    }
+
+    #[test]
+    fn rootless_plan_waits_for_maps_and_has_no_cgroup() {
+        let steps = plan(&config(true, vec![]), Path::new("/r/i"), &[], "h").unwrap();
+        assert_eq!(steps[0], Step::WaitForMaps);
+        assert!(!names(&steps).iter().any(|s| s.contains("join cgroup")));
+        let pts = steps.iter().find_map(|s| match s {
+            Step::Mount {
+                fstype: Some(t),
+                data,
+                ..
+            } if t.as_bytes() == b"devpts" => data.clone(),
+            _ => None,
+        });
+        assert!(
+            !pts.unwrap().to_string_lossy().contains("gid="),
+            "gid 5 is not mapped in a user namespace"
+        );
+        let d = names(&steps);
+        for dev in DEVICES {
+            let bind = format!("mount /dev/{dev} (bind) on /r/i/merged/dev/{dev}");
+            assert!(d.contains(&bind), "rootless binds the host's {dev}");
+        }
+    }
+
+    #[test]
+    fn volumes_are_created_bound_and_made_read_only() {
+        let tmp = std::env::temp_dir();
+        let v = Volume {
+            host: tmp.clone(),
+            guest: "/data/in".into(),
+            read_only: true,
+        };
+        let steps = plan(&config(false, vec![v]), Path::new("/r/i"), &[], "h").unwrap();
+        let d = names(&steps);
+        let i = d
+            .iter()
+            .position(|s| s == "mkdir /r/i/merged/data")
+            .unwrap();
+        assert_eq!(d[i + 1], "mkdir /r/i/merged/data/in");
+        assert_eq!(
+            d[i + 2],
+            format!("mount {} (bind) on /r/i/merged/data/in", tmp.display())
+        );
+        assert!(
+            matches!(&steps[i + 3], Step::Mount { flags, .. } if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY))
+        );
+        assert!(i < d.iter().position(|s| s.contains("pivot_root")).unwrap());
+    }
+
+    /// A fake that records every call and fails on request.
+    struct Recording {
+        calls: RefCell<Vec<String>>,
+        fail_on: Option<(&'static str, Errno)>,
+    }
+
+    impl Recording {
+        fn call(&self, what: String) -> nix::Result<()> {
+            let fail = self
+                .fail_on
+                .filter(|(needle, _)| what.contains(needle))
+                .map(|(_, e)| e);
+            self.calls.borrow_mut().push(what);
+            fail.map_or(Ok(()), Err)
+        }
+    }
+
+    impl Sys for Recording {
+        fn wait_for_maps(&self) -> nix::Result<()> {
+            self.call("wait".into())
+        }
+        fn detach(&self) -> nix::Result<()> {
+            self.call("detach".into())
+        }
+        fn join_cgroup(&self, p: &CString) -> nix::Result<()> {
+            self.call(format!("join {p:?}"))
+        }
+        fn unshare(&self, f: CloneFlags) -> nix::Result<()> {
+            self.call(format!("unshare {f:?}"))
+        }
+        fn mount(
+            &self,
+            _: Option<&CStr>,
+            t: &CStr,
+            f: Option<&CStr>,
+            _: MsFlags,
+            _: Option<&CStr>,
+        ) -> nix::Result<()> {
+            self.call(format!("mount {f:?} {t:?}"))
+        }
+        fn mkdir(&self, p: &CStr, _: u32) -> nix::Result<()> {
+            self.call(format!("mkdir {p:?}"))
+        }
+        fn mkfile(&self, p: &CStr) -> nix::Result<()> {
+            self.call(format!("mkfile {p:?}"))
+        }
+        fn mknod(&self, p: &CStr, _: u32, _: u64) -> nix::Result<()> {
+            self.call(format!("mknod {p:?}"))
+        }
+        fn symlink(&self, _: &CStr, l: &CStr) -> nix::Result<()> {
+            self.call(format!("symlink {l:?}"))
+        }
+        fn chdir(&self, p: &CStr) -> nix::Result<()> {
+            self.call(format!("chdir {p:?}"))
+        }
+        fn pivot_root(&self) -> nix::Result<()> {
+            self.call("pivot".into())
+        }
+        fn hostname(&self, h: &CStr) -> nix::Result<()> {
+            self.call(format!("hostname {h:?}"))
+        }
+        fn loopback_up(&self) -> nix::Result<()> {
+            self.call("lo up".into())
+        }
+        fn stdio(&self) -> nix::Result<()> {
+            self.call("stdio".into())
+        }
+        fn no_new_privs(&self) -> nix::Result<()> {
+            self.call("nnp".into())
+        }
+        fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()> {
+            self.call(format!("caps {}", keep.len()))
+        }
+        fn exec(&self) -> nix::Error {
+            let _ = self.call("exec".into());
+            Errno::ENOENT
+        }
+    }
+
+    #[test]
+    fn execution_follows_the_plan_and_stops_at_the_first_failure() {
+        let steps = plan(&config(false, vec![]), Path::new("/r/i"), &[], "h").unwrap();
+        let all = Recording {
+            calls: RefCell::new(Vec::new()),
+            fail_on: None,
+        };
+        let (index, errno) = execute(&steps, &all);
+        assert_eq!(
+            (index, errno),
+            (steps.len() - 1, Errno::ENOENT),
+            "only exec can fail here"
+        );
+        assert_eq!(all.calls.borrow().len(), steps.len());
+        assert_eq!(all.calls.borrow().last().map(String::as_str), Some("exec"));
+        assert_eq!(
+            all.calls.borrow()[all.calls.borrow().len() - 2],
+            format!("caps {}", DEFAULT_CAPS.len())
+        );
+
+        // A failing mandatory mount stops everything after it.
+        let failing = Recording {
+            calls: RefCell::new(Vec::new()),
+            fail_on: Some(("\"overlay\"", Errno::EPERM)),
+        };
+        let (index, errno) = execute(&steps, &failing);
+        assert_eq!(errno, Errno::EPERM);
+        assert!(steps[index].describe().contains("(overlay)"));
+        assert_eq!(failing.calls.borrow().len(), index + 1);
+
+        // A missing optional target (a masked path this kernel lacks) is skipped.
+        let optional = Recording {
+            calls: RefCell::new(Vec::new()),
+            fail_on: Some(("proc/keys", Errno::ENOENT)),
+        };
+        let (index, _) = execute(&steps, &optional);
+        assert_eq!(
+            index,
+            steps.len() - 1,
+            "ENOENT on a masked path is not an error"
+        );
+    }
+
+    #[test]
+    fn default_caps_are_dockers_fourteen() {
+        assert_eq!(DEFAULT_CAPS.len(), 14);
+        assert!(!DEFAULT_CAPS.iter().any(|(_, n)| *n == "CAP_SYS_ADMIN"));
+        assert!(DEFAULT_CAPS.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

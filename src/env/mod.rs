@@ -9,6 +9,7 @@
 pub mod container;
 pub mod native;
 pub mod process;
+pub mod stdio;
 pub mod vm;
 
 use crate::workload::{Metric, WorkloadSpec};
@@ -17,7 +18,7 @@ use std::fmt;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-pub use process::{Exit, ProcessHandle};
+pub use process::{Exit, ProcessHandle, Usage};
 
 /// The environments isobench compares.
 #[derive(
@@ -85,8 +86,8 @@ pub enum EnvError {
     /// The container's child failed while setting itself up, before exec.
     #[error("container set-up failed at `{step}`: {source}")]
     ContainerSetup {
-        /// The set-up step (`mount overlay`, `pivot_root`, ...).
-        step: &'static str,
+        /// The set-up step, in words (`mount overlay (overlay) on ...`).
+        step: String,
         /// The error number.
         source: nix::Error,
     },
@@ -113,15 +114,39 @@ impl EnvError {
     }
 }
 
+/// The file descriptor the agent writes frames to when the program's own
+/// standard output must stay clean (`isobench exec`).
+pub const FRAME_FD: i32 = 3;
+
+/// Environment variable telling the agent where to write frames.
+pub const FRAME_FD_ENV: &str = "ISOBENCH_FRAME_FD";
+
+/// Where an instance's standard streams go.
+pub enum Io {
+    /// Stdout (frames and program output) on the pipe the harness reads,
+    /// stderr into this log file, stdin from /dev/null. Used by runs.
+    Captured {
+        /// The instance's log; the harness appends the output stream too.
+        log: File,
+    },
+    /// Stdin, stdout and stderr are isobench's own, so a program's output
+    /// streams straight to the user; frames come on fd [`FRAME_FD`].
+    /// Used by `isobench exec`.
+    Inherited,
+}
+
 /// What an environment needs to start one instance.
 pub struct Launch<'a> {
     /// The workload the agent runs.
     pub spec: &'a WorkloadSpec,
     /// A name unique within the run (`cpu-vm-r2`), for host-side paths.
     pub id: &'a str,
-    /// The instance's log: the host processes' stderr goes here; the
-    /// harness appends the output stream (frames included) as it reads it.
-    pub log: File,
+    /// Where its standard streams go.
+    pub io: Io,
+    /// Extra environment variables for the agent (native and container).
+    pub env: Vec<(String, String)>,
+    /// Extra bind mounts for this instance only (container).
+    pub volumes: Vec<container::Volume>,
 }
 
 /// One environment: knows how to start instances of the agent.

@@ -43,13 +43,25 @@ impl fmt::Display for Exit {
     }
 }
 
+/// What `wait4` reports for a reaped process: its own resource usage plus
+/// that of every descendant it reaped (a container's init reaps its whole
+/// tree; QEMU's threads are part of QEMU).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Usage {
+    /// User plus system CPU time, in ms.
+    pub cpu_ms: f64,
+    /// Largest resident set size of the process or of any reaped
+    /// descendant, in KiB.
+    pub max_rss_kib: u64,
+}
+
 /// A child process of isobench, until it is reaped.
 #[derive(Debug)]
 pub struct ProcessHandle {
     pid: u32,
     pidfd: OwnedFd,
     exit: Option<Exit>,
-    cpu: Option<Duration>,
+    usage: Option<Usage>,
 }
 
 impl ProcessHandle {
@@ -62,7 +74,7 @@ impl ProcessHandle {
             pid,
             pidfd,
             exit: None,
-            cpu: None,
+            usage: None,
         })
     }
 
@@ -74,12 +86,6 @@ impl ProcessHandle {
     /// How it ended, once reaped.
     pub fn exit(&self) -> Option<Exit> {
         self.exit
-    }
-
-    /// The CPU time (user + system, all its threads, and its children
-    /// that it waited for) the process used, once reaped.
-    pub fn cpu_time(&self) -> Option<Duration> {
-        self.cpu
     }
 
     /// Waits up to `timeout` for the process to end and reaps it.
@@ -107,26 +113,31 @@ impl ProcessHandle {
         self.reap(true)
     }
 
-    /// Reaps the process if it has ended; with `block`, waits for it.
-    /// `wait4` rather than `waitpid`, for the process's resource usage.
+    /// What the kernel counted for the process and the descendants it
+    /// reaped, once it has been reaped.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Reaps the process if it has ended (with wait4, for its resource
+    /// usage); with `block`, waits for it.
     fn reap(&mut self, block: bool) -> io::Result<Option<Exit>> {
         let flags = if block { 0 } else { libc::WNOHANG };
         loop {
             let mut status = 0;
-            // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: wait4 writes only into the two out-parameters, which
-            // are valid, exclusively borrowed locals.
-            let got = unsafe { libc::wait4(self.pid as i32, &mut status, flags, &mut usage) };
-            if got == -1 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
+            // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own child with valid out-pointers.
+            let r = unsafe { libc::wait4(self.pid as i32, &mut status, flags, &mut ru) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(err);
+                return Err(e);
             }
-            if got == 0 {
-                return Ok(None); // WNOHANG and still running
+            if r == 0 {
+                return Ok(None);
             }
             let exit = if libc::WIFEXITED(status) {
                 Exit::Code(libc::WEXITSTATUS(status))
@@ -135,10 +146,11 @@ impl ProcessHandle {
             } else {
                 continue; // stopped/continued: not an end
             };
-            let tv = |t: libc::timeval| {
-                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-            };
-            self.cpu = Some(tv(usage.ru_utime) + tv(usage.ru_stime));
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            self.usage = Some(Usage {
+                cpu_ms: (secs(ru.ru_utime) + secs(ru.ru_stime)) * 1e3,
+                max_rss_kib: ru.ru_maxrss.max(0) as u64,
+            });
             self.exit = Some(exit);
             return Ok(self.exit);
         }
@@ -204,7 +216,8 @@ mod tests {
         let mut handle = ProcessHandle::new(pid).unwrap();
         let exit = handle.wait_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(exit, Some(Exit::Code(3)));
+        let usage = handle.usage().expect("wait4 reports usage");
+        assert!(usage.max_rss_kib > 0 && usage.cpu_ms >= 0.0);
         assert!(!Exit::Code(3).success() && Exit::Code(0).success());
-        assert!(handle.cpu_time().is_some());
     }
 }

@@ -1,19 +1,29 @@
 //! Reports: everything a run directory shows, rendered from its records.
 //!
 //! [`render`] reads `results.csv`, `instances.jsonl` and `meta.json` and
-//! writes `summary.json`, `report.md` and the charts. It depends on nothing
-//! but those files, so `isobench report DIR` re-renders an old or an
-//! interrupted run the same way. The text outputs are [`Exporter`]s that turn
-//! the data into bytes without doing I/O; [`render`] writes them.
+//! writes `summary.json`, `report.md`, `report.html`, `bmf.json`, the
+//! github-action-benchmark files and the charts. It depends on nothing but
+//! those files, so `isobench report DIR` re-renders an old or an interrupted
+//! run the same way. The text outputs are [`Exporter`]s that turn the data
+//! into bytes without doing I/O; [`render`] writes them.
+//!
+//! Series are grouped into sections by [`family`]; [`figures`] decides the
+//! charts of each section.
 
 pub mod chart;
+pub mod dashboard;
+pub mod family;
+pub mod figures;
+pub mod html;
 
 use crate::env::EnvKind;
 use crate::meta::{META, Meta};
 use crate::record::{self, INSTANCES, InstanceRecord, RESULTS, Record, RecordError};
 use crate::stats::{self, Interval, Summary};
 use crate::workload::Better;
+use family::Family;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -76,6 +86,93 @@ pub struct ReportData {
     pub series: Vec<SeriesSummary>,
     /// Instances that failed.
     pub failures: Vec<InstanceRecord>,
+    /// Workload name → kind, from the scenario in `meta.json`.
+    #[serde(skip)]
+    pub kinds: BTreeMap<String, String>,
+}
+
+impl ReportData {
+    /// Summarizes a run's records.
+    pub fn new(meta: Meta, records: &[Record], instances: Vec<InstanceRecord>) -> ReportData {
+        let series = summarize(records, &meta);
+        let kinds = workload_kinds(&meta);
+        ReportData {
+            meta,
+            series,
+            failures: instances.into_iter().filter(|i| !i.ok).collect(),
+            kinds,
+        }
+    }
+
+    /// The kind of a workload (`cpu`, `noop`, ...): from the scenario, else
+    /// its name (a workload is named after its kind unless the scenario
+    /// names it).
+    pub fn kind_of<'a>(&'a self, workload: &'a str) -> &'a str {
+        self.kinds.get(workload).map_or(workload, String::as_str)
+    }
+
+    /// The report section of a series; `None` is "other figures".
+    pub fn family_of(&self, s: &SeriesSummary) -> Option<Family> {
+        family::classify(self.kind_of(&s.workload), &s.metric)
+    }
+
+    /// The series of one section (`None`: those of no family), in order.
+    pub fn in_family(&self, f: Option<Family>) -> Vec<&SeriesSummary> {
+        self.series
+            .iter()
+            .filter(|s| self.family_of(s) == f)
+            .collect()
+    }
+
+    /// The families that have at least one series, in report order.
+    pub fn families(&self) -> Vec<Family> {
+        Family::ALL
+            .into_iter()
+            .filter(|f| self.series.iter().any(|s| self.family_of(s) == Some(*f)))
+            .collect()
+    }
+
+    /// Whether the run's VMs ran under TCG (software emulation).
+    pub fn tcg(&self) -> bool {
+        self.meta
+            .accelerator
+            .as_ref()
+            .is_some_and(|a| a.accel == crate::env::vm::Accel::Tcg)
+    }
+
+    /// Whether any series comes from a VM.
+    pub fn has_vm(&self) -> bool {
+        self.series
+            .iter()
+            .any(|s| s.environment == EnvKind::Vm.as_str())
+    }
+
+    /// The scenario's name.
+    pub fn scenario_name(&self) -> &str {
+        self.meta
+            .scenario
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+    }
+}
+
+/// Workload name → kind, read from the scenario in `meta.json`
+/// (`scenario.workloads[].name` and `.spec.kind`).
+pub fn workload_kinds(meta: &Meta) -> BTreeMap<String, String> {
+    let mut kinds = BTreeMap::new();
+    let workloads = meta.scenario.get("workloads").and_then(|w| w.as_array());
+    for w in workloads.into_iter().flatten() {
+        let name = w.get("name").and_then(|v| v.as_str());
+        let kind = w
+            .get("spec")
+            .and_then(|s| s.get("kind"))
+            .and_then(|v| v.as_str());
+        if let (Some(name), Some(kind)) = (name, kind) {
+            kinds.insert(name.to_string(), kind.to_string());
+        }
+    }
+    kinds
 }
 
 /// Groups records into series and computes their statistics.
@@ -207,20 +304,177 @@ impl Exporter for Markdown {
     }
 }
 
-/// Escapes the characters that would break a Markdown table cell.
+/// Escapes free text for Markdown: characters that would break a table
+/// cell, and the angle brackets that would open raw HTML.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
+}
+
+/// A name as Markdown inline code. A name with characters that could
+/// start HTML or end the span is written as escaped plain text instead, so
+/// the output holds no raw markup whichever renderer reads it.
+fn code(text: &str) -> String {
+    if text.contains(['`', '<', '>', '&', '|', '\n', '\r']) {
+        cell(text)
+    } else {
+        format!("`{text}`")
+    }
+}
+
+/// `× native` of one series, e.g. `1.52× native (95% CI 1.10–2.30)`.
+fn ratio_phrase(s: &SeriesSummary) -> Option<String> {
+    let r = s.ratio_to_native?;
+    Some(match &s.ratio_ci95 {
+        Some(ci) => format!(
+            "{}× native (95% CI {}–{})",
+            fmt_ratio_value(r),
+            fmt_ratio_value(ci.lo),
+            fmt_ratio_value(ci.hi)
+        ),
+        None => format!("{}× native", fmt_ratio_value(r)),
+    })
+}
+
+fn fmt_ratio_value(r: f64) -> String {
+    if r.abs() >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// What this run measured in one section, as plain sentences: per
+/// workload, its headline metric in every environment with the ratio to
+/// native, and which differences are within noise. `name` formats a name
+/// (a workload, environment or metric) and `text` escapes free text, so
+/// Markdown and HTML share the wording.
+pub fn findings(
+    data: &ReportData,
+    family: Family,
+    name: &dyn Fn(&str) -> String,
+    text: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let series = data.in_family(Some(family));
+    let headline = figures::headline_series(family, &series);
+    let mut out = Vec::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for s in &headline {
+        if !keys.contains(&(s.workload.as_str(), s.metric.as_str())) {
+            keys.push((&s.workload, &s.metric));
+        }
+    }
+    for (w, m) in keys {
+        let rows: Vec<&&SeriesSummary> = headline
+            .iter()
+            .filter(|s| s.workload == w && s.metric == m)
+            .collect();
+        let parts: Vec<String> = rows
+            .iter()
+            .map(|s| {
+                let value = format!("{} {}", fmt_value(s.stats.median), text(&s.unit));
+                match ratio_phrase(s) {
+                    Some(r) => format!("{} {value}, {r}", name(&s.environment)),
+                    None => format!("{} {value}", name(&s.environment)),
+                }
+            })
+            .collect();
+        let mut sentence = format!(
+            "{} {} (median of n = {}): {}.",
+            name(w),
+            name(m),
+            rows.iter()
+                .map(|s| s.stats.n.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            parts.join("; ")
+        );
+        let within: Vec<String> = rows
+            .iter()
+            .filter(|s| s.ratio_ci95.as_ref().is_some_and(|ci| ci.contains(1.0)))
+            .map(|s| name(&s.environment))
+            .collect();
+        if !within.is_empty() {
+            let (noun, verb) = if within.len() == 1 {
+                ("interval", "includes")
+            } else {
+                ("intervals", "include")
+            };
+            let _ = write!(
+                sentence,
+                " The {noun} of {} {verb} 1×: at this n the difference from native is within \
+                 the noise.",
+                within.join(" and ")
+            );
+        }
+        out.push(sentence);
+    }
+    if family == Family::Startup {
+        out.extend(boot_breakdown(data, name));
+    }
+    out
+}
+
+/// Per workload, how the VM's median startup splits into the guest
+/// kernel's boot and the rest.
+fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String> {
+    let vm = EnvKind::Vm.as_str();
+    let get = |w: &str, m: &str| {
+        data.series
+            .iter()
+            .find(|s| s.workload == w && s.environment == vm && s.metric == m)
+    };
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for s in data.series.iter().filter(|s| s.environment == vm) {
+        if seen.contains(&s.workload.as_str()) {
+            continue;
+        }
+        seen.push(&s.workload);
+        let (Some(total), Some(kernel)) = (
+            get(&s.workload, "startup_ms"),
+            get(&s.workload, "boot_kernel_ms"),
+        ) else {
+            continue;
+        };
+        let (t, k) = (total.stats.median, kernel.stats.median);
+        if t <= 0.0 {
+            continue;
+        }
+        // The rest per instance, as in the vm_boot chart (both series come
+        // from the same instances, in repetition order).
+        let rest = if total.values.len() == kernel.values.len() {
+            let per_instance: Vec<f64> = total
+                .values
+                .iter()
+                .zip(&kernel.values)
+                .map(|(t, k)| t - k)
+                .collect();
+            crate::stats::median(&per_instance)
+        } else {
+            t - k
+        };
+        out.push(format!(
+            "For {}, the VM's median startup of {} ms holds a median guest kernel boot of {} ms \
+             ({:.0}%); the rest, a median {} ms per instance, is QEMU's own start, its set-up \
+             of the machine before the kernel runs, and the ready frame's way out over the \
+             serial console.",
+            name(&s.workload),
+            fmt_value(t),
+            fmt_value(k),
+            100.0 * k / t,
+            fmt_value(rest)
+        ));
+    }
+    out
 }
 
 fn markdown(data: &ReportData) -> String {
     let m = &data.meta;
     let mut s = String::new();
-    let name = m
-        .scenario
-        .get("name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let _ = writeln!(s, "# isobench report: `{}`\n", cell(name));
+    let _ = writeln!(s, "# isobench report: {}\n", code(data.scenario_name()));
     if let Some(desc) = m.scenario.get("description").and_then(|v| v.as_str())
         && !desc.is_empty()
     {
@@ -228,91 +482,67 @@ fn markdown(data: &ReportData) -> String {
     }
     let _ = writeln!(
         s,
-        "Run `{}` · status **{}** · started {} · wall time {} · isobench {}\n",
-        m.run_id,
-        m.status,
-        m.started,
+        "Run {} · status **{}** · started {} · wall time {} · isobench {}\n",
+        code(&m.run_id),
+        cell(&m.status),
+        cell(&m.started),
         m.wall_s.map_or("—".into(), |w| format!("{w:.0} s")),
-        m.isobench
+        cell(&m.isobench)
     );
     let _ = writeln!(
         s,
         "Host: {} ({} cores, {} MiB) · kernel {} · {} · cgroups {}",
-        m.host.cpu_model,
+        cell(&m.host.cpu_model),
         m.host.cores,
         m.host.memory_mib,
-        m.host.kernel,
-        m.host.os,
-        m.host.cgroup_mode
+        cell(&m.host.kernel),
+        cell(&m.host.os),
+        cell(&m.host.cgroup_mode)
     );
     if let Some(acc) = &m.accelerator {
         let _ = writeln!(
             s,
             "\nVM: {} · accelerator **{}** ({}) · guest kernel {}",
-            m.qemu.as_deref().unwrap_or("QEMU"),
+            cell(m.qemu.as_deref().unwrap_or("QEMU")),
             acc.accel.as_str(),
             cell(&acc.reason),
-            m.guest_kernel.as_deref().unwrap_or("?")
+            cell(m.guest_kernel.as_deref().unwrap_or("?"))
         );
-        if acc.accel == crate::env::vm::Accel::Tcg {
-            let _ = writeln!(
-                s,
-                "\n> **Warning: the VM ran under TCG**, QEMU's software emulator, not hardware \
-                 virtualization. Its boot times and CPU scores show the cost of emulation, which is \
-                 far higher than the cost of a KVM guest on ordinary hardware."
-            );
+        if data.tcg() {
+            let _ = writeln!(s, "\n> **Warning:** {TCG_WARNING}");
         }
     }
-    let _ = writeln!(
-        s,
-        "\nEvery figure is the median of n repetitions, each in a fresh instance, with a 95% \
-         bootstrap confidence interval of the median; outliers (modified Z-score > 3.5) are \
-         counted, never dropped. `startup_ms` runs from just before the spawn to the arrival of \
-         the agent's `ready` frame; `× native` is the ratio of medians to the native one.\n"
-    );
+    let _ = writeln!(s, "\n{HOW_TO_READ}\n");
 
-    let startup: Vec<&SeriesSummary> = data
-        .series
-        .iter()
-        .filter(|x| x.metric == "startup_ms")
-        .collect();
-    if !startup.is_empty() {
-        let _ = writeln!(
-            s,
-            "## Startup\n\n![startup time per environment](charts/startup.svg)\n"
-        );
-        table(&mut s, &startup);
-    }
-    let mut workloads: Vec<&str> = Vec::new();
-    for x in &data.series {
-        if !workloads.contains(&x.workload.as_str()) {
-            workloads.push(&x.workload);
+    let figures = figures::all(data);
+    for family in data.families() {
+        let _ = writeln!(s, "## {}\n", family.title());
+        for f in figures.iter().filter(|f| f.family == family) {
+            let _ = writeln!(s, "![{}](charts/{}.svg)\n", cell(&f.chart.title), f.name);
         }
-    }
-    for w in workloads {
-        let rows: Vec<&SeriesSummary> = data
-            .series
-            .iter()
-            .filter(|x| x.workload == w && x.metric != "startup_ms")
-            .collect();
-        if rows.is_empty() {
-            continue;
+        for line in findings(data, family, &|x| code(x), &|x| cell(x)) {
+            let _ = writeln!(s, "- {line}");
         }
-        let _ = writeln!(s, "## Workload `{}`\n", cell(w));
-        table(&mut s, &rows);
+        s.push('\n');
+        table(&mut s, &data.in_family(Some(family)));
+    }
+    let other = data.in_family(None);
+    if !other.is_empty() {
+        let _ = writeln!(s, "## Other figures\n");
+        table(&mut s, &other);
     }
     if !data.failures.is_empty() {
         let _ = writeln!(s, "## Failures\n");
         for f in &data.failures {
             let _ = writeln!(
                 s,
-                "- `{}` in `{}`, {} {}: {} (log: `{}`)",
-                cell(&f.workload),
-                f.environment,
+                "- {} in {}, {} {}: {} (log: {})",
+                code(&f.workload),
+                code(&f.environment),
                 if f.warmup { "warm-up" } else { "repetition" },
                 f.repetition,
                 cell(f.error.as_deref().unwrap_or("?")),
-                f.log
+                code(&f.log)
             );
         }
         s.push('\n');
@@ -327,6 +557,18 @@ fn markdown(data: &ReportData) -> String {
     s
 }
 
+/// The warning shown when the VM ran under TCG.
+pub const TCG_WARNING: &str = "The VM ran under TCG, QEMU's software emulator, not hardware \
+     virtualization. Its boot times and CPU scores show the cost of emulation, which is far \
+     higher than the cost of a KVM guest on ordinary hardware.";
+
+/// How to read the figures.
+pub const HOW_TO_READ: &str = "Every figure is the median of n repetitions, each in a fresh \
+     instance, with a 95% bootstrap confidence interval of the median; outliers (modified \
+     Z-score above 3.5) are counted and shown, never dropped. startup_ms runs from just before the \
+     spawn to the arrival of the agent's ready frame; × native is the ratio of the medians to \
+     the native one, with its own bootstrap interval.";
+
 fn table(s: &mut String, rows: &[&SeriesSummary]) {
     let _ = writeln!(
         s,
@@ -338,7 +580,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             s,
             "| {} | {} | {} ({}, {} is better) | {} | {} | [{}, {}] | {} | {} | {} | {} |",
             cell(&x.workload),
-            x.environment,
+            cell(&x.environment),
             cell(&x.metric),
             cell(&x.unit),
             match x.better {
@@ -360,19 +602,50 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
 
 /// The terminal summary: startup and score per workload and environment.
 pub fn terminal_table(series: &[SeriesSummary]) -> String {
+    // Per workload: its startup, and its headline figure — `score` when it
+    // has one, else the first figure the workload measured itself (a
+    // command workload's first extracted metric).
+    let host_side = |m: &str| {
+        [
+            "startup_ms",
+            "teardown_ms",
+            "boot_kernel_ms",
+            "host_cpu_ms",
+            "max_rss_mib",
+            "elapsed_ms",
+        ]
+        .contains(&m)
+            || m.starts_with("cgroup_")
+            || m.starts_with("vmm_")
+            || m.starts_with("qemu_")
+            || m.starts_with("guest_")
+    };
+    let headline = |w: &str| -> Option<&str> {
+        let of_w = series.iter().filter(|x| x.workload == w);
+        of_w.clone()
+            .find(|x| x.metric == "score")
+            .or_else(|| of_w.clone().find(|x| !host_side(&x.metric)))
+            .map(|x| x.metric.as_str())
+    };
+    let width = series
+        .iter()
+        .map(|x| x.workload.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<12} {:<10} {:<14} {:>3} {:>12} {:>22} {:>10}",
+        "{:<width$} {:<10} {:<16} {:>3} {:>16} {:>22} {:>10}",
         "workload", "env", "metric", "n", "median", "95% CI", "× native"
     );
-    for x in series
-        .iter()
-        .filter(|x| ["startup_ms", "score", "boot_kernel_ms"].contains(&x.metric.as_str()))
-    {
+    for x in series.iter().filter(|x| {
+        ["startup_ms", "boot_kernel_ms"].contains(&x.metric.as_str())
+            || headline(&x.workload) == Some(x.metric.as_str())
+    }) {
         let _ = writeln!(
             s,
-            "{:<12} {:<10} {:<14} {:>3} {:>12} {:>22} {:>10}",
+            "{:<width$} {:<10} {:<16} {:>3} {:>16} {:>22} {:>10}",
             x.workload,
             x.environment,
             x.metric,
@@ -387,48 +660,6 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
         );
     }
     s
-}
-
-/// The startup chart: one group per workload, one bar per environment.
-pub fn startup_chart(series: &[SeriesSummary], meta: &Meta) -> Option<chart::BarChart> {
-    let mut groups: Vec<chart::Group> = Vec::new();
-    for x in series.iter().filter(|x| x.metric == "startup_ms") {
-        let bar = chart::Bar {
-            series: x.environment.clone(),
-            median: x.stats.median,
-            lo: x.stats.min,
-            hi: x.stats.max,
-            points: x.values.clone(),
-            outliers: x
-                .stats
-                .outliers
-                .iter()
-                .filter_map(|i| x.values.get(*i).copied())
-                .collect(),
-        };
-        match groups.iter_mut().find(|g| g.name == x.workload) {
-            Some(g) => g.bars.push(bar),
-            None => groups.push(chart::Group {
-                name: x.workload.clone(),
-                bars: vec![bar],
-            }),
-        }
-    }
-    if groups.is_empty() {
-        return None;
-    }
-    let accel = meta
-        .accelerator
-        .as_ref()
-        .map(|a| format!(", VM under {}", a.accel.as_str().to_uppercase()))
-        .unwrap_or_default();
-    Some(chart::BarChart {
-        title: format!("Startup time: spawn to agent ready (log scale{accel})"),
-        y_label: "startup_ms (ms)".into(),
-        groups,
-        log_y: true,
-        caption: Some("bar: median · whisker: min–max · dots: repetitions".into()),
-    })
 }
 
 /// What [`render`] produced.
@@ -458,31 +689,387 @@ pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
     let meta = Meta::load(dir).map_err(ReportError::Meta)?;
     let records = record::read_results(&dir.join(RESULTS))?;
     let instances = record::read_instances(&dir.join(INSTANCES))?;
-    let series = summarize(&records, &meta);
-    let data = ReportData {
-        meta,
-        series,
-        failures: instances.into_iter().filter(|i| !i.ok).collect(),
-    };
+    let data = ReportData::new(meta, &records, instances);
     let mut files = Vec::new();
-    let exporters: [&dyn Exporter; 2] = [&SummaryJson, &Markdown];
+    let exporters: [&dyn Exporter; 6] = [
+        &SummaryJson,
+        &Markdown,
+        &html::Html,
+        &dashboard::Bmf,
+        &dashboard::BenchmarkAction(Better::Lower),
+        &dashboard::BenchmarkAction(Better::Higher),
+    ];
     for e in exporters {
         let path = dir.join(e.file_name());
         write(&path, &e.export(&data)?)?;
         files.push(path);
     }
-    if let Some(c) = startup_chart(&data.series, &data.meta) {
+    let figures = figures::all(&data);
+    if !figures.is_empty() {
         let charts = dir.join("charts");
         std::fs::create_dir_all(&charts).map_err(|source| ReportError::Write {
             path: charts.clone(),
             source,
         })?;
-        let (svg, png) = (charts.join("startup.svg"), charts.join("startup.png"));
-        chart::write_both(&c, &svg, &png)?;
-        files.extend([svg, png]);
+        for f in figures {
+            let svg = charts.join(format!("{}.svg", f.name));
+            let png = charts.join(format!("{}.png", f.name));
+            chart::write_both(&f.chart, &svg, &png)?;
+            files.extend([svg, png]);
+        }
     }
     Ok(Rendered {
         table: terminal_table(&data.series),
         files,
     })
+}
+
+#[cfg(test)]
+pub(crate) mod fixture {
+    //! Report data for the exporters' tests: every family, hostile text in
+    //! every free-text field a run can carry, and a VM under TCG.
+
+    use super::*;
+
+    /// A hostile workload name, as a hand-edited results.csv could hold.
+    pub const EVIL: &str = "<script>alert('x')</script>|`";
+
+    pub fn meta(tcg: bool) -> Meta {
+        let accel = if tcg {
+            serde_json::json!({"accel": "tcg", "reason": "forced <b>by</b> test"})
+        } else {
+            serde_json::Value::Null
+        };
+        serde_json::from_value(serde_json::json!({
+            "run_id": "20260101T000000Z-abcd",
+            "status": "complete",
+            "started": "2026-01-01T00:00:00Z",
+            "finished": "2026-01-01T00:01:00Z",
+            "wall_s": 60.0,
+            "isobench": "0.1.0 (test)",
+            "host": {
+                "cpu_model": "Evil <img src=x onerror=alert(1)> CPU & \"co\"",
+                "cores": 2, "kernel": "6.1.0", "os": "Debian <12>",
+                "memory_mib": 4096, "cgroup_mode": "hybrid"
+            },
+            "qemu": "QEMU emulator version 7.2",
+            "accelerator": accel,
+            "guest_kernel": "6.1.0-cloud",
+            "image": null,
+            "scenario": {
+                "name": "fx",
+                "description": "fixture <script>alert(2)</script> & more",
+                "source": "fx.toml",
+                "source_sha256": "00ff",
+                "workloads": [
+                    {"name": "noop", "spec": {"kind": "noop"}},
+                    {"name": "cpu", "spec": {"kind": "cpu", "rounds": 10, "buffer_kib": 1}},
+                    {"name": "sys", "spec": {"kind": "syscall"}},
+                    {"name": "forks", "spec": {"kind": "fork"}},
+                    {"name": "io", "spec": {"kind": "fileio"}},
+                    {"name": "tcp", "spec": {"kind": "net"}},
+                    {"name": "many", "spec": {"kind": "density"}},
+                    {"name": EVIL, "spec": {"kind": "cpu"}}
+                ]
+            },
+            "environments": {"vm": {"config": {"machine": "microvm", "cpus": 1, "memory_mib": 256}}},
+            "metrics": {
+                "startup_ms": {"unit": "ms", "better": "lower"},
+                "boot_kernel_ms": {"unit": "ms", "better": "lower"},
+                "score": {"unit": "rounds/s", "better": "higher"},
+                "pss_mib": {"unit": "MiB", "better": "lower"},
+                "vmm_overhead_mib": {"unit": "MiB", "better": "lower"},
+                "ns_per_call": {"unit": "ns", "better": "lower"},
+                "forks_per_s": {"unit": "forks/s", "better": "higher"},
+                "read": {"unit": "MiB/s", "better": "higher"},
+                "rtt_us": {"unit": "µs", "better": "lower"},
+                "host_cpu_ms": {"unit": "ms", "better": "lower"}
+            },
+            "order": "interleaved",
+            "notes": ["a note with <tags>"]
+        }))
+        .unwrap()
+    }
+
+    fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
+        for (i, v) in values.iter().enumerate() {
+            out.push(Record {
+                workload: w.into(),
+                environment: e.into(),
+                repetition: i as u32 + 1,
+                metric: m.into(),
+                unit: unit.into(),
+                value: *v,
+            });
+        }
+    }
+
+    /// Records of every family; with `vm`, a VM environment too.
+    pub fn records(vm: bool) -> Vec<Record> {
+        let mut r = Vec::new();
+        let envs: &[(&str, f64)] = if vm {
+            &[("native", 1.0), ("container", 1.1), ("vm", 3.0)]
+        } else {
+            &[("native", 1.0), ("container", 1.1)]
+        };
+        for (w, base) in [("noop", 1.0), ("cpu", 1.2), (EVIL, 1.3)] {
+            for (e, f) in envs {
+                let s = if *e == "vm" { 2000.0 } else { base * f };
+                push(
+                    &mut r,
+                    w,
+                    e,
+                    "startup_ms",
+                    "ms",
+                    &[s, s * 1.05, s * 0.97, s * 1.5],
+                );
+            }
+        }
+        if vm {
+            push(
+                &mut r,
+                "noop",
+                "vm",
+                "boot_kernel_ms",
+                "ms",
+                &[1200.0, 1250.0, 1190.0, 1300.0],
+            );
+            push(
+                &mut r,
+                "noop",
+                "vm",
+                "vmm_overhead_mib",
+                "MiB",
+                &[140.0, 141.0, 139.0, 140.5],
+            );
+        }
+        for (e, f) in envs {
+            push(
+                &mut r,
+                "noop",
+                e,
+                "pss_mib",
+                "MiB",
+                &[2.0 * f, 2.1 * f, 2.0 * f, 2.2 * f],
+            );
+            push(
+                &mut r,
+                "cpu",
+                e,
+                "score",
+                "rounds/s",
+                &[4000.0 / f, 3900.0 / f, 4100.0 / f, 4050.0 / f],
+            );
+            push(
+                &mut r,
+                EVIL,
+                e,
+                "score",
+                "rounds/s",
+                &[10.0, 11.0, 12.0, 13.0],
+            );
+            push(
+                &mut r,
+                "sys",
+                e,
+                "ns_per_call",
+                "ns",
+                &[100.0 * f, 101.0 * f, 99.0 * f, 100.0 * f],
+            );
+            push(
+                &mut r,
+                "forks",
+                e,
+                "forks_per_s",
+                "forks/s",
+                &[5000.0 / f, 5100.0 / f, 4900.0 / f, 5000.0 / f],
+            );
+            push(
+                &mut r,
+                "io",
+                e,
+                "read",
+                "MiB/s",
+                &[800.0 / f, 790.0 / f, 810.0 / f, 805.0 / f],
+            );
+            push(
+                &mut r,
+                "tcp",
+                e,
+                "rtt_us",
+                "µs",
+                &[40.0 * f, 41.0 * f, 39.0 * f, 40.0 * f],
+            );
+            push(
+                &mut r,
+                "many",
+                e,
+                "pss_mib",
+                "MiB",
+                &[3.0 * f, 3.1 * f, 2.9 * f, 3.0 * f],
+            );
+            push(
+                &mut r,
+                "noop",
+                e,
+                "host_cpu_ms",
+                "ms",
+                &[1.0, 1.1, 0.9, 1.0],
+            );
+        }
+        r
+    }
+
+    pub fn data(vm: bool) -> ReportData {
+        ReportData::new(meta(vm), &records(vm), Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_fall_into_their_families() {
+        let data = fixture::data(true);
+        assert_eq!(data.families(), Family::ALL.to_vec());
+        let family = |w: &str, m: &str| {
+            let s = data
+                .series
+                .iter()
+                .find(|s| s.workload == w && s.metric == m)
+                .unwrap();
+            data.family_of(s)
+        };
+        assert_eq!(family("noop", "startup_ms"), Some(Family::Startup));
+        assert_eq!(family("noop", "vmm_overhead_mib"), Some(Family::Memory));
+        assert_eq!(family("many", "pss_mib"), Some(Family::Density));
+        assert_eq!(family(fixture::EVIL, "score"), Some(Family::Cpu));
+        assert_eq!(family("noop", "host_cpu_ms"), None);
+        // A workload the scenario does not list is its own kind.
+        assert_eq!(data.kind_of("cpu"), "cpu");
+        assert_eq!(data.kind_of("unlisted"), "unlisted");
+    }
+
+    #[test]
+    fn families_that_did_not_run_are_left_out() {
+        let records: Vec<Record> = fixture::records(false)
+            .into_iter()
+            .filter(|r| ["noop", "cpu"].contains(&r.workload.as_str()) && r.metric != "host_cpu_ms")
+            .collect();
+        let data = ReportData::new(fixture::meta(false), &records, Vec::new());
+        assert_eq!(
+            data.families(),
+            [Family::Startup, Family::Memory, Family::Cpu]
+        );
+        let md = markdown(&data);
+        assert!(md.contains("## Startup") && md.contains("## CPU"), "{md}");
+        for absent in [
+            "## Disk",
+            "## Network",
+            "## Density",
+            "## System calls",
+            "## Other",
+        ] {
+            assert!(!md.contains(absent), "{absent} in\n{md}");
+        }
+        assert!(!md.contains("Warning"), "no VM, no TCG warning");
+    }
+
+    #[test]
+    fn markdown_escapes_free_text_and_keeps_tables_intact() {
+        let md = markdown(&fixture::data(true));
+        assert!(!md.contains("<script>") && !md.contains("<img"), "{md}");
+        assert!(md.contains("&lt;img src=x"), "{md}");
+        assert!(md.contains("> **Warning:** The VM ran under TCG"), "{md}");
+        // Every table row has the header's number of cells despite the `|`
+        // in the hostile name (escaped as `\|`).
+        for line in md
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
+        {
+            let cells = line.replace("\\|", "").matches('|').count();
+            assert_eq!(cells, 11, "{line}");
+        }
+        assert!(md.contains("![VM startup, broken down](charts/vm_boot.svg)"));
+    }
+
+    #[test]
+    fn findings_state_ratios_and_noise() {
+        let data = fixture::data(true);
+        let lines = findings(&data, Family::Cpu, &|x| format!("[{x}]"), &|x| {
+            x.to_string()
+        });
+        let cpu = lines
+            .iter()
+            .find(|l| l.starts_with("[cpu] [score]"))
+            .unwrap();
+        assert!(cpu.contains("[vm] 1342 rounds/s, 0.33× native"), "{cpu}");
+        // The hostile workload scores the same everywhere: within noise.
+        let evil = lines.iter().find(|l| l.contains(fixture::EVIL)).unwrap();
+        assert!(evil.contains("intervals of"), "{evil}");
+        let startup = findings(&data, Family::Startup, &|x| x.to_string(), &|x| {
+            x.to_string()
+        });
+        assert!(
+            startup
+                .iter()
+                .any(|l| l.starts_with("For noop, the VM's median startup of 2050 ms holds a median guest kernel boot of 1225 ms (60%)")),
+            "{startup:?}"
+        );
+    }
+
+    #[test]
+    fn render_writes_every_output_from_the_records() {
+        let dir = std::env::temp_dir().join(format!("isobench-render-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        fixture::meta(true).save(&dir).unwrap();
+        let mut rec = record::Recorder::create(&dir).unwrap();
+        let instance = InstanceRecord {
+            workload: "noop".into(),
+            environment: "vm".into(),
+            repetition: 1,
+            warmup: false,
+            ok: false,
+            error: Some("boom <b>".into()),
+            exit: None,
+            digest: None,
+            metrics: Vec::new(),
+            log: "logs/x.log".into(),
+        };
+        rec.append(&fixture::records(true), &instance).unwrap();
+        drop(rec);
+        let rendered = render(&dir).unwrap();
+        for f in [
+            "summary.json",
+            "report.md",
+            "report.html",
+            "bmf.json",
+            "benchmark-action-smaller.json",
+            "benchmark-action-bigger.json",
+            "charts/startup.svg",
+            "charts/vm_boot.png",
+            "charts/memory.svg",
+            "charts/vmm_overhead.svg",
+            "charts/cpu.png",
+            "charts/syscalls.svg",
+            "charts/disk.svg",
+            "charts/network.svg",
+            "charts/density.svg",
+        ] {
+            assert!(rendered.files.contains(&dir.join(f)), "{f} not reported");
+            assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
+        }
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(
+            md.contains("## Failures") && md.contains("boom &lt;b&gt;"),
+            "{md}"
+        );
+        // Rendering again gives the same bytes.
+        let html = std::fs::read(dir.join("report.html")).unwrap();
+        render(&dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("report.html")).unwrap(), html);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

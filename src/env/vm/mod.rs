@@ -24,9 +24,11 @@
 //! every guest's initramfs packs whole; the agent runs it as its child with
 //! the console (`ttyS0`) as its stdout and stderr, so its output reaches the
 //! host on QEMU's stdout, which [`Vm`] copies into the instance's log
-//! (`Launch::log`), while the agent's frames keep their own port; its
-//! arguments travel on the kernel command line, quoted when they hold blanks
-//! and checked by [`check_cmdline`].
+//! (or, for `exec`, to isobench's own stdout), while the agent's frames keep
+//! their own port; its arguments travel on the kernel command line,
+//! hex-encoded when the kernel would mangle them
+//! ([`qemu::encode_workload_args`]), within the kernel's length limit
+//! ([`check_cmdline`]).
 
 pub mod accel;
 pub mod modules;
@@ -38,14 +40,14 @@ pub use accel::{
 };
 pub use qemu::{
     CMDLINE_MAX, DISK_DEVICE, FRAMES_DEVICE, FRAMES_FD, Guest, Machine, VmConfig, check_cmdline,
-    default_boot_timeout, host_tsc_khz, kernel_cmdline, qemu_args,
+    default_boot_timeout, encode_workload_args, host_tsc_khz, kernel_cmdline, qemu_args,
 };
 
 use super::native::die_with_parent;
-use super::{EnvError, EnvKind, Environment, Exit, Instance, Launch, ProcessHandle};
+use super::{EnvError, EnvKind, Environment, Exit, Instance, Io, Launch, ProcessHandle};
 use crate::image::{self, Node};
 use crate::runtime::RunDir;
-use crate::workload::Metric;
+use crate::workload::{Metric, WorkloadSpec};
 use modules::{Module, ModuleDir, ModuleError};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -123,25 +125,65 @@ impl KernelFiles {
 }
 
 /// The devices a guest has besides its two serial ports. Nothing by
-/// default: no network device, no disk.
+/// default: no network device, no disk. A guest has at most one disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Devices {
-    /// A scratch virtio disk of this many MiB, backed by a raw file on the
-    /// host opened with O_DIRECT (`cache=none`), for I/O workloads.
+    /// A raw virtio disk of this many MiB (`[vm] disk_mib`), backed by a
+    /// file on the host opened with O_DIRECT (`cache=none`); the agent
+    /// checks it with one O_DIRECT write and read.
     pub disk_mib: Option<u64>,
+    /// Instead, a disk of this many MiB formatted ext4 on the host and
+    /// mounted by the agent at `/scratch`, where I/O workloads (`fileio`)
+    /// put their files; sized from the workload.
+    pub scratch_mib: Option<u64>,
 }
 
+/// Room for ext4's own structures (journal, inode tables) on a scratch disk.
+const SCRATCH_HEADROOM_MIB: u64 = 64;
+
 impl Devices {
+    /// The environment's devices plus what this workload asks for: a
+    /// `fileio` workload gets a scratch disk large enough for its file.
+    pub fn for_workload(self, spec: &WorkloadSpec) -> Devices {
+        match spec {
+            WorkloadSpec::Fileio { file_mib, .. } => Devices {
+                disk_mib: None,
+                scratch_mib: Some(
+                    (file_mib + file_mib / 8 + SCRATCH_HEADROOM_MIB)
+                        .max(self.disk_mib.unwrap_or(0)),
+                ),
+            },
+            _ => self,
+        }
+    }
+
+    /// The size of the guest's disk, if it has one.
+    pub fn disk_size_mib(&self) -> Option<u64> {
+        self.scratch_mib.or(self.disk_mib)
+    }
+
     /// The kernel modules these devices need, by name (dependencies are
     /// added by [`ModuleDir::resolve`]).
     pub fn modules(&self, machine: Machine) -> Vec<&'static str> {
         let mut wanted = Vec::new();
-        if self.disk_mib.is_some() {
+        if self.disk_size_mib().is_some() {
             wanted.push(machine.virtio_transport());
             wanted.push("virtio_blk");
         }
         wanted
     }
+}
+
+/// The `mkfs.ext4` that formats scratch disks, or how to get one.
+pub fn mkfs_ext4() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join("mkfs.ext4"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "mkfs.ext4 not found (a VM's scratch disk for I/O workloads is formatted on the host): install it with apt-get install e2fsprogs".to_string()
+        })
 }
 
 /// Where modules go in the initramfs.
@@ -244,15 +286,25 @@ impl Vm {
     }
 
     /// The agent's arguments for one guest.
-    fn agent_args(&self, modules: &[String], launch: &Launch<'_>) -> Vec<String> {
+    fn agent_args(
+        &self,
+        modules: &[String],
+        devices: &Devices,
+        launch: &Launch<'_>,
+    ) -> Vec<String> {
         let mut args = vec![format!("--frames={FRAMES_DEVICE}")];
         if !modules.is_empty() {
             args.push(format!("--load={}", modules.join(",")));
         }
-        if self.devices.disk_mib.is_some() {
+        if devices.scratch_mib.is_some() {
+            args.push(format!("--scratch={DISK_DEVICE}"));
+        } else if devices.disk_mib.is_some() {
             args.push(format!("--disk={DISK_DEVICE}"));
         }
-        args.extend(launch.spec.to_args());
+        for (key, value) in &launch.env {
+            args.push(format!("--env={key}={value}"));
+        }
+        args.extend(qemu::encode_workload_args(&launch.spec.to_args()));
         args
     }
 }
@@ -261,6 +313,30 @@ impl Vm {
 fn pipe() -> Result<(OwnedFd, OwnedFd), EnvError> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| EnvError::io("creating a pipe for QEMU", e.into()))
+}
+
+/// Formats a scratch disk's file as ext4: no reserved blocks, inode tables
+/// and journal written now rather than by a kernel thread in the guest
+/// while a workload measures.
+fn format_scratch(path: &Path) -> Result<(), EnvError> {
+    let mkfs = mkfs_ext4().map_err(EnvError::Unavailable)?;
+    let out = Command::new(&mkfs)
+        .args(["-q", "-F", "-m", "0", "-L", "isobench-scratch"])
+        .args(["-E", "lazy_itable_init=0,lazy_journal_init=0"])
+        .arg(path)
+        .output()
+        .map_err(|e| EnvError::io(format!("running {}", mkfs.display()), e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(EnvError::Unavailable(format!(
+            "{} {} failed ({}): {}",
+            mkfs.display(),
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
 /// Creates the raw file behind a guest's disk, its blocks allocated so the
@@ -318,21 +394,44 @@ impl Environment for Vm {
     }
 
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
-        let (initramfs, modules) = self.initramfs_for(&self.devices)?;
-        let agent_args = self.agent_args(&modules, &launch);
+        if !launch.volumes.is_empty() {
+            return Err(EnvError::Unavailable(
+                "volumes are bind mounts into containers; a VM has none (its I/O workloads get a scratch disk)".into(),
+            ));
+        }
+        let devices = self.devices.for_workload(launch.spec);
+        let (initramfs, modules) = self.initramfs_for(&devices)?;
+        let agent_args = self.agent_args(&modules, &devices, &launch);
         qemu::check_cmdline(&self.config, &agent_args).map_err(EnvError::Unavailable)?;
-        let disk = self
-            .devices
-            .disk_mib
+        // Created before the clock starts: not part of the guest's start-up.
+        let disk = devices
+            .disk_size_mib()
             .map(|mib| {
                 let path = self
                     .run_dir
                     .path()
                     .join("disks")
                     .join(format!("{}.img", launch.id));
-                create_disk(&path, mib).map(|()| path)
+                create_disk(&path, mib)?;
+                if devices.scratch_mib.is_some() {
+                    format_scratch(&path)?;
+                }
+                Ok::<_, EnvError>(path)
             })
             .transpose()?;
+        // Where the console goes: between the frames, to the harness, which
+        // logs it (a run); or to the user's terminal (exec), with QEMU's own
+        // errors on isobench's stderr.
+        let dup = |log: &File| {
+            log.try_clone()
+                .map_err(|e| EnvError::io("duplicating the instance log", e))
+        };
+        let log = match &launch.io {
+            Io::Captured { log } => Some(dup(log)?),
+            Io::Inherited => None,
+        };
+        let stderr_log = log.as_ref().map(dup).transpose()?;
+        let console_to_harness = log.is_some();
         let mut instance = VmInstance {
             spawned_at: Instant::now(),
             output: None,
@@ -342,10 +441,7 @@ impl Environment for Vm {
             disk,
             run_dir: Arc::clone(&self.run_dir),
             guest_ram_kib: self.config.memory_mib * 1024,
-            log: launch
-                .log
-                .try_clone()
-                .map_err(|e| EnvError::io("duplicating the instance log", e))?,
+            log,
         };
         let args = qemu_args(
             &self.config,
@@ -358,14 +454,19 @@ impl Environment for Vm {
 
         let (frames_read, frames_write) = pipe()?;
         let (console_read, console_write) = pipe()?;
-        let console_err = console_write
-            .try_clone()
-            .map_err(|e| EnvError::io("duplicating the console pipe", e))?;
+        let (stderr_read, stderr) = match &launch.io {
+            Io::Captured { .. } => {
+                let (read, write) = pipe()?;
+                (Some(read), Stdio::from(write))
+            }
+            Io::Inherited => (None, Stdio::inherit()),
+        };
+        let (harness_read, harness_write) = pipe()?;
         let mut cmd = Command::new(&self.config.qemu);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(console_write))
-            .stderr(Stdio::from(console_err))
+            .stderr(stderr)
             .process_group(0);
         let frames_fd = frames_write.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and makes
@@ -404,15 +505,17 @@ impl Environment for Vm {
         self.run_dir
             .track(pid, "qemu")
             .map_err(|e| EnvError::io("recording the QEMU pid in the run's state file", e))?;
-        instance.output = Some(File::from(frames_read));
-        let log = instance
-            .log
-            .try_clone()
-            .map_err(|e| EnvError::io("duplicating the instance log", e))?;
+        instance.output = Some(File::from(harness_read));
+        let streams = Streams {
+            frames: File::from(frames_read),
+            console: File::from(console_read),
+            stderr: stderr_read.map(File::from),
+            harness: File::from(harness_write),
+            console_to_harness,
+            stderr_log,
+        };
         let tail = Arc::clone(&instance.tail);
-        instance.console = Some(std::thread::spawn(move || {
-            copy_console(File::from(console_read), log, &tail)
-        }));
+        instance.console = Some(std::thread::spawn(move || streams.run(&tail)));
         Ok(Box::new(instance))
     }
 }
@@ -435,21 +538,123 @@ impl Tail {
     }
 }
 
-/// Copies the console into the log and keeps its tail, until QEMU exits.
-fn copy_console(mut console: File, mut log: File, tail: &Mutex<Tail>) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match console.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let _ = log.write_all(&buf[..n]);
-                tail.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(&buf[..n]);
+/// A guest's streams on the host, until QEMU exits. The harness reads one
+/// stream (the read end of `harness`): the frames, and in a run the console
+/// too, merged line by line so that neither cuts into the other's lines.
+struct Streams {
+    /// The frames port (`ttyS1`).
+    frames: File,
+    /// The console (`ttyS0`, QEMU's stdout).
+    console: File,
+    /// QEMU's stderr, in a run (it is isobench's own stderr for exec).
+    stderr: Option<File>,
+    /// The write end of the stream the harness reads.
+    harness: File,
+    /// Console lines go to the harness (a run), or else to stdout (exec).
+    console_to_harness: bool,
+    /// Where QEMU's stderr goes.
+    stderr_log: Option<File>,
+}
+
+/// The sources of [`Streams`], by index.
+const FRAMES: usize = 0;
+const CONSOLE: usize = 1;
+const STDERR: usize = 2;
+
+impl Streams {
+    /// Moves bytes until every source has ended; keeps the console's and
+    /// QEMU's stderr's tail for [`explain`].
+    fn run(mut self, tail: &Mutex<Tail>) {
+        use rustix::event::{PollFd, PollFlags, poll};
+        // A harness that stopped reading must not kill isobench with SIGPIPE
+        // (which `main` restores to its default): get EPIPE instead. The
+        // signal for a broken pipe goes to the writing thread, this one.
+        let mut pipe_sig = nix::sys::signal::SigSet::empty();
+        pipe_sig.add(nix::sys::signal::Signal::SIGPIPE);
+        let _ = pipe_sig.thread_block();
+        let mut open = [true; 3];
+        open[STDERR] = self.stderr.is_some();
+        let mut pending: [Vec<u8>; 3] = Default::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        while open.iter().any(|o| *o) {
+            let sources: Vec<usize> = (0..3).filter(|i| open[*i]).collect();
+            let ready: Vec<bool> = {
+                let files: Vec<&File> = sources
+                    .iter()
+                    .map(|i| match *i {
+                        FRAMES => &self.frames,
+                        CONSOLE => &self.console,
+                        _ => self.stderr.as_ref().unwrap_or(&self.console),
+                    })
+                    .collect();
+                let mut fds: Vec<PollFd<'_>> = files
+                    .iter()
+                    .map(|f| PollFd::new(*f, PollFlags::IN))
+                    .collect();
+                match poll(&mut fds, None) {
+                    Ok(_) => fds.iter().map(|f| !f.revents().is_empty()).collect(),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                }
+            };
+            for (k, i) in sources.iter().enumerate() {
+                if !ready[k] {
+                    continue;
+                }
+                let read = match *i {
+                    FRAMES => self.frames.read(&mut buf),
+                    CONSOLE => self.console.read(&mut buf),
+                    _ => match self.stderr.as_mut() {
+                        Some(f) => f.read(&mut buf),
+                        None => Ok(0),
+                    },
+                };
+                let n = match read {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => 0,
+                };
+                if n == 0 {
+                    open[*i] = false;
+                    let rest = std::mem::take(&mut pending[*i]);
+                    self.deliver(*i, &rest);
+                    continue;
+                }
+                let data = &buf[..n];
+                if *i != FRAMES {
+                    tail.lock().unwrap_or_else(|e| e.into_inner()).push(data);
+                }
+                if *i == FRAMES || (*i == CONSOLE && self.console_to_harness) {
+                    // Whole lines only, so the two never interleave mid-line.
+                    pending[*i].extend_from_slice(data);
+                    if let Some(end) = pending[*i].iter().rposition(|b| *b == b'\n') {
+                        let lines: Vec<u8> = pending[*i].drain(..=end).collect();
+                        self.deliver(*i, &lines);
+                    }
+                } else {
+                    self.deliver(*i, data);
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
         }
+    }
+
+    /// Sends bytes of one source where they belong.
+    fn deliver(&mut self, source: usize, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let _ = match source {
+            FRAMES => self.harness.write_all(data),
+            CONSOLE if self.console_to_harness => self.harness.write_all(data),
+            CONSOLE => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(data).and_then(|()| out.flush())
+            }
+            _ => match self.stderr_log.as_mut() {
+                Some(log) => log.write_all(data),
+                None => Ok(()),
+            },
+        };
     }
 }
 
@@ -501,7 +706,8 @@ struct VmInstance {
     disk: Option<PathBuf>,
     run_dir: Arc<RunDir>,
     guest_ram_kib: u64,
-    log: File,
+    /// The instance's log, for isobench's own notes (stderr when `None`).
+    log: Option<File>,
 }
 
 impl VmInstance {
@@ -513,7 +719,12 @@ impl VmInstance {
     }
 
     fn note(&mut self, text: &str) {
-        let _ = writeln!(self.log, "isobench: {text}");
+        match self.log.as_mut() {
+            Some(log) => {
+                let _ = writeln!(log, "isobench: {text}");
+            }
+            None => eprintln!("isobench: {text}"),
+        }
     }
 }
 
@@ -563,13 +774,6 @@ impl Instance for VmInstance {
                 )]
             }
         }
-    }
-
-    fn after_exit(&mut self) -> Vec<Metric> {
-        self.process()
-            .cpu_time()
-            .map(|cpu| vec![Metric::lower("host_cpu_ms", "ms", cpu.as_secs_f64() * 1e3)])
-            .unwrap_or_default()
     }
 
     fn diagnose(&mut self) -> Option<String> {
@@ -651,7 +855,10 @@ mod tests {
     fn disks_ask_for_the_transport_and_block_modules() {
         let none = Devices::default();
         assert!(none.modules(Machine::Microvm).is_empty());
-        let disk = Devices { disk_mib: Some(8) };
+        let disk = Devices {
+            disk_mib: Some(8),
+            scratch_mib: None,
+        };
         assert_eq!(
             disk.modules(Machine::Microvm),
             ["virtio_mmio", "virtio_blk"]
@@ -675,6 +882,20 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // A fileio workload gets a scratch disk that holds its file.
+        let fileio = WorkloadSpec::Fileio {
+            file_mib: 256,
+            block_kib: 1024,
+            ops: 100,
+        };
+        let scratch = disk.for_workload(&fileio);
+        assert_eq!(scratch.scratch_mib, Some(256 + 32 + 64));
+        assert_eq!(scratch.disk_mib, None);
+        assert_eq!(
+            scratch.modules(Machine::Microvm),
+            ["virtio_mmio", "virtio_blk"]
+        );
+        assert_eq!(none.for_workload(&WorkloadSpec::Noop), none);
     }
 
     #[test]

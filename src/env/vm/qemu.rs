@@ -167,7 +167,7 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
     // them; the agent skips everything up to `--vm`.
     parts.push("--".into());
     parts.push("--vm".into());
-    parts.extend(agent_args.iter().map(|a| kernel_word(a)));
+    parts.extend(agent_args.iter().cloned());
     parts.join(" ")
 }
 
@@ -175,27 +175,36 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
 /// is 2048 bytes with the terminating NUL).
 pub const CMDLINE_MAX: usize = 2047;
 
-/// One init argument as a word of the kernel command line: a word with
-/// blanks is put in double quotes, which the kernel strips.
-fn kernel_word(arg: &str) -> String {
-    if arg.contains(char::is_whitespace) {
-        format!("\"{arg}\"")
-    } else {
-        arg.to_string()
-    }
+/// Whether the kernel passes a word to init unchanged: its command-line
+/// parser splits at blanks, strips double quotes, has no escapes, and ends
+/// init's arguments at a second `--`.
+fn kernel_safe(word: &str) -> bool {
+    !word.is_empty()
+        && word != "--"
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c.is_control())
 }
 
-/// Checks that a guest's agent arguments survive the trip over the kernel
-/// command line: no double quote or control character (the kernel's
-/// parser has no escapes), no empty word, and the whole line within
-/// [`CMDLINE_MAX`].
+/// The workload's arguments as init arguments: unchanged when the kernel
+/// passes every word through, otherwise as one `--args-hex=` word holding
+/// them as a hex-encoded JSON array, which the agent decodes (a `command`
+/// workload's `--` and its program's arguments, blanks and quotes included).
+pub fn encode_workload_args(args: &[String]) -> Vec<String> {
+    if args.iter().all(|a| kernel_safe(a)) {
+        return args.to_vec();
+    }
+    let json = serde_json::to_string(args).unwrap_or_default();
+    let hex: String = json.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![format!("--args-hex={hex}")]
+}
+
+/// Checks that a guest's kernel command line, agent arguments included,
+/// fits in [`CMDLINE_MAX`].
 pub fn check_cmdline(cfg: &VmConfig, agent_args: &[String]) -> Result<(), String> {
-    if let Some(bad) = agent_args
-        .iter()
-        .find(|a| a.is_empty() || a.contains('"') || a.contains(|c: char| c.is_control()))
-    {
+    if let Some(bad) = agent_args.iter().find(|a| !kernel_safe(a)) {
         return Err(format!(
-            "the argument {bad:?} cannot be passed to a guest on the kernel command line (no empty words, double quotes or control characters)"
+            "internal: the init argument {bad:?} would not survive the kernel command line"
         ));
     }
     let len = kernel_cmdline(cfg, agent_args).len();
@@ -421,17 +430,25 @@ mod tests {
     }
 
     #[test]
-    fn init_arguments_with_blanks_are_quoted_and_bad_ones_refused() {
+    fn workload_arguments_the_kernel_would_mangle_travel_hex_encoded() {
+        let plain = ["cpu".to_string(), "rounds=5".to_string()];
+        assert_eq!(encode_workload_args(&plain), plain);
+        let command: Vec<String> = ["command", "--", "/bin/sh", "-c", "echo \"hi there\""]
+            .map(String::from)
+            .to_vec();
+        let encoded = encode_workload_args(&command);
+        assert_eq!(encoded.len(), 1);
+        let hex = encoded[0].strip_prefix("--args-hex=").unwrap();
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let back: Vec<String> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, command);
         let cfg = config(Accel::Tcg);
-        let args = ["command".to_string(), "echo hello world".to_string()];
-        assert!(kernel_cmdline(&cfg, &args).ends_with("-- --vm command \"echo hello world\""));
-        assert_eq!(check_cmdline(&cfg, &args), Ok(()));
-        let quote = ["say \"hi\"".to_string()];
-        assert!(
-            check_cmdline(&cfg, &quote)
-                .unwrap_err()
-                .contains("double quotes")
-        );
+        assert_eq!(check_cmdline(&cfg, &encoded), Ok(()));
+        assert!(check_cmdline(&cfg, &["a b".to_string()]).is_err());
         let long = ["x".repeat(CMDLINE_MAX)];
         let err = check_cmdline(&cfg, &long).unwrap_err();
         assert!(err.contains("over the 2047"), "{err}");

@@ -1,0 +1,90 @@
+//! The `command` workload: the agent runs a program as its child, the way
+//! a container's init does (Docker's `--init`, tini).
+//!
+//! The program inherits the agent's standard streams, so its output goes
+//! where the agent's goes. When frames share standard output with it (a
+//! run, where the host reads the program's figures from that stream), its
+//! standard error is sent there too, so the host sees all it printed. The agent forwards the termination signals it
+//! receives (TERM, INT, HUP, QUIT, USR1, USR2) to the program, reaps every
+//! orphan that is re-parented to it (it is PID 1 in a container or a VM),
+//! and reports the program's exit status; it then exits with that status,
+//! or 128 + the signal number when a signal ended the program.
+
+use super::workloads::Outcome;
+use crate::workload::Metric;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
+
+/// The program's pid, for the signal handler.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Signals forwarded to the program.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; `pid` is our child.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Runs `argv` to its end; the outcome carries its exit status.
+pub fn run(argv: &[String]) -> Result<Outcome, String> {
+    let (program, args) = argv.split_first().ok_or("no program given")?;
+    let handler = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: `forward` only calls kill(2) and reads an atomic, both
+        // async-signal-safe.
+        unsafe { sigaction(sig, &handler) }
+            .map_err(|e| format!("installing a handler for {sig}: {e}"))?;
+    }
+    let start = Instant::now();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).env_remove(crate::env::FRAME_FD_ENV);
+    if std::env::var_os(crate::env::FRAME_FD_ENV).is_none() {
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicating stdout for {program}'s stderr: {e}"))?;
+        cmd.stderr(stdout);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let pid = child.id() as i32;
+    CHILD.store(pid, Ordering::SeqCst);
+    // Reap everything until the program itself ends: orphans re-parented
+    // to PID 1 must not stay zombies.
+    let status = loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => break code,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => break 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    CHILD.store(0, Ordering::SeqCst);
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(Outcome {
+        metrics: vec![Metric::lower("elapsed_ms", "ms", elapsed * 1e3)],
+        digest: None,
+        status: Some(status),
+    })
+}
