@@ -13,22 +13,51 @@
 //! `container/crun` (its cgroup manager disabled; crun refuses hybrid
 //! hosts, so its child first hides the cgroup2 mount in a private mount
 //! namespace, which costs two system calls) and `container/runc`.
+//!
+//! Beside isobench's `vm/noop`, the `vm` group times a hand-tuned plain
+//! QEMU command booting the same kernel file, on the same machine type,
+//! accelerator, CPU model, memory and kernel command line, with a minimal
+//! initramfs (busybox-static; its `/init` prints a line and powers off):
+//!
+//! - `vm/plain-qemu`: spawn → the line → QEMU reaped;
+//! - `vm/plain-qemu-bzimage`: the same with the packaged, compressed
+//!   kernel (`vmlinuz`), when isobench boots an uncompressed one, to show
+//!   what decompression in the guest costs.
+//!
+//! criterion times the whole cycle (spawn → reaped); the start → ready (or
+//! start → line) part of the very same boots is printed at the end as a
+//! table of medians. Since criterion runs one benchmark after the other, a
+//! busy host can favour either; so the group ends with an interleaved pass
+//! (`PAIRS` pairs, the order alternating: isobench first, then plain first)
+//! and prints the medians and the median of the per-pair ratios, which is
+//! the comparison that counts.
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
-use isobench::env::vm::AccelRequest;
+use isobench::env::vm::{self, AccelRequest};
+use isobench::image::{self, Node};
 use isobench::run::{self, BedSpec, Testbed};
 use isobench::scenario::{ContainerSettings, VmSettings};
 use isobench::workload::WorkloadSpec;
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Start → ready (or → line) of every boot, per benchmark, for the table.
+static STARTS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+
+const PLAIN_LINE: &str = "PLAIN-READY";
+
+/// Pairs of boots in the interleaved pass.
+const PAIRS: usize = 16;
 
 fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
     let prereqs = match run::preflight(&[kind], None) {
@@ -38,11 +67,7 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
             return None;
         }
     };
-    let vm = VmSettings {
-        memory_mib: 256,
-        cpus: 1,
-        boot_timeout: None,
-    };
+    let vm = VmSettings::default();
     let id = format!("bench-{kind}-{}", std::process::id());
     let container = ContainerSettings::default();
     let spec = BedSpec {
@@ -107,6 +132,14 @@ fn startup(c: &mut Criterion) {
                     if let Some(e) = r.error {
                         panic!("{kind} instance failed: {e} (log: {})", log.display());
                     }
+                    if kind == EnvKind::Vm
+                        && let Some(s) = r.startup
+                    {
+                        STARTS
+                            .lock()
+                            .unwrap()
+                            .push(("vm/noop (isobench)".into(), s));
+                    }
                 }
                 total
             })
@@ -118,10 +151,11 @@ fn startup(c: &mut Criterion) {
                 c
             }),
             EnvKind::Container => container_peers(&mut group, &bed.image.dir, &logs),
-            EnvKind::Vm => {}
+            EnvKind::Vm => plain_benches(&mut group, &bed, &logs),
         }
         group.finish();
     }
+    print_starts();
 }
 
 /// Times a command from spawn to exit, with its output discarded.
@@ -241,6 +275,256 @@ fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs
             c
         });
     }
+}
+
+/// Writes the plain command's initramfs with isobench's cpio writer:
+/// busybox-static and an `/init` script that prints a line and powers off.
+fn plain_initramfs(dir: &Path) -> Result<PathBuf, String> {
+    let busybox = Path::new("/bin/busybox");
+    image::check_static(busybox).map_err(|e| {
+        format!(
+            "{e} (the plain QEMU comparison needs busybox-static: apt-get install busybox-static)"
+        )
+    })?;
+    let root = dir.join("plain-root");
+    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
+    let init =
+        format!("#!/bin/busybox sh\n/bin/busybox echo {PLAIN_LINE}\n/bin/busybox poweroff -f\n");
+    std::fs::write(root.join("init"), init).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let out = dir.join("plain.cpio");
+    let file = std::fs::File::create(&out).map_err(|e| e.to_string())?;
+    image::write_newc(&root, &[Node::console()], file).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The hand-tuned plain QEMU command: what a person who tuned QEMU for a
+/// fast boot would type, with isobench's devices and agent left out.
+fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Command {
+    let mut append = vec![
+        "console=ttyS0".to_string(),
+        "quiet".into(),
+        "loglevel=1".into(),
+        "panic=-1".into(),
+        "rdinit=/init".into(),
+    ];
+    append.extend(vm::qemu::FAST_BOOT_ARGS.iter().map(|a| a.to_string()));
+    if let Some(khz) = config.tsc_khz {
+        append.extend(vm::qemu::tcg_clock_args(khz));
+    }
+    let cpu = match config.accel {
+        vm::Accel::Kvm => "host",
+        vm::Accel::Tcg => "max",
+    };
+    let mut cmd = Command::new(&config.qemu);
+    cmd.args(["-M", &config.machine.qemu_value()])
+        .args(["-accel", config.accel.as_str(), "-cpu", cpu])
+        .args(["-m", &config.memory_mib.to_string()])
+        .args(["-smp", &config.cpus.to_string()])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .args(["-serial", "stdio", "-kernel"])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", &append.join(" ")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// One plain boot: (spawn → the line, spawn → reaped, QEMU's CPU time).
+// The ProcessHandle reaps the child (wait4); clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+fn plain_boot(cmd: &mut Command) -> (Duration, Duration, Duration) {
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("starting the plain QEMU command");
+    // Reaped through a ProcessHandle (wait4) for QEMU's CPU time.
+    let mut handle = isobench::env::ProcessHandle::new(child.id()).expect("a pidfd for QEMU");
+    let mut line_at = None;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).split(b'\n') {
+        let Ok(line) = line else { break };
+        if line_at.is_none() && String::from_utf8_lossy(&line).contains(PLAIN_LINE) {
+            line_at = Some(start.elapsed());
+        }
+    }
+    let status = handle
+        .wait_timeout(Duration::from_secs(60))
+        .expect("waiting for the plain QEMU command")
+        .expect("the plain QEMU command ends");
+    let total = start.elapsed();
+    let line_at =
+        line_at.unwrap_or_else(|| panic!("the plain guest never printed its line ({status})"));
+    (
+        line_at,
+        total,
+        handle
+            .usage()
+            .map_or(Duration::ZERO, |u| Duration::from_secs_f64(u.cpu_ms / 1e3)),
+    )
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn print_starts() {
+    let starts = STARTS.lock().unwrap_or_else(|e| e.into_inner());
+    if starts.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = starts.iter().map(|(n, _)| n.clone()).collect();
+    names.dedup();
+    eprintln!("\nstart → ready (isobench) / start → line (plain), same boots as above:");
+    eprintln!(
+        "{:<24} {:>4} {:>10} {:>10} {:>10}",
+        "benchmark", "n", "median", "min", "max"
+    );
+    for name in names {
+        let v: Vec<Duration> = starts
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, d)| *d)
+            .collect();
+        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        eprintln!(
+            "{name:<24} {:>4} {:>10} {:>10} {:>10}",
+            v.len(),
+            ms(median(v.clone())),
+            ms(*v.iter().min().unwrap()),
+            ms(*v.iter().max().unwrap())
+        );
+    }
+}
+
+/// The plain QEMU commands beside isobench's `vm/noop`.
+fn plain_benches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bed: &Testbed,
+    logs: &Path,
+) {
+    let Some(info) = &bed.vm else {
+        return;
+    };
+    let initramfs = match plain_initramfs(logs) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping vm/plain-qemu: {e}");
+            return;
+        }
+    };
+    let config = &info.config;
+    let mut kernels = vec![("plain-qemu", info.kernel.boot_image().to_path_buf())];
+    if info.kernel.boot_image() != info.kernel.vmlinuz {
+        kernels.push(("plain-qemu-bzimage", info.kernel.vmlinuz.clone()));
+    }
+    for (name, kernel) in &kernels {
+        let mut cmd = plain_command(config, kernel, &initramfs);
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (line, all, _) = plain_boot(&mut cmd);
+                    total += all;
+                    STARTS.lock().unwrap().push((format!("vm/{name}"), line));
+                }
+                total
+            })
+        });
+    }
+    if let Some(env) = bed.env(EnvKind::Vm)
+        && criterion_filter_allows("vm/plain-qemu")
+    {
+        let mut cmd = plain_command(config, &kernels[0].1, &initramfs);
+        interleaved(env, &mut cmd, logs);
+    }
+}
+
+/// Whether the command line's benchmark filter (if any) selects `name`, so
+/// `cargo bench -- vm/noop` does not also run the interleaved pass.
+fn criterion_filter_allows(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// isobench and the plain command in alternating order, side by side.
+fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: &Path) {
+    let log = logs.join("interleaved.log");
+    // (start → ready or line, QEMU's CPU time) per boot.
+    let mut iso: Vec<(Duration, Duration)> = Vec::new();
+    let mut pln: Vec<(Duration, Duration)> = Vec::new();
+    for pair in 0..PAIRS {
+        let run_iso = || {
+            let r = run::run_instance(
+                env,
+                &WorkloadSpec::Noop,
+                &format!("pair-{pair}"),
+                Some(&log),
+                Duration::from_secs(30),
+                &STOP,
+            );
+            let cpu = r
+                .host_metrics
+                .iter()
+                .find(|m| m.name == "host_cpu_ms")
+                .map_or(Duration::ZERO, |m| Duration::from_secs_f64(m.value / 1e3));
+            match (r.error, r.startup) {
+                (None, Some(s)) => (s, cpu),
+                (e, _) => panic!("isobench instance failed: {e:?} (log: {})", log.display()),
+            }
+        };
+        let plain_run = |cmd: &mut Command| {
+            let (line, _, cpu) = plain_boot(cmd);
+            (line, cpu)
+        };
+        if pair % 2 == 0 {
+            iso.push(run_iso());
+            pln.push(plain_run(plain));
+        } else {
+            pln.push(plain_run(plain));
+            iso.push(run_iso());
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!("\ninterleaved side by side, {PAIRS} pairs, order alternating:");
+    eprintln!(
+        "  {:<24} {:>12} {:>7} {:>7} {:>17}",
+        "", "median (ms)", "min", "max", "QEMU CPU (median)"
+    );
+    for (name, v) in [
+        ("isobench start → ready", &iso),
+        ("plain start → line", &pln),
+    ] {
+        let wall: Vec<Duration> = v.iter().map(|x| x.0).collect();
+        let cpu: Vec<Duration> = v.iter().map(|x| x.1).collect();
+        eprintln!(
+            "  {name:<24} {:>12.0} {:>7.0} {:>7.0} {:>14.0} ms",
+            ms(median(wall.clone())),
+            ms(*wall.iter().min().unwrap()),
+            ms(*wall.iter().max().unwrap()),
+            ms(median(cpu))
+        );
+    }
+    let mut ratios: Vec<f64> = iso
+        .iter()
+        .zip(&pln)
+        .map(|(a, b)| a.0.as_secs_f64() / b.0.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "  per-pair ratio isobench / plain: median {:.3} (min {:.3}, max {:.3})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 criterion_group!(benches, startup);

@@ -122,12 +122,64 @@ struct RunArgs {
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
+    /// Resources of every instance: a VM's RAM, a container's memory
+    /// limit (256M, 1.5G, ...; overrides the scenario's vm.memory_mib and
+    /// container.memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// Resources of every instance: a VM's vCPUs (a whole number), a
+    /// container's CPU bandwidth (overrides vm.cpus and container.cpus).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    cpus: Option<f64>,
+    #[command(flatten)]
+    vm: VmBootArgs,
+}
+
+/// How guests boot: the options `run` and `exec` share for VMs (besides
+/// `--memory` and `--cpus`, which both commands have for every environment).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmBootArgs {
     /// VM accelerator: KVM only where it really works (auto), or forced.
     #[arg(long, value_enum, default_value_t = AccelRequest::Auto)]
-    accel: AccelRequest,
-    /// Guest kernel image (default: the one `isobench kernel fetch` stored).
+    pub accel: AccelRequest,
+    /// Guest kernel image, a bzImage or an uncompressed PVH vmlinux
+    /// (default: the one `isobench kernel fetch` stored).
     #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    /// Directory of the guest kernel's modules (.ko files; default: those
+    /// `isobench kernel fetch` kept with its kernel).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+}
+
+/// Applies `--memory` and `--cpus` to a plan: a VM's RAM and vCPUs, a
+/// container's limits. A VM needs whole MiB and whole vCPUs.
+pub fn apply_resources(
+    plan: &mut Plan,
+    memory: Option<u64>,
+    cpus: Option<f64>,
+) -> Result<(), String> {
+    let vm = plan.environments.contains(&EnvKind::Vm);
+    if let Some(bytes) = memory {
+        let mib = bytes / (1024 * 1024);
+        if vm && (mib == 0 || bytes % (1024 * 1024) != 0) {
+            return Err(format!(
+                "--memory: a VM's memory is a whole number of MiB (at least 1M), got {bytes} bytes"
+            ));
+        }
+        plan.vm.memory_mib = mib.max(1);
+        plan.container.limits.memory_bytes = Some(bytes);
+    }
+    if let Some(n) = cpus {
+        if vm && (n.fract() != 0.0 || !(1.0..=255.0).contains(&n)) {
+            return Err(format!(
+                "--cpus {n}: a VM has a whole number of vCPUs (1 to 255); containers alone take fractions"
+            ));
+        }
+        plan.vm.cpus = (n as u64).max(1);
+        plan.container.limits.cpus = Some(n);
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,10 +249,13 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         workloads: args.workload,
         reps: args.reps,
     };
-    let plan = match Plan::load(args.scenario.as_deref(), &overrides) {
+    let mut plan = match Plan::load(args.scenario.as_deref(), &overrides) {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
+    if let Err(e) = apply_resources(&mut plan, args.memory, args.cpus) {
+        return fail(2, e);
+    }
     let stop = match stop_flag() {
         Ok(s) => s,
         Err(e) => return fail(1, e),
@@ -208,8 +263,9 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     let settings = Settings {
         plan,
         out_root: args.out,
-        accel: args.accel,
-        kernel: args.kernel,
+        accel: args.vm.accel,
+        kernel: args.vm.kernel,
+        modules: args.vm.modules,
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
@@ -373,5 +429,27 @@ fn cmd_clean() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, format!("cleaning {}: {e}", base.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_apply_to_vms_and_containers() {
+        let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
+        apply_resources(&mut plan, Some(512 * 1024 * 1024), Some(2.0)).unwrap();
+        assert_eq!((plan.vm.memory_mib, plan.vm.cpus), (512, 2));
+        assert_eq!(plan.container.limits.memory_bytes, Some(512 * 1024 * 1024));
+        assert_eq!(plan.container.limits.cpus, Some(2.0));
+        let err = apply_resources(&mut plan, None, Some(1.5)).unwrap_err();
+        assert!(err.contains("whole number of vCPUs"), "{err}");
+        let err = apply_resources(&mut plan, Some(1000), None).unwrap_err();
+        assert!(err.contains("whole number of MiB"), "{err}");
+        // Without VMs, fractions are fine.
+        plan.environments = vec![EnvKind::Container];
+        apply_resources(&mut plan, Some(1000), Some(0.5)).unwrap();
+        assert_eq!(plan.container.limits.cpus, Some(0.5));
     }
 }

@@ -158,6 +158,39 @@ fn overlay_check(scratch: &Path) -> Check {
     }
 }
 
+/// KVM opens: what the cached probe verdict says, if a run has probed it.
+fn kvm_probe_check(kernel: Option<&kernel::GuestKernel>) -> Check {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let verdict = kernel
+        .zip(vm::qemu_version(Path::new(vm::QEMU)).ok())
+        .and_then(|(k, qemu)| {
+            vm::ProbeCache::new(&kernel::cache_dir(), &boot_id, &qemu, k.boot_image()).load()
+        });
+    match verdict {
+        Some(v) if v.kvm_works => check(
+            "kvm",
+            Status::Ok,
+            format!("usable: {} (probed {})", v.detail, v.probed_at),
+            None,
+        ),
+        Some(v) => check(
+            "kvm",
+            Status::Warn,
+            format!(
+                "/dev/kvm opens but guests do not boot under it, VMs run under TCG: {} (probed {})",
+                v.detail, v.probed_at
+            ),
+            None,
+        ),
+        None => check(
+            "kvm",
+            Status::Ok,
+            "/dev/kvm opens; the first run with VMs confirms it with one probe boot (its verdict is cached until the host reboots)",
+            None,
+        ),
+    }
+}
+
 /// Every check, in order.
 pub fn checks() -> Vec<Check> {
     let mut out = Vec::new();
@@ -210,14 +243,10 @@ pub fn checks() -> Vec<Check> {
             Some("apt-get install qemu-system-x86"),
         ),
     });
+    let guest_kernel = kernel::resolve(None, &kernel::cache_dir());
     out.push(
         match vm::kvm_unusable(Path::new("/sys/module"), Path::new("/dev/kvm")) {
-            None => check(
-                "kvm",
-                Status::Ok,
-                "/dev/kvm opens; `--accel auto` confirms with a probe boot before using it",
-                None,
-            ),
+            None => kvm_probe_check(guest_kernel.as_ref().ok()),
             Some(why) => check(
                 "kvm",
                 Status::Warn,
@@ -226,11 +255,18 @@ pub fn checks() -> Vec<Check> {
             ),
         },
     );
-    out.push(match kernel::resolve(None, &kernel::cache_dir()) {
+    out.push(match guest_kernel {
         Ok(k) => check(
             "guest kernel",
             Status::Ok,
-            format!("{} ({})", k.version, k.vmlinuz.display()),
+            format!(
+                "{} (boots {}; modules: {})",
+                k.version,
+                k.boot_image().display(),
+                k.modules
+                    .as_ref()
+                    .map_or("none kept".into(), |m| m.display().to_string())
+            ),
             None,
         ),
         Err(e) => check(

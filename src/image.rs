@@ -402,6 +402,15 @@ impl Node {
             rdev: (5, 1),
         }
     }
+
+    /// An empty directory (mode 0755); left out when the tree has it already.
+    pub fn directory(path: &str) -> Node {
+        Node {
+            path: path.into(),
+            mode: 0o040755,
+            rdev: (0, 0),
+        }
+    }
 }
 
 fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -420,23 +429,50 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 /// Writes the tree under `root`, plus `extra` nodes, as a deterministic
 /// newc archive. Regular files, directories and symbolic links are
 /// supported; anything else is an error naming the file.
-pub fn write_newc<W: Write>(root: &Path, extra: &[Node], mut out: W) -> io::Result<W> {
+pub fn write_newc<W: Write>(root: &Path, extra: &[Node], out: W) -> io::Result<W> {
+    write_newc_with(root, extra, &[], out)
+}
+
+/// [`write_newc`], plus host files placed at other paths of the archive
+/// (`(path in the archive, file on the host)`), such as kernel modules in
+/// a VM's initramfs. A path may appear once; only a directory node that
+/// the tree already has is dropped.
+pub fn write_newc_with<W: Write>(
+    root: &Path,
+    extra: &[Node],
+    files: &[(String, PathBuf)],
+    mut out: W,
+) -> io::Result<W> {
     let mut paths = Vec::new();
     collect(root, Path::new(""), &mut paths)?;
     enum Item {
         Disk(PathBuf),
         Extra(Node),
+        Host(PathBuf),
     }
     let mut items: Vec<(String, Item)> = paths
         .into_iter()
         .map(|p| (p.to_string_lossy().into_owned(), Item::Disk(p)))
         .collect();
+    let in_tree: std::collections::BTreeSet<String> = items.iter().map(|i| i.0.clone()).collect();
     items.extend(
         extra
             .iter()
+            .filter(|n| !(n.mode & 0o170000 == 0o040000 && in_tree.contains(&n.path)))
             .map(|n| (n.path.clone(), Item::Extra(n.clone()))),
     );
+    items.extend(
+        files
+            .iter()
+            .map(|(path, host)| (path.clone(), Item::Host(host.clone()))),
+    );
     items.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = items.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(io::Error::other(format!(
+            "`{}` would appear twice in the archive",
+            pair[0].0
+        )));
+    }
 
     for (ino, (name, item)) in items.into_iter().enumerate() {
         let ino = ino as u32 + 1;
@@ -453,6 +489,18 @@ pub fn write_newc<W: Write>(root: &Path, extra: &[Node], mut out: W) -> io::Resu
                     .rdev_major(node.rdev.0)
                     .rdev_minor(node.rdev.1)
                     .write(&mut out, 0);
+                w.finish()?;
+            }
+            Item::Host(path) => {
+                let meta = std::fs::metadata(&path)?;
+                let size = u32::try_from(meta.len()).map_err(|_| {
+                    io::Error::other(format!(
+                        "{} is larger than 4 GiB, too large for newc",
+                        path.display()
+                    ))
+                })?;
+                let mut w = builder.mode(0o100644).nlink(1).write(&mut out, size);
+                io::copy(&mut File::open(&path)?, &mut w)?;
                 w.finish()?;
             }
             Item::Disk(rel) => {
@@ -498,8 +546,13 @@ pub fn write_newc<W: Write>(root: &Path, extra: &[Node], mut out: W) -> io::Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The entry names of a newc archive, in order.
+    pub(crate) fn entry_names(archive: &[u8]) -> Vec<String> {
+        entries(archive).into_iter().map(|e| e.0).collect()
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("isobench-img-{name}-{}", std::process::id()));

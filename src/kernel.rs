@@ -2,13 +2,23 @@
 //!
 //! `fetch` downloads the distribution's cloud kernel package with
 //! `apt-get download` (no root filesystem change, no boot loader touched),
-//! unpacks it with `dpkg-deb -x`, and keeps the kernel image plus the
-//! virtio modules a guest may need under
-//! `$XDG_CACHE_HOME/isobench/kernels/<version>/` (default `~/.cache`).
-//! A file `current` names the version in use. `--kernel PATH` overrides it.
+//! unpacks it with `dpkg-deb -x`, and keeps under
+//! `$XDG_CACHE_HOME/isobench/kernels/<version>/` (default `~/.cache`):
+//!
+//! - `vmlinuz`, the kernel as packaged (a compressed bzImage);
+//! - `vmlinux`, the same kernel uncompressed, when it has a PVH entry point
+//!   (QEMU then loads it directly: no decompression in the guest, which
+//!   under TCG saves a large share of the boot — see README.md);
+//! - `modules/`, the modules isobench ships into guests ([`MODULES`] and
+//!   what they depend on, with the package's directory layout) and the
+//!   package's `modules.builtin`.
+//!
+//! A file `current` names the version in use. `--kernel PATH` (with
+//! `--modules DIR`) overrides it.
 
+use crate::env::vm::modules::{ModuleDir, ModuleError};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Packages tried in order: Debian's cloud kernel (virtio as modules, 8250
 /// serial built in), then Ubuntu's equivalents.
@@ -18,17 +28,10 @@ pub const PACKAGES: &[&str] = &[
     "linux-image-virtual",
 ];
 
-/// Module files kept for later use (paths under `lib/modules/<version>/`).
-pub const MODULES: &[&str] = &[
-    "kernel/drivers/virtio/virtio.ko",
-    "kernel/drivers/virtio/virtio_ring.ko",
-    "kernel/drivers/virtio/virtio_mmio.ko",
-    "kernel/drivers/block/virtio_blk.ko",
-    "kernel/drivers/net/virtio_net.ko",
-    "kernel/drivers/net/net_failover.ko",
-    "kernel/net/core/failover.ko",
-    "modules.dep",
-];
+/// The modules kept for guests, by name; what they depend on is kept too.
+/// Transports: virtio_mmio (microvm), virtio_pci (pc, q35); devices:
+/// virtio_blk (the scratch disk), virtio_net (for network workloads).
+pub const MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net"];
 
 /// The command that fixes a missing kernel.
 pub const FIX: &str = "isobench kernel fetch";
@@ -57,10 +60,19 @@ pub enum KernelError {
 pub struct GuestKernel {
     /// Its version (`6.1.0-56-cloud-amd64`), or the file name for `--kernel`.
     pub version: String,
-    /// The kernel image.
+    /// The kernel image as packaged, or as given with `--kernel`.
     pub vmlinuz: PathBuf,
+    /// The same kernel uncompressed, with a PVH entry point, if kept.
+    pub vmlinux: Option<PathBuf>,
     /// Directory of the modules kept with it, if any.
     pub modules: Option<PathBuf>,
+}
+
+impl GuestKernel {
+    /// The file QEMU boots: the uncompressed PVH kernel when there is one.
+    pub fn boot_image(&self) -> &Path {
+        self.vmlinux.as_deref().unwrap_or(&self.vmlinuz)
+    }
 }
 
 /// `$XDG_CACHE_HOME/isobench`, or `~/.cache/isobench`.
@@ -85,9 +97,11 @@ pub fn installed(cache: &Path) -> Option<GuestKernel> {
     let version = std::fs::read_to_string(dir.join("current")).ok()?;
     let version = version.trim();
     let vmlinuz = dir.join(version).join("vmlinuz");
+    let vmlinux = dir.join(version).join("vmlinux");
     vmlinuz.is_file().then(|| GuestKernel {
         version: version.to_string(),
         modules: Some(dir.join(version).join("modules")).filter(|m| m.is_dir()),
+        vmlinux: vmlinux.is_file().then_some(vmlinux),
         vmlinuz,
     })
 }
@@ -101,6 +115,7 @@ pub fn resolve(cli: Option<&Path>, cache: &Path) -> Result<GuestKernel, KernelEr
                 |n| n.to_string_lossy().into_owned(),
             ),
             vmlinuz: path.to_path_buf(),
+            vmlinux: None,
             modules: None,
         }),
         Some(path) => Err(KernelError::NotFound(path.to_path_buf())),
@@ -218,20 +233,14 @@ fn fetch_into(
     std::fs::create_dir_all(staging.join("modules"))
         .map_err(|e| KernelError::Fetch(format!("{}: {e}", staging.display())))?;
     copy(&image, &staging.join("vmlinuz"))?;
-    let module_root = unpacked.join("lib/modules").join(&version);
-    let mut kept = 0;
-    for m in MODULES {
-        let from = module_root.join(m);
-        if from.is_file() {
-            let to = staging.join("modules").join(m);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| KernelError::Fetch(format!("{}: {e}", parent.display())))?;
-            }
-            copy(&from, &to)?;
-            kept += 1;
-        }
+    match extract_vmlinux(&image, &staging.join("vmlinux")) {
+        Ok(how) => say(&format!("kept the uncompressed kernel (vmlinux, {how})")),
+        Err(why) => say(&format!(
+            "kept no uncompressed kernel: {why}; guests boot the compressed one, which is slower"
+        )),
     }
+    let module_root = unpacked.join("lib/modules").join(&version);
+    let kept = keep_modules(&module_root, &version, &staging.join("modules"), say)?;
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::rename(&staging, &dest)
         .map_err(|e| KernelError::Fetch(format!("moving into {}: {e}", dest.display())))?;
@@ -241,15 +250,147 @@ fn fetch_into(
             kernels.join("current").display()
         ))
     })?;
-    say(&format!(
-        "kept vmlinuz and {kept} module files in {}",
-        dest.display()
-    ));
-    Ok(GuestKernel {
-        version,
-        vmlinuz: dest.join("vmlinuz"),
-        modules: Some(dest.join("modules")),
+    say(&format!("kept {kept} module files in {}", dest.display()));
+    installed(kernels.parent().unwrap_or(kernels)).ok_or_else(|| {
+        KernelError::Fetch(format!("{} is incomplete after the fetch", dest.display()))
     })
+}
+
+/// Copies [`MODULES`] and their dependencies from a package's module tree
+/// to `to` (same relative paths), plus `modules.builtin`. A module that
+/// is built into the kernel needs no file; one that is missing altogether
+/// is reported and skipped (the guests that need it will say so).
+fn keep_modules(
+    root: &Path,
+    release: &str,
+    to: &Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<usize, KernelError> {
+    let fetch_err = |e: ModuleError| KernelError::Fetch(e.to_string());
+    let dir = ModuleDir::open(root).map_err(fetch_err)?;
+    let mut kept = 0;
+    let mut copied = std::collections::BTreeSet::new();
+    for name in MODULES {
+        let modules = match dir.resolve(&[name], Some(release)) {
+            Ok(m) => m,
+            Err(e @ ModuleError::NotFound { .. }) => {
+                say(&format!("skipped `{name}`: {e}"));
+                continue;
+            }
+            Err(e) => return Err(fetch_err(e)),
+        };
+        for m in modules {
+            if !copied.insert(m.path.clone()) {
+                continue;
+            }
+            let rel = m.path.strip_prefix(root).unwrap_or(&m.path);
+            let dest = to.join(rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| KernelError::Fetch(format!("{}: {e}", parent.display())))?;
+            }
+            copy(&m.path, &dest)?;
+            kept += 1;
+        }
+    }
+    let builtin = root.join("modules.builtin");
+    if builtin.is_file() {
+        copy(&builtin, &to.join("modules.builtin"))?;
+        kept += 1;
+    }
+    Ok(kept)
+}
+
+/// How a bzImage's payload is compressed, from its first bytes: the
+/// compression's name and the command that decompresses it to stdout.
+pub fn payload_compression(payload: &[u8]) -> Option<(&'static str, &'static [&'static str])> {
+    const KINDS: &[(&[u8], &str, &[&str])] = &[
+        (b"\x1f\x8b", "gzip", &["gzip", "-dc"]),
+        (b"\xfd7zXZ\x00", "xz", &["xz", "-dc"]),
+        (b"\x28\xb5\x2f\xfd", "zstd", &["zstd", "-dc"]),
+        (b"\x02\x21\x4c\x18", "lz4", &["lz4", "-dc"]),
+        (b"\x5d\x00\x00", "lzma", &["xz", "-dc", "--format=lzma"]),
+        (b"BZh", "bzip2", &["bzip2", "-dc"]),
+        (b"\x89LZO", "lzo", &["lzop", "-dc"]),
+    ];
+    KINDS
+        .iter()
+        .find(|(magic, _, _)| payload.starts_with(magic))
+        .map(|(_, name, cmd)| (*name, *cmd))
+}
+
+/// The compressed payload of a bzImage (the kernel proper), located through
+/// its boot header (`setup_sects`, `payload_offset`, `payload_length`).
+pub fn bzimage_payload(image: &[u8]) -> Option<&[u8]> {
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let u32_at = |at: usize| Some(u32::from_le_bytes(image.get(at..at + 4)?.try_into().ok()?));
+    let setup_sects = match *image.get(0x1f1)? {
+        0 => 4,
+        n => n as usize,
+    };
+    let start = (setup_sects + 1) * 512 + u32_at(0x248)? as usize;
+    image.get(start..start + u32_at(0x24c)? as usize)
+}
+
+/// Whether an ELF kernel has a PVH entry point (a Xen note of type
+/// `XEN_ELFNOTE_PHYS32_ENTRY`, 18), which QEMU needs to boot it directly.
+pub fn is_pvh_elf(bytes: &[u8]) -> bool {
+    let Ok(elf) = goblin::elf::Elf::parse(bytes) else {
+        return false;
+    };
+    elf.iter_note_headers(bytes).is_some_and(|notes| {
+        notes
+            .filter_map(Result::ok)
+            .any(|n| n.name == "Xen" && n.n_type == 18)
+    })
+}
+
+/// Decompresses a bzImage's payload into `out` with the host's tool for
+/// its compression, and keeps it when it is an ELF kernel with a PVH entry
+/// point. Returns how it was done, or why not.
+pub fn extract_vmlinux(bzimage: &Path, out: &Path) -> Result<String, String> {
+    let image = std::fs::read(bzimage).map_err(|e| format!("{}: {e}", bzimage.display()))?;
+    let payload = bzimage_payload(&image)
+        .ok_or_else(|| format!("{} has no bzImage boot header", bzimage.display()))?;
+    let (name, cmd) = payload_compression(payload)
+        .ok_or_else(|| format!("{}: unknown payload compression", bzimage.display()))?;
+    let mut child = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "the payload is {name}-compressed and `{}` cannot run: {e} (install it)",
+                cmd[0]
+            )
+        })?;
+    let mut stdin = child.stdin.take();
+    let feed = payload.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // The tool may stop reading at the end of its stream (the kernel
+        // appends the uncompressed size); a broken pipe then is expected.
+        let _ = stdin.as_mut().map(|s| s.write_all(&feed));
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", cmd[0]))?;
+    let _ = writer.join();
+    // Trailing bytes after the compressed stream make some tools exit
+    // non-zero after writing everything: judge the result, not the status.
+    let elf = output.stdout;
+    if !is_pvh_elf(&elf) {
+        return Err(format!(
+            "`{}` did not give an ELF kernel with a PVH entry point",
+            cmd.join(" ")
+        ));
+    }
+    std::fs::write(out, &elf).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(format!("{name}, {} MiB", elf.len() / (1024 * 1024)))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), KernelError> {
@@ -293,8 +434,33 @@ mod tests {
         assert_eq!(k.version, "6.1.0-test");
         assert_eq!(k.vmlinuz, dir.join("vmlinuz"));
         assert_eq!(k.modules, Some(dir.join("modules")));
+        assert_eq!(k.boot_image(), dir.join("vmlinuz"));
+        std::fs::write(dir.join("vmlinux"), b"elf").unwrap();
+        let k = resolve(None, &cache).unwrap();
+        assert_eq!(k.boot_image(), dir.join("vmlinux"));
         let flag = resolve(Some(&dir.join("vmlinuz")), &cache).unwrap();
         assert_eq!(flag.modules, None);
+        assert_eq!(flag.boot_image(), dir.join("vmlinuz"));
         std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    #[test]
+    fn payload_is_found_through_the_boot_header_and_named() {
+        let mut image = vec![0u8; 8192];
+        image[0x1f1] = 2; // setup sectors: the payload area starts at 3 * 512
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x248..0x24c].copy_from_slice(&100u32.to_le_bytes());
+        image[0x24c..0x250].copy_from_slice(&6u32.to_le_bytes());
+        image[1536 + 100..1536 + 106].copy_from_slice(b"\x02\x21\x4c\x18ab");
+        let payload = bzimage_payload(&image).unwrap();
+        assert_eq!(payload, b"\x02\x21\x4c\x18ab");
+        assert_eq!(payload_compression(payload).unwrap().0, "lz4");
+        assert_eq!(
+            payload_compression(b"\x1f\x8b\x08").unwrap().1,
+            ["gzip", "-dc"]
+        );
+        assert_eq!(payload_compression(b"ELF"), None);
+        assert_eq!(bzimage_payload(b"not a kernel"), None);
+        assert!(!is_pvh_elf(b"\x7fELF"));
     }
 }

@@ -11,8 +11,17 @@
 //!   `ready` frame on the host;
 //! - `teardown_ms`: from the arrival of the agent's `done` frame to the
 //!   instance being reaped and its host resources removed;
-//! - `boot_kernel_ms` (vm): the guest's uptime when the agent started, so
-//!   `startup_ms - boot_kernel_ms` is what QEMU and the firmware cost.
+//! - `boot_kernel_ms` (vm): the guest's uptime when the agent started;
+//! - `boot_first_byte_ms` (vm): from the spawn to the arrival of the guest's
+//!   first byte on the frames channel (the agent's `boot` frame, its very
+//!   first act), so `boot_first_byte_ms - boot_kernel_ms` (`boot_vmm_ms`) is what
+//!   QEMU, the firmware and the kernel's decompression cost before the
+//!   guest's clock started;
+//! - `boot_agent_ms` (vm): the agent's set-up (mounts, modules, disk check)
+//!   from its start to its `ready` frame, by the guest's clock.
+//!
+//! So for a VM, `startup_ms ≈ boot_vmm_ms + boot_kernel_ms + boot_agent_ms`
+//! (plus the frames' trip over the serial port).
 //!
 //! Workload figures (`score`, `elapsed_ms`, ...) come from the agent's own
 //! clock. Records are appended after every instance.
@@ -23,7 +32,7 @@ use crate::env::Io;
 use crate::env::container::Container;
 use crate::env::container::ContainerConfig;
 use crate::env::native::Native;
-use crate::env::vm::{self, AccelChoice, AccelRequest, Vm, VmConfig};
+use crate::env::vm::{self, AccelChoice, AccelRequest, Devices, KernelFiles, Vm, VmConfig};
 use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
 use crate::image::{self, Image, ImageError};
 use crate::kernel::{self, GuestKernel};
@@ -56,6 +65,9 @@ pub struct Settings {
     pub accel: AccelRequest,
     /// `--kernel`.
     pub kernel: Option<PathBuf>,
+    /// `--modules`: the guest kernel's modules (default: those kept by
+    /// `isobench kernel fetch` with its kernel).
+    pub modules: Option<PathBuf>,
 }
 
 /// Why a run could not run.
@@ -159,6 +171,8 @@ pub struct Prerequisites {
     pub agent: PathBuf,
     /// For VMs: the guest kernel and QEMU's version line.
     pub vm: Option<(GuestKernel, String)>,
+    /// For VMs: the kernel's release and its modules, indexed.
+    pub kernel_files: Option<KernelFiles>,
 }
 
 /// Checks what these environments need, before anything starts; the error
@@ -166,6 +180,15 @@ pub struct Prerequisites {
 pub fn preflight(
     environments: &[EnvKind],
     kernel: Option<&Path>,
+) -> Result<Prerequisites, RunError> {
+    preflight_with(environments, kernel, None)
+}
+
+/// [`preflight`] with `--modules DIR` for the guest kernel.
+pub fn preflight_with(
+    environments: &[EnvKind],
+    kernel: Option<&Path>,
+    modules: Option<&Path>,
 ) -> Result<Prerequisites, RunError> {
     if environments.contains(&EnvKind::Container) && !nix::unistd::geteuid().is_root() {
         user_namespaces_available()
@@ -175,13 +198,27 @@ pub fn preflight(
     image::check_static(&agent)?;
     let vm = if environments.contains(&EnvKind::Vm) {
         let qemu = vm::qemu_version(Path::new(vm::QEMU)).map_err(RunError::Prerequisite)?;
-        let kernel = kernel::resolve(kernel, &kernel::cache_dir())
+        let mut kernel = kernel::resolve(kernel, &kernel::cache_dir())
             .map_err(|e| RunError::Prerequisite(e.to_string()))?;
+        if let Some(dir) = modules {
+            kernel.modules = Some(dir.to_path_buf());
+        }
         Some((kernel, qemu))
     } else {
         None
     };
-    Ok(Prerequisites { agent, vm })
+    let kernel_files = match &vm {
+        Some((k, _)) => Some(
+            KernelFiles::open(&k.vmlinuz, k.modules.as_deref())
+                .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(Prerequisites {
+        agent,
+        vm,
+        kernel_files,
+    })
 }
 
 /// The VM side of a testbed: what it boots and on which accelerator.
@@ -193,6 +230,8 @@ pub struct VmInfo {
     pub kernel: GuestKernel,
     /// The accelerator and why.
     pub accel: AccelChoice,
+    /// What every guest is made of.
+    pub config: VmConfig,
 }
 
 /// What a testbed is built for.
@@ -295,18 +334,27 @@ impl Testbed {
                             "internal: VM prerequisites were not checked".into(),
                         ));
                     };
+                    let files = prereqs.kernel_files.clone().ok_or_else(|| {
+                        RunError::Prerequisite("internal: the guest kernel was not indexed".into())
+                    })?;
                     let mut config = VmConfig {
                         qemu: PathBuf::from(vm::QEMU),
-                        kernel: kernel.vmlinuz.clone(),
-                        initramfs: image.initramfs.clone(),
-                        machine: "microvm".into(),
+                        kernel: kernel.boot_image().to_path_buf(),
+                        machine: vm_settings.machine,
                         memory_mib: vm_settings.memory_mib,
                         cpus: vm_settings.cpus,
                         accel: vm::Accel::Tcg,
                         tsc_khz: None,
+                        kernel_args: vm_settings.kernel_args.clone(),
                         boot_timeout: Duration::ZERO,
                     };
-                    let choice = choose_accel(accel, &config, &run_dir, logs, stop)?;
+                    let probe = ProbeSetup {
+                        base: &config,
+                        image_dir: &image.dir,
+                        kernel: &files,
+                        qemu,
+                    };
+                    let choice = choose_accel(accel, &probe, &run_dir, logs, stop)?;
                     eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
                     config.accel = choice.accel;
                     if choice.accel == vm::Accel::Tcg {
@@ -320,8 +368,22 @@ impl Testbed {
                         qemu: qemu.clone(),
                         kernel: kernel.clone(),
                         accel: choice,
+                        config: config.clone(),
                     });
-                    envs.push(Box::new(Vm::new(config, Arc::clone(&run_dir))));
+                    let devices = Devices {
+                        disk_mib: vm_settings.disk_mib,
+                        scratch_mib: None,
+                    };
+                    let env = Vm::new(
+                        config,
+                        devices,
+                        image.dir.clone(),
+                        files,
+                        Arc::clone(&run_dir),
+                    );
+                    // Modules found and matching, initramfs written: before any boot.
+                    env.prepare()?;
+                    envs.push(Box::new(env));
                 }
             }
         }
@@ -348,6 +410,11 @@ impl Testbed {
 pub struct InstanceResult {
     /// Spawn → arrival of `ready`.
     pub startup: Option<Duration>,
+    /// Spawn → arrival of the first byte, for instances that send a `boot`
+    /// frame (VMs).
+    pub first_byte: Option<Duration>,
+    /// The agent's set-up before `ready`, by its own clock (vm).
+    pub boot_agent_ms: Option<f64>,
     /// Arrival of `done` → reaped and cleaned up (only for a clean end).
     pub teardown: Option<Duration>,
     /// The guest's uptime at the agent's start (vm).
@@ -375,6 +442,7 @@ pub struct InstanceResult {
 pub const MAX_OUTPUT: usize = 4 << 20;
 
 enum Event {
+    FirstByte(Instant),
     Frame(Instant, Frame),
     Garbled(String),
     /// A line that is not a frame: a program's own output.
@@ -462,6 +530,7 @@ pub fn run_instance_with(
 
     let mut ready_at = None;
     let mut done_at = None;
+    let mut first_byte_at = None;
     let mut deadline = spawned_at + env.startup_timeout();
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -486,12 +555,21 @@ pub fn run_instance_with(
             break;
         }
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            Ok(Event::FirstByte(at)) => first_byte_at = Some(at),
             Ok(Event::Frame(at, frame)) => match frame {
-                Frame::Ready { uptime_ms, .. } => {
+                Frame::Boot => {
+                    result.first_byte = first_byte_at.or(Some(at)).map(|t| t - spawned_at);
+                }
+                Frame::Ready {
+                    uptime_ms,
+                    setup_ms,
+                    ..
+                } => {
                     if ready_at.is_none() {
                         ready_at = Some(at);
                         result.startup = Some(at - spawned_at);
                         result.boot_kernel_ms = uptime_ms;
+                        result.boot_agent_ms = setup_ms;
                         deadline = at + run_timeout;
                     }
                 }
@@ -501,8 +579,14 @@ pub fn run_instance_with(
                     status,
                 } => {
                     result.metrics.extend(metrics);
-                    result.digest = digest;
-                    result.status = status;
+                    // The guest's own figures come in a second `result`
+                    // frame without a digest or status: keep the first's.
+                    if digest.is_some() {
+                        result.digest = digest;
+                    }
+                    if status.is_some() {
+                        result.status = status;
+                    }
                 }
                 Frame::Error { message } => {
                     result.error.get_or_insert(format!("agent: {message}"));
@@ -556,12 +640,6 @@ pub fn run_instance_with(
     if result.exit.is_some() {
         result.host_metrics.extend(instance.after_exit());
     }
-    if let Err(e) = instance.cleanup() {
-        result.error.get_or_insert(format!("cleanup: {e}"));
-    }
-    let cleaned_at = Instant::now();
-    let _ = reader.join();
-
     if result.error.is_none() {
         if ready_at.is_none() {
             result.error = Some("the output ended without a `ready` frame".into());
@@ -572,6 +650,17 @@ pub fn run_instance_with(
             result.error = Some(format!("the instance ended with {exit}"));
         }
     }
+    if let Some(error) = result.error.as_mut().filter(|_| !result.interrupted)
+        && let Some(why) = instance.diagnose()
+    {
+        error.push_str(&format!("; {why}"));
+    }
+    if let Err(e) = instance.cleanup() {
+        result.error.get_or_insert(format!("cleanup: {e}"));
+    }
+    let cleaned_at = Instant::now();
+    let _ = reader.join();
+
     if result.error.is_none() {
         result.teardown = done_at.map(|d| cleaned_at - d);
     }
@@ -592,10 +681,31 @@ fn open_log(path: &Path) -> Result<(File, File), String> {
     Ok((log, copy))
 }
 
+/// A reader that reports when its first byte arrived.
+struct FirstByte<R> {
+    inner: R,
+    tx: Option<mpsc::Sender<Event>>,
+}
+
+impl<R: std::io::Read> std::io::Read for FirstByte<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0
+            && let Some(tx) = self.tx.take()
+        {
+            let _ = tx.send(Event::FirstByte(Instant::now()));
+        }
+        Ok(n)
+    }
+}
+
 /// The reader thread: copies the output stream to the log (if any) and
 /// passes frames on with their arrival time.
 fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
-    let mut reader = BufReader::new(output);
+    let mut reader = BufReader::new(FirstByte {
+        inner: output,
+        tx: Some(tx.clone()),
+    });
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -739,46 +849,102 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     if let Some(t) = r.teardown {
         metrics.push(Metric::lower("teardown_ms", "ms", t.as_secs_f64() * 1e3));
     }
+    if let Some(f) = r.first_byte {
+        let first_ms = f.as_secs_f64() * 1e3;
+        metrics.push(Metric::lower("boot_first_byte_ms", "ms", first_ms));
+        if let Some(k) = r.boot_kernel_ms {
+            metrics.push(Metric::lower("boot_vmm_ms", "ms", first_ms - k));
+        }
+    }
     if let Some(k) = r.boot_kernel_ms {
         metrics.push(Metric::lower("boot_kernel_ms", "ms", k));
+    }
+    if let Some(a) = r.boot_agent_ms {
+        metrics.push(Metric::lower("boot_agent_ms", "ms", a));
     }
     metrics.extend(r.host_metrics.iter().cloned());
     metrics.extend(r.metrics.iter().cloned());
     metrics
 }
 
-/// Picks the accelerator, probing KVM with a noop guest when nothing rules it out.
+/// A VM instance of an I/O workload gets a scratch disk: its modules must
+/// exist for the guest kernel and `mkfs.ext4` on the host, before anything
+/// starts.
+fn check_vm_scratch(plan: &Plan, files: &KernelFiles) -> Result<(), RunError> {
+    let base = Devices {
+        disk_mib: plan.vm.disk_mib,
+        scratch_mib: None,
+    };
+    for w in &plan.workloads {
+        let devices = base.for_workload(&w.spec);
+        if devices.scratch_mib.is_some() {
+            let context =
+                |e: String| RunError::Prerequisite(format!("workload `{}` in a VM: {e}", w.name));
+            files
+                .modules_for(plan.vm.machine, &devices)
+                .map_err(|e| context(e.to_string()))?;
+            vm::mkfs_ext4().map_err(context)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a KVM probe guest is made of.
+struct ProbeSetup<'a> {
+    base: &'a VmConfig,
+    image_dir: &'a Path,
+    kernel: &'a KernelFiles,
+    qemu: &'a str,
+}
+
+/// Picks the accelerator, probing KVM with a noop guest when nothing rules
+/// it out and no earlier probe's verdict is cached.
 fn choose_accel(
     request: AccelRequest,
-    base: &VmConfig,
+    setup: &ProbeSetup<'_>,
     run_dir: &Arc<RunDir>,
     logs: &Path,
     stop: &AtomicBool,
 ) -> Result<AccelChoice, RunError> {
     let probe = || {
-        let mut config = base.clone();
+        let mut config = setup.base.clone();
         config.accel = vm::Accel::Kvm;
         config.tsc_khz = None;
-        config.boot_timeout = vm::default_boot_timeout(vm::Accel::Kvm);
-        let env = Vm::new(config, Arc::clone(run_dir));
+        config.boot_timeout = vm::PROBE_TIMEOUT;
+        let env = Vm::new(
+            config,
+            Devices::default(),
+            setup.image_dir.to_path_buf(),
+            setup.kernel.clone(),
+            Arc::clone(run_dir),
+        );
         let r = run_instance(
             &env,
             &WorkloadSpec::Noop,
             "kvm-probe",
             Some(&logs.join("kvm-probe.log")),
-            Duration::from_secs(10),
+            vm::PROBE_TIMEOUT,
             stop,
         );
         match (r.error, r.startup) {
-            (None, Some(s)) => Ok(s),
-            (Some(e), _) => Err(format!("{e} (see logs/kvm-probe.log)")),
-            (None, None) => Err("no `ready` frame".into()),
+            _ if r.interrupted => vm::Probe::Interrupted,
+            (None, Some(s)) => vm::Probe::Booted(s),
+            (Some(e), _) => vm::Probe::Failed(format!("{e} (see logs/kvm-probe.log)")),
+            (None, None) => vm::Probe::Failed("no `ready` frame".into()),
         }
     };
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let cache = vm::ProbeCache::new(
+        &kernel::cache_dir(),
+        &boot_id,
+        setup.qemu,
+        &setup.base.kernel,
+    );
     Ok(vm::choose_accel(
         request,
         Path::new("/sys/module"),
         Path::new("/dev/kvm"),
+        Some(&cache),
         probe,
     )?)
 }
@@ -787,7 +953,14 @@ fn choose_accel(
 pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let plan = &settings.plan;
-    let prereqs = preflight(&plan.environments, settings.kernel.as_deref())?;
+    let prereqs = preflight_with(
+        &plan.environments,
+        settings.kernel.as_deref(),
+        settings.modules.as_deref(),
+    )?;
+    if let Some(files) = &prereqs.kernel_files {
+        check_vm_scratch(plan, files)?;
+    }
     let commands = resolve_commands(plan);
     let programs: Vec<PathBuf> = commands
         .values()
@@ -817,7 +990,12 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         },
         &logs,
         stop,
-    )?;
+    )
+    .inspect_err(|_| {
+        // Nothing ran: leave no empty run directory behind (a probe's log stays).
+        let _ = std::fs::remove_dir(&logs);
+        let _ = std::fs::remove_dir(&dir);
+    })?;
     for note in &testbed.notes {
         eprintln!("note: {note}");
     }
@@ -835,7 +1013,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         guest_kernel: testbed
             .vm
             .as_ref()
-            .map(|v| format!("{} ({})", v.kernel.version, v.kernel.vmlinuz.display())),
+            .map(|v| format!("{} ({})", v.kernel.version, v.kernel.boot_image().display())),
         image: serde_json::to_value(&testbed.image).ok(),
         scenario: serde_json::to_value(plan).unwrap_or_default(),
         environments: testbed

@@ -9,6 +9,7 @@
 use crate::cgroup::{CgroupUse, Limits, parse_size};
 use crate::env::EnvKind;
 use crate::env::container::Volume;
+use crate::env::vm::Machine;
 use crate::extract::MetricRule;
 use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
@@ -153,6 +154,11 @@ struct VmSection {
     #[serde(default = "default_vm_cpus")]
     cpus: Positive,
     boot_timeout_s: Option<Positive>,
+    #[serde(default)]
+    machine: Machine,
+    #[serde(default)]
+    kernel_args: Vec<Spanned<String>>,
+    disk_mib: Option<Positive>,
 }
 
 fn default_vm_memory() -> Positive {
@@ -168,6 +174,9 @@ impl Default for VmSection {
             memory_mib: default_vm_memory(),
             cpus: default_vm_cpus(),
             boot_timeout_s: None,
+            machine: Machine::default(),
+            kernel_args: Vec::new(),
+            disk_mib: None,
         }
     }
 }
@@ -300,6 +309,26 @@ pub struct VmSettings {
     /// picks a default by accelerator.
     #[serde(with = "opt_duration_secs")]
     pub boot_timeout: Option<Duration>,
+    /// QEMU machine type (`microvm`, `pc`, `q35`).
+    pub machine: Machine,
+    /// Extra guest kernel command-line arguments.
+    pub kernel_args: Vec<String>,
+    /// A scratch virtio disk of this many MiB in every guest (backed by a
+    /// raw host file opened with O_DIRECT), for I/O workloads.
+    pub disk_mib: Option<u64>,
+}
+
+impl Default for VmSettings {
+    fn default() -> Self {
+        VmSettings {
+            memory_mib: default_vm_memory().0,
+            cpus: default_vm_cpus().0,
+            boot_timeout: None,
+            machine: Machine::default(),
+            kernel_args: Vec::new(),
+            disk_mib: None,
+        }
+    }
 }
 
 /// Container settings of a scenario.
@@ -515,6 +544,19 @@ impl Plan {
             });
         }
 
+        for (i, arg) in file.vm.kernel_args.iter().enumerate() {
+            let text = arg.get_ref();
+            if text.is_empty() || text.contains(char::is_whitespace) || text == "--" {
+                return Err(invalid(
+                    Some(arg.span()),
+                    &format!("vm.kernel_args[{i}]"),
+                    format!(
+                        "`{text}`: give one kernel argument per string, without spaces (and not `--`, which starts init's own arguments)"
+                    ),
+                ));
+            }
+        }
+
         let mut container = ContainerSettings::default();
         if let Some(m) = &file.container.memory {
             container.limits.memory_bytes = Some(
@@ -555,6 +597,14 @@ impl Plan {
                 memory_mib: file.vm.memory_mib.0,
                 cpus: file.vm.cpus.0,
                 boot_timeout: file.vm.boot_timeout_s.map(|s| Duration::from_secs(s.0)),
+                machine: file.vm.machine,
+                kernel_args: file
+                    .vm
+                    .kernel_args
+                    .iter()
+                    .map(|a| a.get_ref().clone())
+                    .collect(),
+                disk_mib: file.vm.disk_mib.map(|d| d.0),
             },
             container,
         };
@@ -825,6 +875,18 @@ mod tests {
         let msg = error("name = \"x\"\n[vm]\nmemory_mib = 0\n[[workload]]\nkind = \"noop\"\n");
         assert!(
             msg.starts_with("t.toml:3:14: vm.memory_mib: expected a positive integer, got 0"),
+            "{msg}"
+        );
+        let msg = error(
+            "name = \"x\"\n[vm]\nkernel_args = [\"quiet\", \"a b\"]\n[[workload]]\nkind = \"noop\"\n",
+        );
+        assert!(
+            msg.starts_with("t.toml:3:25: vm.kernel_args[1]: `a b`: give one kernel argument"),
+            "{msg}"
+        );
+        let msg = error("name = \"x\"\n[vm]\nmachine = \"isapc\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.contains("vm.machine") && msg.contains("expected one of `microvm`, `pc`, `q35`"),
             "{msg}"
         );
         let msg = error("name = = 3\n");

@@ -17,7 +17,11 @@ pub const PREFIX: &str = "@@isobench ";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Frame {
-    /// The agent's first act: it is running and about to start the workload.
+    /// In a VM only, the agent's very first act, before it sets the guest
+    /// up: the host times the guest's first byte by it.
+    Boot,
+    /// The agent is running and about to start the workload (its first act
+    /// outside a VM).
     Ready {
         /// The agent's process id as it sees it (1 in a container or a VM).
         pid: u32,
@@ -25,6 +29,10 @@ pub enum Frame {
         /// start, in ms — the time the guest kernel took to boot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uptime_ms: Option<f64>,
+        /// In a VM: the agent's own set-up (mounts, modules, disk check)
+        /// from its start to this frame, by the guest's clock, in ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        setup_ms: Option<f64>,
     },
     /// The workload's results for this instance.
     Result {
@@ -75,13 +83,16 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let frames = [
+            Frame::Boot,
             Frame::Ready {
                 pid: 1,
                 uptime_ms: Some(812.5),
+                setup_ms: Some(3.25),
             },
             Frame::Ready {
                 pid: 4242,
                 uptime_ms: None,
+                setup_ms: None,
             },
             Frame::Result {
                 metrics: vec![Metric::higher("score", "rounds/s", 1234.5)],

@@ -1,13 +1,32 @@
 //! The agent: the one program that runs inside every environment.
 //!
-//! `isobench-agent [--vm] WORKLOAD [key=value ...]`
+//! `isobench-agent [--vm [--frames=DEV] [--load=MOD,...] [--disk=DEV | --scratch=DEV]
+//! [--env=KEY=VALUE]...] WORKLOAD [key=value ...]`
 //!
 //! Its first act is a `ready` frame; then it runs the workload, sends one
-//! `result` frame (or an `error` frame) and a `done` frame, and exits. With
-//! `--vm` it is the guest's PID 1 (`/init` of the initramfs): it mounts
-//! `/proc`, `/sys` and `/dev` first, reports the guest's uptime in its `ready`
-//! frame, and powers the guest off at the end instead of exiting — also after
-//! a failure, so a broken workload never leaves a VM running.
+//! `result` frame (or an `error` frame) and a `done` frame, and exits.
+//!
+//! With `--vm` it is the guest's PID 1 (`/init` of the initramfs), and does
+//! more:
+//! - it opens the frames port (`--frames`, the second serial port) and sends
+//!   a `boot` frame there at once, so the host sees when the guest's user
+//!   space started;
+//! - it mounts `/proc`, `/sys` and `/dev` (devtmpfs), loads the kernel
+//!   modules named by `--load` from `/lib/modules/<name>.ko` with
+//!   `finit_module`, in the order given (dependencies first), and either
+//!   checks a raw disk (`--disk`) with one O_DIRECT write and read or mounts
+//!   an ext4 scratch disk (`--scratch`) at `/scratch`, where I/O workloads
+//!   work; `--env` sets environment variables for the workload;
+//! - its `ready` frame carries the guest's uptime at the agent's start (the
+//!   kernel's boot time) and the time its own set-up took;
+//! - after the workload it reports the guest's `MemTotal` and `MemAvailable`;
+//! - it powers the guest off at the end instead of exiting, also after any
+//!   failure (an `error` frame first) and after a panic of its own, so a
+//!   broken workload never leaves a VM running.
+//!
+//! The kernel passes init the command-line words it does not know (such as
+//! `nokaslr`) before the arguments isobench put after `--`; the agent skips
+//! everything before `--vm`.
 //!
 //! The binary is linked statically (see `.cargo/config.toml`): the same file
 //! runs on the host, in a container image and in an initramfs.
@@ -18,7 +37,9 @@ pub mod workloads;
 
 use crate::workload::WorkloadSpec;
 use frame::Frame;
+use std::fs::File;
 use std::io::Write;
+use std::sync::Mutex;
 
 /// Exit status when the workload failed.
 pub const EXIT_FAILED: i32 = 1;
@@ -34,23 +55,112 @@ enum Mode {
     Vm,
 }
 
+/// The agent's own options, before the workload's arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    vm: bool,
+    frames: Option<String>,
+    load: Vec<String>,
+    disk: Option<String>,
+    scratch: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Splits the command line into the agent's options and the workload's
+/// arguments. Words before `--vm` came from the kernel and are dropped.
+fn parse_options(args: &[String]) -> Result<(Options, Vec<String>), String> {
+    let mut opts = Options::default();
+    let rest = match args.iter().position(|a| a == "--vm") {
+        Some(at) => {
+            opts.vm = true;
+            &args[at + 1..]
+        }
+        None => args,
+    };
+    let mut i = 0;
+    while let Some(arg) = rest.get(i).filter(|a| a.starts_with("--")) {
+        let (key, value) = arg.split_once('=').unwrap_or((arg, ""));
+        match key {
+            "--frames" if opts.vm => opts.frames = Some(value.to_string()),
+            "--load" if opts.vm => {
+                opts.load = value
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            "--disk" if opts.vm => opts.disk = Some(value.to_string()),
+            "--scratch" if opts.vm => opts.scratch = Some(value.to_string()),
+            "--args-hex" if opts.vm => {
+                // The workload's arguments, hex-encoded JSON (see
+                // env::vm::qemu::encode_workload_args): they end the options.
+                return Ok((opts, decode_args(value)?));
+            }
+            "--env" if opts.vm => {
+                let (k, v) = value
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| format!("agent option `{arg}`: expected --env=KEY=VALUE"))?;
+                opts.env.push((k.to_string(), v.to_string()));
+            }
+            _ => return Err(format!("unknown agent option `{arg}`")),
+        }
+        i += 1;
+    }
+    Ok((opts, rest[i..].to_vec()))
+}
+
+/// Decodes `--args-hex=`: a JSON array of strings, hex-encoded.
+fn decode_args(hex: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("agent option --args-hex: not hex-encoded JSON: {hex}");
+    if !hex.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, String>>()?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
+/// The frames sink: the frames port in a guest, stdout otherwise.
+static FRAMES: Mutex<Option<File>> = Mutex::new(None);
+
 /// Runs the agent with the process's arguments; never returns.
 pub fn main() -> ! {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = if args.first().map(String::as_str) == Some("--vm") {
-        args.remove(0);
-        Mode::Vm
-    } else {
-        Mode::Process
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (opts, args) = match parse_options(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            let vm = args.iter().any(|a| a == "--vm");
+            emit(&Frame::Error { message });
+            emit(&Frame::Done);
+            finish(if vm { Mode::Vm } else { Mode::Process }, EXIT_USAGE);
+        }
     };
+    let mode = if opts.vm { Mode::Vm } else { Mode::Process };
 
     let mut uptime_ms = None;
+    let mut setup_ms = None;
     if mode == Mode::Vm {
-        if let Err(message) = guest::setup() {
+        let start = guest::uptime_ms();
+        guest::install_panic_hook();
+        if let Some(dev) = &opts.frames {
+            match guest::open_frames(dev) {
+                Ok(file) => *FRAMES.lock().unwrap_or_else(|e| e.into_inner()) = Some(file),
+                // Nowhere to send frames: say so on the console; the host
+                // finds it in the instance's log.
+                Err(e) => eprintln!("isobench-agent: {e}; frames go to the console"),
+            }
+        }
+        emit(&Frame::Boot);
+        if let Err(message) = guest::setup(&opts) {
             emit(&Frame::Error { message });
+            emit(&Frame::Done);
             finish(mode, EXIT_FAILED);
         }
-        uptime_ms = Some(guest::uptime_ms());
+        uptime_ms = Some(start);
+        setup_ms = Some(guest::uptime_ms() - start);
     }
 
     frame_fd();
@@ -68,6 +178,7 @@ pub fn main() -> ! {
     emit(&Frame::Ready {
         pid: std::process::id(),
         uptime_ms,
+        setup_ms,
     });
     let code = match workloads::run(&spec) {
         Ok(None) => 0,
@@ -85,6 +196,16 @@ pub fn main() -> ! {
             EXIT_FAILED
         }
     };
+    if mode == Mode::Vm {
+        let metrics = guest::figures(&opts);
+        if !metrics.is_empty() {
+            emit(&Frame::Result {
+                metrics,
+                digest: None,
+                status: None,
+            });
+        }
+    }
     emit(&Frame::Done);
     finish(mode, code)
 }
@@ -111,11 +232,17 @@ fn frame_fd() -> i32 {
 /// Writes one frame in a single write, so frames from one agent never interleave.
 fn emit(frame: &Frame) {
     let line = frame.encode();
+    // If the sink is gone there is nobody left to tell; the host sees the
+    // missing frames and reports the instance as failed.
+    // In a guest: the frames port (opened close-on-exec, so a program the
+    // agent starts never inherits it).
+    if let Some(file) = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = file.write_all(line.as_bytes());
+        return;
+    }
     let fd = frame_fd();
     if fd == 1 {
         let mut out = std::io::stdout().lock();
-        // If stdout is gone there is nobody left to tell; the host sees the
-        // missing frames and reports the instance as failed.
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
     } else {
@@ -137,12 +264,54 @@ fn finish(mode: Mode, code: i32) -> ! {
 
 /// What only PID 1 of a guest does.
 mod guest {
+    use super::{FRAMES, Frame, Options, emit};
+    use crate::workload::Metric;
     use nix::mount::{MsFlags, mount};
     use nix::sys::reboot::{RebootMode, reboot};
     use nix::time::{ClockId, clock_gettime};
+    use std::fs::{File, OpenOptions};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::{Duration, Instant};
 
-    /// Mounts the pseudo file systems a workload may need.
-    pub fn setup() -> Result<(), String> {
+    /// Where the modules are in the initramfs.
+    const MODULES: &str = "/lib/modules";
+
+    /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
+    pub fn uptime_ms() -> f64 {
+        clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .map(|t| t.tv_sec() as f64 * 1e3 + t.tv_nsec() as f64 / 1e6)
+            .unwrap_or(f64::NAN)
+    }
+
+    /// A panic of PID 1 would panic the kernel and lose the message: send
+    /// it as an `error` frame and power off instead.
+    pub fn install_panic_hook() {
+        std::panic::set_hook(Box::new(|info| {
+            emit(&Frame::Error {
+                message: format!("the agent panicked: {info}"),
+            });
+            emit(&Frame::Done);
+            power_off();
+        }));
+    }
+
+    /// Opens the frames port for writing, raw: no `\n` → `\r\n`, no echo.
+    pub fn open_frames(dev: &str) -> Result<File, String> {
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(dev)
+            .map_err(|e| format!("cannot open the frames port {dev}: {e}"))?;
+        if let Ok(mut t) = nix::sys::termios::tcgetattr(&file) {
+            nix::sys::termios::cfmakeraw(&mut t);
+            let _ = nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &t);
+        }
+        Ok(file)
+    }
+
+    /// Mounts the pseudo file systems, brings up `lo`, loads the modules,
+    /// checks or mounts the disk.
+    pub fn setup(opts: &Options) -> Result<(), String> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         for (fstype, target, flags) in [
             ("proc", "/proc", flags),
@@ -154,23 +323,226 @@ mod guest {
             mount(Some(fstype), target, Some(fstype), flags, None::<&str>)
                 .map_err(|e| format!("guest setup: mount {fstype} on {target}: {e}"))?;
         }
+        // As in a container: loopback up, for network workloads.
+        loopback_up().map_err(|e| format!("guest setup: bringing up lo: {e}"))?;
+        for name in &opts.load {
+            load_module(name)?;
+        }
+        if let Some(disk) = &opts.disk {
+            wait_for(disk)?;
+            check_disk(disk)?;
+        }
+        if let Some(dev) = &opts.scratch {
+            wait_for(dev)?;
+            std::fs::create_dir_all(SCRATCH)
+                .map_err(|e| format!("guest setup: cannot create {SCRATCH}: {e}"))?;
+            mount(
+                Some(dev.as_str()),
+                SCRATCH,
+                Some("ext4"),
+                MsFlags::MS_NOATIME,
+                None::<&str>,
+            )
+            .map_err(|e| format!("guest setup: mount {dev} (ext4) on {SCRATCH}: {e}"))?;
+        }
+        for (key, value) in &opts.env {
+            // SAFETY: PID 1 of the guest is single-threaded here; nothing
+            // reads the environment concurrently.
+            unsafe { std::env::set_var(key, value) };
+        }
         Ok(())
     }
 
-    /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
-    pub fn uptime_ms() -> f64 {
-        clock_gettime(ClockId::CLOCK_BOOTTIME)
-            .map(|t| t.tv_sec() as f64 * 1e3 + t.tv_nsec() as f64 / 1e6)
-            .unwrap_or(f64::NAN)
+    /// Where the scratch disk is mounted (the I/O workloads' default directory).
+    const SCRATCH: &str = "/scratch";
+
+    /// Waits for a block device to appear: drivers probe asynchronously.
+    fn wait_for(dev: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(dev).is_err() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "guest setup: the disk {dev} did not appear within 5 s of loading its driver"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
     }
 
-    /// Waits until the console has sent every byte, then powers off. If the
-    /// power-off fails, PID 1 exits, the kernel panics, and `panic=-1` with
-    /// QEMU's `-no-reboot` ends the VM all the same.
+    /// Sets IFF_UP on `lo`.
+    fn loopback_up() -> nix::Result<()> {
+        // SAFETY: a datagram socket only for the ioctls, closed below; the
+        // ifreq is zeroed, named "lo", and valid for both calls.
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if sock < 0 {
+                return Err(nix::errno::Errno::last());
+            }
+            let mut req: libc::ifreq = std::mem::zeroed();
+            req.ifr_name[0] = b'l' as libc::c_char;
+            req.ifr_name[1] = b'o' as libc::c_char;
+            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+            if r == 0 {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+            }
+            let err = nix::errno::Errno::last();
+            libc::close(sock);
+            if r < 0 { Err(err) } else { Ok(()) }
+        }
+    }
+
+    fn load_module(name: &str) -> Result<(), String> {
+        let path = format!("{MODULES}/{name}.ko");
+        let file = File::open(&path).map_err(|e| format!("guest setup: open {path}: {e}"))?;
+        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+            // EEXIST: built in, or loaded already as another module's dependency.
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+            Err(e) => Err(format!(
+                "guest setup: loading kernel module {path} failed: {e} (is it built for this kernel? a kernel that enforces module signatures rejects unsigned ones)"
+            )),
+        }
+    }
+
+    /// Writes and reads one block of a raw disk with O_DIRECT.
+    fn check_disk(dev: &str) -> Result<(), String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(dev)
+            .map_err(|e| format!("guest setup: open {dev} with O_DIRECT: {e}"))?;
+        // One 4 KiB block, 4 KiB-aligned in memory, as O_DIRECT wants.
+        let mut block = AlignedBlock([0u8; 4096]);
+        for (i, b) in block.0.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let written = nix::sys::uio::pwrite(&file, &block.0, 0)
+            .map_err(|e| format!("guest setup: O_DIRECT write to {dev}: {e}"))?;
+        let mut back = AlignedBlock([0u8; 4096]);
+        let read = nix::sys::uio::pread(&file, &mut back.0, 0)
+            .map_err(|e| format!("guest setup: O_DIRECT read from {dev}: {e}"))?;
+        if written != 4096 || read != 4096 || back.0 != block.0 {
+            return Err(format!(
+                "guest setup: {dev} did not read back what was written"
+            ));
+        }
+        Ok(())
+    }
+
+    #[repr(C, align(4096))]
+    struct AlignedBlock([u8; 4096]);
+
+    /// The guest's own view of itself at the end: memory, and the disk's size.
+    pub fn figures(opts: &Options) -> Vec<Metric> {
+        let mut metrics = Vec::new();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib = |key: &str| {
+            crate::meta::field(&meminfo, key)
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        if let Some(total) = kib("MemTotal") {
+            metrics.push(Metric::higher(
+                "guest_mem_total_mib",
+                "MiB",
+                total as f64 / 1024.0,
+            ));
+        }
+        if let Some(avail) = kib("MemAvailable") {
+            metrics.push(Metric::higher(
+                "guest_mem_available_mib",
+                "MiB",
+                avail as f64 / 1024.0,
+            ));
+        }
+        if let Some(dev) = opts.disk.as_ref().or(opts.scratch.as_ref())
+            && let Some(bytes) = block_device_bytes(dev)
+        {
+            metrics.push(Metric::higher(
+                "guest_disk_mib",
+                "MiB",
+                bytes as f64 / (1024.0 * 1024.0),
+            ));
+        }
+        metrics
+    }
+
+    /// The size of a block device, from sysfs (`size` is in 512-byte sectors).
+    fn block_device_bytes(dev: &str) -> Option<u64> {
+        let name = std::path::Path::new(dev).file_name()?.to_str()?;
+        let sectors = std::fs::read_to_string(format!("/sys/class/block/{name}/size")).ok()?;
+        Some(sectors.trim().parse::<u64>().ok()? * 512)
+    }
+
+    /// Waits until the frames port has sent every byte, then powers off. If
+    /// the power-off fails, PID 1 exits, the kernel panics, and `panic=-1`
+    /// with QEMU's `-no-reboot` ends the VM all the same.
     pub fn power_off() -> ! {
+        if let Some(file) = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = nix::sys::termios::tcdrain(file);
+        }
         let _ = nix::sys::termios::tcdrain(std::io::stdout());
         nix::unistd::sync();
         let _ = reboot(RebootMode::RB_POWER_OFF);
         std::process::exit(super::EXIT_FAILED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_arguments_are_the_workload() {
+        let (opts, rest) = parse_options(&strings(&["cpu", "rounds=3"])).unwrap();
+        assert_eq!(opts, Options::default());
+        assert_eq!(rest, ["cpu", "rounds=3"]);
+    }
+
+    #[test]
+    fn kernel_leftovers_before_vm_are_dropped_and_options_read() {
+        let args = strings(&[
+            "nokaslr",
+            "--vm",
+            "--frames=/dev/ttyS1",
+            "--load=virtio,virtio_ring,virtio_blk",
+            "--disk=/dev/vda",
+            "--env=ISOBENCH_SCRATCH=/scratch/x=y",
+            "noop",
+        ]);
+        let (opts, rest) = parse_options(&args).unwrap();
+        assert!(opts.vm);
+        assert_eq!(opts.frames.as_deref(), Some("/dev/ttyS1"));
+        assert_eq!(opts.load, ["virtio", "virtio_ring", "virtio_blk"]);
+        assert_eq!(opts.disk.as_deref(), Some("/dev/vda"));
+        assert_eq!(
+            opts.env,
+            [("ISOBENCH_SCRATCH".to_string(), "/scratch/x=y".to_string())]
+        );
+        assert_eq!(rest, ["noop"]);
+        let (opts, _) = parse_options(&strings(&["--vm", "--scratch=/dev/vda", "fileio"])).unwrap();
+        assert_eq!(opts.scratch.as_deref(), Some("/dev/vda"));
+        assert!(parse_options(&strings(&["--vm", "--env=novalue", "noop"])).is_err());
+        // Arguments the kernel would mangle arrive hex-encoded.
+        let command = strings(&["command", "--", "/bin/echo", "a \"b\""]);
+        let encoded = crate::env::vm::encode_workload_args(&command);
+        let mut args = strings(&["--vm", "--frames=/dev/ttyS1"]);
+        args.extend(encoded);
+        let (opts, rest) = parse_options(&args).unwrap();
+        assert_eq!(opts.frames.as_deref(), Some("/dev/ttyS1"));
+        assert_eq!(rest, command);
+        assert!(parse_options(&strings(&["--vm", "--args-hex=zz"])).is_err());
+    }
+
+    #[test]
+    fn guest_options_outside_a_guest_are_refused() {
+        let err = parse_options(&strings(&["--load=x", "noop"])).unwrap_err();
+        assert!(err.contains("--load=x"), "{err}");
+        assert!(parse_options(&strings(&["--vm", "--bogus", "noop"])).is_err());
     }
 }

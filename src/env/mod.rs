@@ -189,6 +189,13 @@ pub trait Instance {
         Vec::new()
     }
 
+    /// Why a failed instance failed, as far as the environment can tell
+    /// beyond its frames (a guest kernel panic, a QEMU that crashed). Called
+    /// after the process has been reaped, before cleanup.
+    fn diagnose(&mut self) -> Option<String> {
+        None
+    }
+
     /// Releases what the instance holds on the host (directories, ...)
     /// after its process has been reaped. Safe to call twice.
     fn cleanup(&mut self) -> Result<(), EnvError>;
