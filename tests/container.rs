@@ -52,11 +52,20 @@ fn root_only() -> bool {
     )
 }
 
+/// The tests here check the host's cgroup tree for leftovers, which another
+/// test's running container would show: they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_container_sees_only_itself() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("isolation");
     // Only the loopback interface.
     let o = exec(&s, &[], &["cat", "/proc/net/dev"]);
@@ -128,6 +137,7 @@ fn exit_status_and_signals_pass_through() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("status");
     for (env, cmd, code) in [
         ("container", "exit 7", 7),
@@ -157,6 +167,7 @@ fn an_allocation_past_the_memory_limit_is_oom_killed_and_reported() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("oom");
     // dd's 64 MiB buffer is filled from /dev/zero: 64 MiB charged to the cgroup.
     let o = exec(
@@ -182,6 +193,7 @@ fn a_pids_limit_stops_a_fork_bomb() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("forkbomb");
     let start = Instant::now();
     let o = exec(
@@ -207,6 +219,7 @@ fn a_timeout_kills_the_program() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("timeout");
     let start = Instant::now();
     let o = exec(
@@ -225,6 +238,7 @@ fn volumes_are_bound_read_write_or_read_only() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("volumes");
     let data = s.path.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -390,6 +404,7 @@ fn sigkill_of_isobench_then_clean_removes_cgroups_and_dirs() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("killcg");
     let mut child = s
         .isobench()
@@ -457,6 +472,7 @@ fn sigterm_to_exec_kills_the_container_and_cleans_up() {
     if !root_only() {
         return;
     }
+    let _serial = serial();
     let s = Scratch::new("execterm");
     let mut child = s
         .isobench()
