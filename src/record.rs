@@ -60,7 +60,24 @@ pub struct InstanceRecord {
     pub metrics: Vec<Metric>,
     /// The instance's log, relative to the run directory.
     pub log: String,
+    /// What sampling it cost, when it was sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerCost>,
 }
+
+/// The sampler's work on one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerCost {
+    /// Samples taken.
+    pub samples: usize,
+    /// CPU time of the sampler thread, in ms.
+    pub cpu_ms: f64,
+    /// That CPU time over the time it ran, in percent of one core.
+    pub cost_pct: f64,
+}
+
+/// File name of the sampler's time series.
+pub const SAMPLES: &str = "samples.csv";
 
 /// A results or instances file that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +106,7 @@ pub enum RecordError {
 pub struct Recorder {
     results: csv::Writer<File>,
     instances: File,
+    samples: csv::Writer<File>,
 }
 
 impl Recorder {
@@ -103,7 +121,25 @@ impl Recorder {
             .create(true)
             .append(true)
             .open(dir.join(INSTANCES))?;
-        let mut recorder = Recorder { results, instances };
+        let samples = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(File::create(dir.join(SAMPLES))?);
+        let mut recorder = Recorder {
+            results,
+            instances,
+            samples,
+        };
+        recorder.samples.write_record([
+            "workload",
+            "environment",
+            "repetition",
+            "t_ms",
+            "processes",
+            "cpu_ms",
+            "rss_kib",
+            "pss_kib",
+        ])?;
+        recorder.samples.flush()?;
         recorder.results.write_record([
             "workload",
             "environment",
@@ -114,6 +150,30 @@ impl Recorder {
         ])?;
         recorder.results.flush()?;
         Ok(recorder)
+    }
+
+    /// Appends one instance's time series to `samples.csv` (the PSS column
+    /// is empty on ticks without a PSS reading).
+    pub fn append_samples(
+        &mut self,
+        workload: &str,
+        environment: &str,
+        repetition: u32,
+        samples: &[crate::sample::Sample],
+    ) -> io::Result<()> {
+        for s in samples {
+            self.samples.write_record([
+                workload.to_string(),
+                environment.to_string(),
+                repetition.to_string(),
+                format!("{:.3}", s.t_ms),
+                s.processes.to_string(),
+                format!("{:.3}", s.cpu_ms),
+                s.rss_kib.to_string(),
+                s.pss_kib.map_or_else(String::new, |p| p.to_string()),
+            ])?;
+        }
+        self.samples.flush()
     }
 
     /// Appends one instance's records and its instance line, then flushes both.
@@ -246,6 +306,7 @@ mod tests {
             digest: Some("ab".into()),
             metrics: vec![Metric::lower("startup_ms", "ms", 2.5)],
             log: "logs/cpu-vm-2.log".into(),
+            sampler: None,
         };
         let mut rec = Recorder::create(&dir).unwrap();
         rec.append(&[record(2.5), record(3.0)], &instance).unwrap();

@@ -37,7 +37,7 @@ use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
 use crate::image::{self, Image, ImageError};
 use crate::kernel::{self, GuestKernel};
 use crate::meta::{Host, Meta, MetricInfo};
-use crate::record::{InstanceRecord, Record, Recorder};
+use crate::record::{InstanceRecord, Record, Recorder, SamplerCost};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
 use crate::scenario::{ContainerSettings, Plan, PlannedWorkload, VmSettings};
@@ -436,6 +436,8 @@ pub struct InstanceResult {
     /// Everything on the output stream that was not a frame (a program's
     /// own output), up to [`MAX_OUTPUT`] bytes.
     pub output: String,
+    /// What the sampler collected, when the instance was sampled.
+    pub samples: Option<crate::sample::Collected>,
 }
 
 /// How much of an instance's non-frame output is kept for metric extraction.
@@ -479,6 +481,8 @@ pub struct Extras {
     pub env: Vec<(String, String)>,
     /// Bind mounts.
     pub volumes: Vec<crate::env::container::Volume>,
+    /// Sample the instance's processes at this interval from `ready` on.
+    pub sample_every: Option<Duration>,
 }
 
 /// [`run_instance`] with [`Extras`].
@@ -529,6 +533,7 @@ pub fn run_instance_with(
     let reader = std::thread::spawn(move || read_frames(output, &mut log_for_reader, tx));
 
     let mut ready_at = None;
+    let mut sampler: Option<crate::sample::Sampler> = None;
     let mut done_at = None;
     let mut first_byte_at = None;
     let mut deadline = spawned_at + env.startup_timeout();
@@ -568,6 +573,16 @@ pub fn run_instance_with(
                     if ready_at.is_none() {
                         ready_at = Some(at);
                         result.startup = Some(at - spawned_at);
+                        // From `ready` on the instance is the agent (before
+                        // it, a forked copy of isobench may still be there).
+                        if let Some(interval) = extras.sample_every {
+                            sampler = Some(crate::sample::Sampler::start(
+                                Path::new("/proc"),
+                                instance.process().pid(),
+                                interval,
+                                crate::sample::DEFAULT_PSS_EVERY,
+                            ));
+                        }
                         result.boot_kernel_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
                         deadline = at + run_timeout;
@@ -626,6 +641,25 @@ pub fn run_instance_with(
                 .error
                 .get_or_insert(format!("waiting for the instance: {e}"));
         }
+    }
+    if let Some(s) = sampler.take() {
+        let collected = s.stop();
+        if let Some(sum) = crate::sample::summarize(&collected.samples) {
+            result
+                .host_metrics
+                .push(Metric::lower("rss_peak_mib", "MiB", sum.rss_peak_mib));
+            if let Some(p) = sum.pss_peak_mib {
+                result
+                    .host_metrics
+                    .push(Metric::lower("pss_peak_mib", "MiB", p));
+            }
+            if let Some(p) = sum.pss_steady_mib {
+                result
+                    .host_metrics
+                    .push(Metric::lower("pss_steady_mib", "MiB", p));
+            }
+        }
+        result.samples = Some(collected);
     }
     if let Some(u) = instance.process().usage() {
         result
@@ -1042,6 +1076,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     );
     let mut done = 0usize;
     let mut failed = 0usize;
+    let mut sampler_costs: Vec<f64> = Vec::new();
     let mut interrupted = false;
     'workloads: for w in &plan.workloads {
         let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1072,6 +1107,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
                     w.name, kind, what
                 );
+                let log = dir.join(&log_rel);
                 let r = match commands.get(&w.name) {
                     // A program not on the host: every instance of it fails
                     // with that reason, and the rest of the run goes on.
@@ -1080,27 +1116,31 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                         ..InstanceResult::default()
                     },
                     Some(Ok((_, spec))) => {
-                        let mut r = run_instance(
-                            env.as_ref(),
-                            spec,
-                            &id,
-                            Some(&dir.join(&log_rel)),
-                            w.timeout,
-                            stop,
-                        );
+                        let extras = Extras {
+                            sample_every: plan.sample_interval,
+                            ..Extras::default()
+                        };
+                        let env = env.as_ref();
+                        let mut r =
+                            run_instance_with(env, spec, &id, Some(&log), w.timeout, stop, extras);
                         apply_rules(&mut r, w);
                         r
                     }
                     None => match Scratch::for_instance(w, kind, testbed.run_dir.path(), &id) {
-                        Ok(scratch) => run_instance_with(
-                            env.as_ref(),
-                            &w.spec,
-                            &id,
-                            Some(&dir.join(&log_rel)),
-                            w.timeout,
-                            stop,
-                            scratch.extras(),
-                        ),
+                        Ok(scratch) => {
+                            let mut extras = scratch.extras();
+                            extras.sample_every = plan.sample_interval;
+                            let env = env.as_ref();
+                            run_instance_with(
+                                env,
+                                &w.spec,
+                                &id,
+                                Some(&log),
+                                w.timeout,
+                                stop,
+                                extras,
+                            )
+                        }
                         Err(e) => InstanceResult {
                             error: Some(e),
                             ..InstanceResult::default()
@@ -1150,7 +1190,18 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     digest: r.digest.clone(),
                     metrics,
                     log: log_rel,
+                    sampler: r.samples.as_ref().map(|c| SamplerCost {
+                        samples: c.samples.len(),
+                        cpu_ms: c.cpu.as_secs_f64() * 1e3,
+                        cost_pct: c.cost_share() * 100.0,
+                    }),
                 };
+                if let (Some(c), false) = (&r.samples, warmup) {
+                    sampler_costs.push(c.cost_share() * 100.0);
+                    recorder
+                        .append_samples(&w.name, kind.as_str(), number, &c.samples)
+                        .map_err(io_err(format!("appending samples in {}", dir.display())))?;
+                }
                 recorder
                     .append(&records, &instance)
                     .map_err(io_err(format!("appending records in {}", dir.display())))?;
@@ -1184,6 +1235,15 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         }
     }
 
+    if !sampler_costs.is_empty() {
+        sampler_costs.sort_by(f64::total_cmp);
+        meta.notes.push(format!(
+            "sampler: every {} ms (PSS on a 0.5% budget); its own CPU cost per instance: median {:.2}%, max {:.2}% of one core",
+            plan.sample_interval.map_or(0, |d| d.as_millis()),
+            crate::stats::median(&sampler_costs),
+            sampler_costs.last().copied().unwrap_or(0.0)
+        ));
+    }
     meta.status = if interrupted {
         "interrupted".into()
     } else if failed > 0 {

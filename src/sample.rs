@@ -2,7 +2,8 @@
 //! every process of the instance at a fixed interval — the instance's host
 //! process and all its descendants (a container's whole tree; for a VM,
 //! QEMU, whose threads are part of it) — and records their CPU time and
-//! resident memory.
+//! resident memory. Most of its cost on a virtualized host is the timer
+//! wake-up itself (tens of µs), so a tick reads as little as it can.
 //!
 //! Per tick it reads `/proc/PID/stat` (user + system CPU time) and
 //! `/proc/PID/statm` (resident pages) of each process: cheap, fixed-format
@@ -85,25 +86,19 @@ impl Reader {
         std::str::from_utf8(&self.buf).ok()
     }
 
-    /// User + system CPU time of a process, in ms.
-    fn cpu_ms(&mut self, pid: u32) -> Option<f64> {
-        let ticks_per_s = self.ticks_per_s;
+    /// User + system CPU time (ms) and resident memory (KiB) of a
+    /// process, from one read of its `stat` file.
+    fn cpu_and_rss(&mut self, pid: u32) -> Option<(f64, u64)> {
+        let (ticks_per_s, page_kib) = (self.ticks_per_s, self.page_kib);
         let stat = self.read(pid, "stat")?;
         // Fields after the command name (which may contain spaces and
-        // parentheses): state is field 3, utime 14, stime 15.
+        // parentheses): state is field 3, utime 14, stime 15, rss 24.
         let rest = &stat[stat.rfind(')')? + 1..];
         let mut fields = rest.split_whitespace();
         let utime: u64 = fields.nth(11)?.parse().ok()?;
         let stime: u64 = fields.next()?.parse().ok()?;
-        Some((utime + stime) as f64 * 1e3 / ticks_per_s)
-    }
-
-    /// Resident memory of a process, in KiB (`statm`'s second field).
-    fn rss_kib(&mut self, pid: u32) -> Option<u64> {
-        let page_kib = self.page_kib;
-        let statm = self.read(pid, "statm")?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        Some(pages * page_kib)
+        let rss: u64 = fields.nth(8)?.parse().ok()?;
+        Some(((utime + stime) as f64 * 1e3 / ticks_per_s, rss * page_kib))
     }
 
     /// PSS of a process, in KiB, from `smaps_rollup`.
@@ -114,26 +109,29 @@ impl Reader {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    /// The process and all its descendants, from `task/*/children`.
+    /// The process and all its descendants, from `task/PID/children`.
     fn tree(&mut self, pid: u32) -> Vec<u32> {
         let mut out = vec![pid];
         let mut i = 0;
         while i < out.len() {
             let p = out[i];
-            let tasks = self.root.join(p.to_string()).join("task");
-            for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
-                let children = task.path().join("children");
-                self.buf.clear();
-                if std::fs::File::open(children)
-                    .and_then(|mut f| f.read_to_end(&mut self.buf))
-                    .is_ok()
-                {
-                    let text = String::from_utf8_lossy(&self.buf).into_owned();
-                    out.extend(
-                        text.split_whitespace()
-                            .filter_map(|c| c.parse::<u32>().ok()),
-                    );
-                }
+            // The children of the main thread: what the agent, a
+            // container's init, a shell or QEMU fork. (Children forked by
+            // other threads of a process are missed; reading every
+            // thread's file each tick would cost a directory listing per
+            // process per tick.)
+            let children = self.root.join(format!("{p}/task/{p}/children"));
+            self.buf.clear();
+            if std::fs::File::open(children)
+                .and_then(|mut f| f.read_to_end(&mut self.buf))
+                .is_ok()
+            {
+                let found = self.buf.split(|b| b.is_ascii_whitespace()).filter_map(|c| {
+                    std::str::from_utf8(c)
+                        .ok()
+                        .and_then(|c| c.parse::<u32>().ok())
+                });
+                out.extend(found);
             }
             i += 1;
         }
@@ -163,9 +161,12 @@ fn take(reader: &mut Reader, pid: u32, with_pss: bool, t_ms: f64) -> Option<Samp
         pss_kib: with_pss.then_some(0),
     };
     for p in pids {
-        let (Some(cpu), Some(rss)) = (reader.cpu_ms(p), reader.rss_kib(p)) else {
+        let Some((cpu, rss)) = reader.cpu_and_rss(p) else {
             continue; // exited between the listing and the read
         };
+        if rss == 0 {
+            continue; // a zombie: it has exited, only its exit status is left
+        }
         sample.processes += 1;
         sample.cpu_ms += cpu;
         sample.rss_kib += rss;
@@ -224,7 +225,9 @@ impl Sampler {
             let start = Instant::now();
             let mut samples = Vec::new();
             let mut tick: u32 = 0;
-            let mut next_pss = Duration::ZERO;
+            // The first PSS reading waits a full PSS period: a short-lived
+            // instance is not worth a page-table walk.
+            let mut next_pss = interval * pss_every;
             while !flag.load(Ordering::Relaxed) {
                 let now = start.elapsed();
                 let with_pss = pss_every > 0 && now >= next_pss;
@@ -323,6 +326,7 @@ mod tests {
         let mut fields = vec!["0".to_string(); 49];
         fields[14 - 4] = utime.to_string();
         fields[15 - 4] = stime.to_string();
+        fields[24 - 4] = rss_pages.to_string();
         std::fs::write(
             dir.join("stat"),
             format!("{pid} (a (b) c) S {}", fields.join(" ")),

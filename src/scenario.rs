@@ -125,6 +125,8 @@ struct File {
     warmups: Count,
     #[serde(default = "default_timeout")]
     timeout_s: Positive,
+    #[serde(default = "default_sample_ms")]
+    sample_ms: Count,
     #[serde(default)]
     vm: VmSection,
     #[serde(default)]
@@ -141,6 +143,9 @@ fn default_reps() -> Positive {
 }
 fn default_warmups() -> Count {
     Count(1)
+}
+fn default_sample_ms() -> Count {
+    Count(10)
 }
 fn default_timeout() -> Positive {
     Positive(300)
@@ -361,6 +366,9 @@ pub struct Plan {
     pub vm: VmSettings,
     /// Container settings.
     pub container: ContainerSettings,
+    /// The sampler's interval (`sample_ms`; 0 turns sampling off).
+    #[serde(with = "opt_duration_secs")]
+    pub sample_interval: Option<Duration>,
 }
 
 /// Command-line changes to a scenario.
@@ -607,6 +615,8 @@ impl Plan {
                 disk_mib: file.vm.disk_mib.map(|d| d.0),
             },
             container,
+            sample_interval: (file.sample_ms.0 > 0)
+                .then(|| Duration::from_millis(file.sample_ms.0)),
         };
         plan.apply(overrides)?;
         Ok(plan)

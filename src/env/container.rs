@@ -1135,16 +1135,15 @@ impl Instance for ContainerInstance {
     }
 
     fn at_done(&mut self) -> Vec<Metric> {
-        let current = self.cgroup.as_ref().and_then(|c| c.usage().memory_current);
-        current
-            .map(|b| {
-                vec![Metric::lower(
-                    "cgroup_current_mib",
-                    "MiB",
-                    b as f64 / (1 << 20) as f64,
-                )]
-            })
-            .unwrap_or_default()
+        let mut m = Vec::new();
+        if let Some(b) = self.cgroup.as_ref().and_then(|c| c.usage().memory_current) {
+            m.push(Metric::lower(
+                "cgroup_current_mib",
+                "MiB",
+                b as f64 / (1 << 20) as f64,
+            ));
+        }
+        m
     }
 
     fn after_exit(&mut self) -> Vec<Metric> {

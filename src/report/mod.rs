@@ -1037,6 +1037,7 @@ mod tests {
             digest: None,
             metrics: Vec::new(),
             log: "logs/x.log".into(),
+            sampler: None,
         };
         rec.append(&fixture::records(true), &instance).unwrap();
         drop(rec);
