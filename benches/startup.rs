@@ -57,7 +57,7 @@ static STARTS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
 const PLAIN_LINE: &str = "PLAIN-READY";
 
 /// Pairs of boots in the interleaved pass.
-const PAIRS: usize = 16;
+const PAIRS: usize = 20;
 
 fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
     let prereqs = match run::preflight(&[kind], None) {
@@ -525,6 +525,23 @@ fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: 
         ratios[0],
         ratios[ratios.len() - 1]
     );
+    // Whether going first or second matters (page cache, frequency, a
+    // neighbour's load): the same ratio by order.
+    for (first, parity) in [("isobench", 0), ("plain", 1)] {
+        let mut r: Vec<f64> = iso
+            .iter()
+            .zip(&pln)
+            .enumerate()
+            .filter(|(i, _)| i % 2 == parity)
+            .map(|(_, (a, b))| a.0.as_secs_f64() / b.0.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        eprintln!(
+            "    when {first} boots first: median ratio {:.3} over {} pairs",
+            r[r.len() / 2],
+            r.len()
+        );
+    }
 }
 
 criterion_group!(benches, startup);
