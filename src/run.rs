@@ -765,6 +765,15 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
     let _ = tx.send(Event::Eof);
 }
 
+/// Whether every environment's series has a relative standard deviation
+/// under `target_pct` (and at least two values).
+fn spread_reached(series: &BTreeMap<EnvKind, Vec<f64>>, target_pct: f64) -> bool {
+    !series.is_empty()
+        && series.values().all(|v| {
+            crate::stats::summarize(v).is_some_and(|s| s.n >= 2 && s.rsd * 100.0 < target_pct)
+        })
+}
+
 /// The scratch space of a `fileio` instance on the host: a directory of
 /// the run's, removed when the instance is done. Native instances do their
 /// I/O in it; container instances of a `target = "volume"` workload get it
@@ -1076,14 +1085,32 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     );
     let mut done = 0usize;
     let mut failed = 0usize;
-    let mut sampler_costs: Vec<f64> = Vec::new();
+    // The sampler's CPU time and running time, summed over instances.
+    let mut sampler_cost = (Duration::ZERO, Duration::ZERO);
     let mut interrupted = false;
     'workloads: for w in &plan.workloads {
         let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let max_reps = w.adaptive.map_or(w.reps, |a| a.max_reps);
         let slots = (1..=w.warmups)
             .map(|k| (true, k))
-            .chain((1..=w.reps).map(|r| (false, r)));
-        for (warmup, number) in slots {
+            .chain((1..=max_reps).map(|r| (false, r)));
+        // The headline figure of every measured instance, per environment,
+        // for adaptive repetitions.
+        let mut headline: BTreeMap<EnvKind, Vec<f64>> = BTreeMap::new();
+        'slots: for (warmup, number) in slots {
+            if let Some(a) = w.adaptive
+                && !warmup
+                && number > w.reps
+                && spread_reached(&headline, a.target_rsd)
+            {
+                meta.notes.push(format!(
+                    "{}: adaptive repetitions stopped after {} (relative spread under {}% in every environment)",
+                    w.name,
+                    number - 1,
+                    a.target_rsd
+                ));
+                break 'slots;
+            }
             for env in &testbed.envs {
                 if stop.load(Ordering::SeqCst) {
                     interrupted = true;
@@ -1101,7 +1128,10 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                 let what = if warmup {
                     format!("warm-up {number}/{}", w.warmups)
                 } else {
-                    format!("rep {number}/{}", w.reps)
+                    match w.adaptive {
+                        Some(a) => format!("rep {number}/≤{}", a.max_reps),
+                        None => format!("rep {number}/{}", w.reps),
+                    }
                 };
                 eprint!(
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
@@ -1158,6 +1188,15 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                 if let Some(d) = &r.digest {
                     digests.entry(d.clone()).or_default().push(id.clone());
                 }
+                if !warmup && r.error.is_none() {
+                    let figure = metrics
+                        .iter()
+                        .find(|m| m.name == "score")
+                        .or_else(|| metrics.iter().find(|m| m.name == "startup_ms"));
+                    if let Some(m) = figure {
+                        headline.entry(kind).or_default().push(m.value);
+                    }
+                }
                 for m in &metrics {
                     meta.metrics.entry(m.name.clone()).or_insert(MetricInfo {
                         unit: m.unit.clone(),
@@ -1197,7 +1236,8 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     }),
                 };
                 if let (Some(c), false) = (&r.samples, warmup) {
-                    sampler_costs.push(c.cost_share() * 100.0);
+                    sampler_cost.0 += c.cpu;
+                    sampler_cost.1 += c.wall;
                     recorder
                         .append_samples(&w.name, kind.as_str(), number, &c.samples)
                         .map_err(io_err(format!("appending samples in {}", dir.display())))?;
@@ -1210,6 +1250,20 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     break 'workloads;
                 }
             }
+        }
+        if let Some(a) = w.adaptive
+            && !interrupted
+            && headline.values().all(|v| v.len() >= a.max_reps as usize)
+        {
+            let verdict = if spread_reached(&headline, a.target_rsd) {
+                "reached"
+            } else {
+                "not reached"
+            };
+            meta.notes.push(format!(
+                "{}: adaptive repetitions ran to the cap of {}; relative spread under {}%: {verdict}",
+                w.name, a.max_reps, a.target_rsd
+            ));
         }
         match digests.len() {
             0 => {}
@@ -1235,13 +1289,13 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         }
     }
 
-    if !sampler_costs.is_empty() {
-        sampler_costs.sort_by(f64::total_cmp);
+    if !sampler_cost.1.is_zero() {
         meta.notes.push(format!(
-            "sampler: every {} ms (PSS on a 0.5% budget); its own CPU cost per instance: median {:.2}%, max {:.2}% of one core",
+            "sampler: every {} ms (PSS on a 0.5% budget); it used {:.1} ms of CPU over {:.2} s of sampling: {:.2}% of one core",
             plan.sample_interval.map_or(0, |d| d.as_millis()),
-            crate::stats::median(&sampler_costs),
-            sampler_costs.last().copied().unwrap_or(0.0)
+            sampler_cost.0.as_secs_f64() * 1e3,
+            sampler_cost.1.as_secs_f64(),
+            100.0 * sampler_cost.0.as_secs_f64() / sampler_cost.1.as_secs_f64()
         ));
     }
     meta.status = if interrupted {

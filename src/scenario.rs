@@ -121,6 +121,9 @@ struct File {
     environments: Vec<EnvKind>,
     #[serde(default = "default_reps")]
     reps: Positive,
+    /// Adaptive repetitions: repeat until the spread is small enough.
+    max_reps: Option<Spanned<Positive>>,
+    target_rsd: Option<Spanned<f64>>,
     #[serde(default = "default_warmups")]
     warmups: Count,
     #[serde(default = "default_timeout")]
@@ -212,6 +215,8 @@ macro_rules! workload_entry {
             kind: WorkloadKind,
             name: Option<Spanned<String>>,
             reps: Option<Positive>,
+            max_reps: Option<Spanned<Positive>>,
+            target_rsd: Option<Spanned<f64>>,
             warmups: Option<Count>,
             timeout_s: Option<Positive>,
             // `fileio` workloads only:
@@ -294,13 +299,29 @@ pub struct PlannedWorkload {
     pub command: Option<CommandSpec>,
     /// For `fileio` workloads: where container instances do their I/O.
     pub target: FileTarget,
-    /// Measured repetitions per environment.
+    /// Measured repetitions per environment (with `adaptive`: the minimum).
     pub reps: u32,
+    /// Adaptive repetitions: more than `reps`, up to a cap, until the
+    /// spread is small.
+    pub adaptive: Option<Adaptive>,
     /// Unrecorded warm-up runs per environment before the repetitions.
     pub warmups: u32,
     /// Longest time an instance may run after its `ready` frame.
     #[serde(with = "duration_secs")]
     pub timeout: Duration,
+}
+
+/// Adaptive repetitions, as the Phoronix Test Suite does them: after the
+/// minimum, one more repetition (in every environment) at a time until the
+/// relative standard deviation of the workload's headline figure (`score`,
+/// else `startup_ms`) is under the target in every environment, or the cap
+/// is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Adaptive {
+    /// The cap on repetitions.
+    pub max_reps: u32,
+    /// The target relative standard deviation, in percent.
+    pub target_rsd: f64,
 }
 
 /// VM settings of a scenario.
@@ -547,6 +568,14 @@ impl Plan {
                     .as_ref()
                     .map_or(FileTarget::Rootfs, |t| *t.get_ref()),
                 reps: to_u32(entry.reps.unwrap_or(file.reps).0),
+                adaptive: adaptive(
+                    entry.max_reps.as_ref().or(file.max_reps.as_ref()),
+                    entry.target_rsd.as_ref().or(file.target_rsd.as_ref()),
+                    entry.reps.unwrap_or(file.reps).0,
+                )
+                .map_err(|(at, k, msg)| {
+                    invalid(at.or_else(|| Some(span.clone())), &key(&k), msg)
+                })?,
                 warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
                 timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
             });
@@ -653,7 +682,9 @@ impl Plan {
                 ));
             }
             for w in &mut self.workloads {
+                // An explicit count replaces adaptive repetitions.
                 w.reps = reps;
+                w.adaptive = None;
             }
         }
         Ok(())
@@ -661,7 +692,11 @@ impl Plan {
 
     /// Number of instances the plan starts, warm-ups included.
     pub fn instance_count(&self) -> usize {
-        let per_env: u32 = self.workloads.iter().map(|w| w.reps + w.warmups).sum();
+        let per_env: u32 = self
+            .workloads
+            .iter()
+            .map(|w| w.adaptive.map_or(w.reps, |a| a.max_reps) + w.warmups)
+            .sum();
         per_env as usize * self.environments.len()
     }
 }
@@ -677,6 +712,49 @@ const RESERVED_METRICS: &[&str] = &[
 ];
 
 type EntryError = (Option<std::ops::Range<usize>>, String, String);
+
+/// Validates `max_reps` and `target_rsd` (both or neither).
+fn adaptive(
+    max: Option<&Spanned<Positive>>,
+    target: Option<&Spanned<f64>>,
+    min: u64,
+) -> Result<Option<Adaptive>, EntryError> {
+    match (max, target) {
+        (None, None) => Ok(None),
+        (Some(m), None) => Err((
+            Some(m.span()),
+            "max_reps".into(),
+            "adaptive repetitions need `target_rsd` too (the relative spread to reach, in percent)"
+                .into(),
+        )),
+        (None, Some(t)) => Err((
+            Some(t.span()),
+            "target_rsd".into(),
+            "adaptive repetitions need `max_reps` too (the cap)".into(),
+        )),
+        (Some(m), Some(t)) => {
+            let rsd = *t.get_ref();
+            if !(rsd.is_finite() && rsd > 0.0) {
+                return Err((
+                    Some(t.span()),
+                    "target_rsd".into(),
+                    format!("expected a positive percentage, got {rsd}"),
+                ));
+            }
+            if m.get_ref().0 < min.max(2) {
+                return Err((
+                    Some(m.span()),
+                    "max_reps".into(),
+                    format!("must be at least `reps` ({min}) and at least 2"),
+                ));
+            }
+            Ok(Some(Adaptive {
+                max_reps: to_u32(m.get_ref().0),
+                target_rsd: rsd,
+            }))
+        }
+    }
+}
 
 /// Validates the `command` part of a `[[workload]]` table.
 fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, EntryError> {
@@ -981,6 +1059,36 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             msg.contains("workload[0].files[0]") && msg.contains("absolute"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn adaptive_repetitions_are_validated() {
+        let plan = parse("name = \"x\"\nreps = 3\nmax_reps = 10\ntarget_rsd = 2.5\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"cpu\"\nmax_reps = 4\ntarget_rsd = 5.0\n").unwrap();
+        assert_eq!(
+            plan.workloads[0].adaptive,
+            Some(Adaptive {
+                max_reps: 10,
+                target_rsd: 2.5
+            })
+        );
+        assert_eq!(
+            plan.workloads[1].adaptive,
+            Some(Adaptive {
+                max_reps: 4,
+                target_rsd: 5.0
+            })
+        );
+        assert_eq!(plan.workloads[0].reps, 3);
+        assert_eq!(plan.instance_count(), (10 + 1 + 4 + 1) * 3);
+        let msg = error("name = \"x\"\nmax_reps = 5\n[[workload]]\nkind = \"noop\"\n");
+        assert!(msg.contains("need `target_rsd` too"), "{msg}");
+        let msg = error(
+            "name = \"x\"\nreps = 6\nmax_reps = 5\ntarget_rsd = 1.0\n[[workload]]\nkind = \"noop\"\n",
+        );
+        assert!(msg.contains("at least `reps` (6)"), "{msg}");
+        let msg =
+            error("name = \"x\"\nmax_reps = 5\ntarget_rsd = -1.0\n[[workload]]\nkind = \"noop\"\n");
+        assert!(msg.contains("positive percentage"), "{msg}");
     }
 
     #[test]
