@@ -77,6 +77,7 @@ fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
         accel: AccelRequest::Auto,
         programs: &[],
         files: &[],
+        quiet: false,
     };
     match Testbed::build(&prereqs, &id, &spec, logs, &STOP) {
         Ok(t) => Some(t),

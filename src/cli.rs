@@ -58,7 +58,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ExecArgs {
-    /// Where to run it.
+    /// Where to run it (`vm`: a fresh QEMU guest; output from its console).
     #[arg(long, value_enum, default_value_t = EnvKind::Container)]
     env: EnvKind,
     /// Memory limit (256M, 1.5G, ...); exceeding it ends in the OOM killer.
@@ -82,6 +82,9 @@ struct ExecArgs {
     /// The program and its arguments (after --).
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<String>,
+    /// How a guest boots (`--env vm`).
+    #[command(flatten)]
+    vm: VmBootArgs,
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -320,6 +323,9 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
         volumes: args.volume,
         timeout: std::time::Duration::from_secs(args.timeout),
         stats: args.stats,
+        accel: args.vm.accel,
+        kernel: args.vm.kernel,
+        modules: args.vm.modules,
     };
     match exec::exec(&settings, &stop) {
         Ok(outcome) => {

@@ -40,6 +40,12 @@ pub struct ExecSettings {
     pub timeout: Duration,
     /// Print a one-line summary (startup, CPU, memory) on stderr at the end.
     pub stats: bool,
+    /// For `--env vm`: the accelerator asked for.
+    pub accel: crate::env::vm::AccelRequest,
+    /// For `--env vm`: `--kernel`.
+    pub kernel: Option<std::path::PathBuf>,
+    /// For `--env vm`: `--modules`.
+    pub modules: Option<std::path::PathBuf>,
 }
 
 /// How `exec` ended: the exit status for isobench, and what to tell the user.
@@ -73,11 +79,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         ))
     })?;
     match s.env {
-        EnvKind::Vm => {
+        EnvKind::Vm if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
-                "isobench exec --env vm is not available yet; use --env native or container".into(),
+                "--volume needs --env container (a VM has no shared host directories here)".into(),
             ));
         }
+        EnvKind::Vm => return exec_vm(s, &program, args, stop),
         EnvKind::Native if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
                 "--volume needs --env container (a native program sees the host's files anyway)"
@@ -165,7 +172,75 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
     let r = run::run_instance(env.as_ref(), &spec, "exec", None, s.timeout, stop);
     drop(env);
     let _ = run_dir.remove();
+    Ok(outcome(s, &program, r, messages))
+}
 
+/// `exec --env vm`: the program and its closure go into the image, which
+/// the guest boots as its initramfs; the agent runs it as PID 1's child with
+/// the serial console as its stdout and stderr.
+fn exec_vm(
+    s: &ExecSettings,
+    program: &Path,
+    args: &[String],
+    stop: &AtomicBool,
+) -> Result<ExecOutcome, RunError> {
+    let prereqs = run::preflight_with(&[EnvKind::Vm], s.kernel.as_deref(), s.modules.as_deref())?;
+    let mut messages = Vec::new();
+    if s.limits.pids.is_some() {
+        messages
+            .push("isobench: warning: --pids applies to containers; a VM ignores it".to_string());
+    }
+    let mut vm = crate::scenario::VmSettings::default();
+    if let Some(bytes) = s.limits.memory_bytes {
+        if bytes % (1 << 20) != 0 {
+            return Err(RunError::Prerequisite(format!(
+                "--memory: a VM's memory is a whole number of MiB, got {bytes} bytes"
+            )));
+        }
+        vm.memory_mib = (bytes >> 20).max(1);
+    }
+    if let Some(n) = s.limits.cpus {
+        if n.fract() != 0.0 || !(1.0..=255.0).contains(&n) {
+            return Err(RunError::Prerequisite(format!(
+                "--cpus {n}: a VM has a whole number of vCPUs (1 to 255)"
+            )));
+        }
+        vm.cpus = n as u64;
+    }
+    let id = format!("exec-{}", run::new_run_id());
+    let programs = [program.to_path_buf()];
+    let spec = run::BedSpec {
+        environments: &[EnvKind::Vm],
+        vm: &vm,
+        container: &crate::scenario::ContainerSettings::default(),
+        accel: s.accel,
+        programs: &programs,
+        files: &[],
+        quiet: true,
+    };
+    let logs = std::env::temp_dir();
+    let bed = run::Testbed::build(&prereqs, &id, &spec, &logs, stop)?;
+    let env = bed
+        .env(EnvKind::Vm)
+        .ok_or_else(|| RunError::Prerequisite("the VM environment could not be built".into()))?;
+    let argv: Vec<String> = std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .collect();
+    let spec = WorkloadSpec::Command { argv };
+    let r = run::run_instance(env, &spec, "exec", None, s.timeout, stop);
+    let run_dir = Arc::clone(&bed.run_dir);
+    drop(bed);
+    let _ = run_dir.remove();
+    Ok(outcome(s, program, r, messages))
+}
+
+/// What `exec` tells the user, and its exit status, from what the instance did.
+fn outcome(
+    s: &ExecSettings,
+    program: &Path,
+    r: run::InstanceResult,
+    mut messages: Vec<String>,
+) -> ExecOutcome {
     let host = &r.host_metrics;
     if metric(host, "oom_kills").is_some_and(|n| n > 0.0) {
         let limit = s
@@ -225,5 +300,5 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         ));
         EXIT_NOT_RUN
     };
-    Ok(ExecOutcome { code, messages })
+    ExecOutcome { code, messages }
 }

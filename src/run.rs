@@ -250,6 +250,8 @@ pub struct BedSpec<'a> {
     pub programs: &'a [PathBuf],
     /// Extra host files and directories copied into the image.
     pub files: &'a [PathBuf],
+    /// Say nothing on stderr (`exec`, whose stderr is the program's).
+    pub quiet: bool,
 }
 
 /// The environments of a run, built on one image in one runtime directory.
@@ -355,7 +357,9 @@ impl Testbed {
                         qemu,
                     };
                     let choice = choose_accel(accel, &probe, &run_dir, logs, stop)?;
-                    eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
+                    if !spec.quiet {
+                        eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
+                    }
                     config.accel = choice.accel;
                     if choice.accel == vm::Accel::Tcg {
                         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -1030,6 +1034,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             accel: settings.accel,
             programs: &programs,
             files: &files,
+            quiet: false,
         },
         &logs,
         stop,

@@ -276,3 +276,57 @@ fn missing_modules_are_a_prerequisite_error_before_any_boot() {
     }
     assert_clean(&s);
 }
+
+#[test]
+fn exec_runs_a_host_program_in_a_fresh_guest() {
+    if !require(
+        vm_ready(),
+        "QEMU and a guest kernel (scripts/setup.sh installs both)",
+    ) {
+        return;
+    }
+    let s = Scratch::new("execvm");
+    let out = s
+        .isobench()
+        .args([
+            "exec",
+            "--env",
+            "vm",
+            "--",
+            "sh",
+            "-c",
+            "uname -r; printf 'a\\nb\\n'; exit 5",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The guest's own kernel, not the host's; the output exactly as printed.
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(lines[0], host.trim(), "{stdout}");
+    assert_eq!(
+        &lines[1..],
+        ["a", "b"],
+        "no kernel messages, no \\r: {stdout:?}"
+    );
+    assert!(!stdout.contains('\r'));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "exec is quiet: {}",
+        text(&out)
+    );
+    let out = s
+        .isobench()
+        .args(["exec", "--env", "vm", "--cpus", "1.5", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a VM takes whole vCPUs: {}",
+        text(&out)
+    );
+    assert_clean(&s);
+}

@@ -192,6 +192,9 @@ pub fn main() -> ! {
         uptime_ms,
         setup_ms,
     });
+    if mode == Mode::Vm && matches!(spec, WorkloadSpec::Command { .. }) {
+        guest::raw_console();
+    }
     let code = match workloads::run(&spec) {
         Ok(None) => 0,
         Ok(Some(outcome)) => {
@@ -323,6 +326,18 @@ mod guest {
 
     /// Mounts the pseudo file systems, loads the modules, checks or mounts
     /// the disk.
+    /// Makes the console pass a program's output through unchanged (no
+    /// `\n` → `\r\n`), as a pipe would on the host.
+    pub fn raw_console() {
+        use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
+        let out = std::io::stdout();
+        if let Ok(mut t) = tcgetattr(&out) {
+            t.output_flags
+                .remove(OutputFlags::OPOST | OutputFlags::ONLCR);
+            let _ = tcsetattr(&out, SetArg::TCSADRAIN, &t);
+        }
+    }
+
     pub fn setup(opts: &Options) -> Result<(), String> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         for (fstype, target, flags) in [
@@ -494,6 +509,9 @@ mod guest {
     /// the power-off fails, PID 1 exits, the kernel panics, and `panic=-1`
     /// with QEMU's `-no-reboot` ends the VM all the same.
     pub fn power_off() -> ! {
+        // The kernel's own "reboot: Power down" must not end up in a
+        // program's output on the console: from here on it prints nothing.
+        let _ = std::fs::write("/proc/sys/kernel/printk", "0");
         if let Some(file) = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = nix::sys::termios::tcdrain(file);
         }
