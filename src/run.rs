@@ -33,7 +33,7 @@ use crate::env::container::Container;
 use crate::env::container::ContainerConfig;
 use crate::env::native::Native;
 use crate::env::vm::{self, AccelChoice, AccelRequest, Devices, KernelFiles, Vm, VmConfig};
-use crate::env::{EnvError, EnvKind, Environment, Exit, Launch};
+use crate::env::{EnvError, EnvKind, Environment, Exit, Instance, Launch};
 use crate::image::{self, Image, ImageError};
 use crate::kernel::{self, GuestKernel};
 use crate::meta::{Host, Meta, MetricInfo};
@@ -499,97 +499,175 @@ pub fn run_instance_with(
     stop: &AtomicBool,
     extras: Extras,
 ) -> InstanceResult {
-    let mut result = InstanceResult::default();
-    let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
-        Ok(Some((a, b))) => (Some(a), Some(b)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            result.error = Some(e);
-            return result;
+    match Running::start(env, spec, id, log_path, run_timeout, extras) {
+        Ok(mut running) => {
+            running.pump(stop, false);
+            running.finish()
         }
-    };
-    let io = match log {
-        Some(log) => Io::Captured { log },
-        None => Io::Inherited,
-    };
-    let launch = Launch {
-        spec,
-        id,
-        io,
-        env: extras.env,
-        volumes: extras.volumes,
-    };
-    let mut instance = match env.spawn(launch) {
-        Ok(i) => i,
-        Err(e) => {
-            result.error = Some(e.to_string());
-            return result;
-        }
-    };
-    let spawned_at = instance.spawned_at();
-    let Some(output) = instance.take_output() else {
-        result.error = Some("instance has no output stream".into());
-        let _ = instance.cleanup();
-        return result;
-    };
+        Err(result) => result,
+    }
+}
 
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || read_frames(output, &mut log_for_reader, tx));
+/// An instance between its spawn and its end: its frames are read as they
+/// come ([`Running::pump`]) and [`Running::finish`] reaps it and tears it
+/// down. [`run_instance_with`] runs one to its end; density keeps several
+/// alive at once.
+pub struct Running {
+    instance: Box<dyn Instance>,
+    rx: mpsc::Receiver<Event>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    result: InstanceResult,
+    spawned_at: Instant,
+    startup_timeout: Duration,
+    run_timeout: Duration,
+    deadline: Instant,
+    ready_at: Option<Instant>,
+    done_at: Option<Instant>,
+    first_byte_at: Option<Instant>,
+    sample_every: Option<Duration>,
+    sampler: Option<crate::sample::Sampler>,
+    ended: bool,
+}
 
-    let mut ready_at = None;
-    let mut sampler: Option<crate::sample::Sampler> = None;
-    let mut done_at = None;
-    let mut first_byte_at = None;
-    let mut deadline = spawned_at + env.startup_timeout();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            result.interrupted = true;
-            result.error = Some("interrupted".into());
-            instance.process().kill();
-            break;
+impl Running {
+    /// Spawns the instance; `Err` holds the failed instance's result.
+    pub fn start(
+        env: &dyn Environment,
+        spec: &WorkloadSpec,
+        id: &str,
+        log_path: Option<&Path>,
+        run_timeout: Duration,
+        extras: Extras,
+    ) -> Result<Running, InstanceResult> {
+        let fail = |e: String| InstanceResult {
+            error: Some(e),
+            ..InstanceResult::default()
+        };
+        let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
+            Ok(Some((a, b))) => (Some(a), Some(b)),
+            Ok(None) => (None, None),
+            Err(e) => return Err(fail(e)),
+        };
+        let io = match log {
+            Some(log) => Io::Captured { log },
+            None => Io::Inherited,
+        };
+        let launch = Launch {
+            spec,
+            id,
+            io,
+            env: extras.env,
+            volumes: extras.volumes,
+        };
+        let mut instance = env.spawn(launch).map_err(|e| fail(e.to_string()))?;
+        let spawned_at = instance.spawned_at();
+        let Some(output) = instance.take_output() else {
+            let _ = instance.cleanup();
+            return Err(fail("instance has no output stream".into()));
+        };
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || read_frames(output, &mut log_for_reader, tx));
+        Ok(Running {
+            instance,
+            rx,
+            reader: Some(reader),
+            result: InstanceResult::default(),
+            spawned_at,
+            startup_timeout: env.startup_timeout(),
+            run_timeout,
+            deadline: spawned_at + env.startup_timeout(),
+            ready_at: None,
+            done_at: None,
+            first_byte_at: None,
+            sample_every: extras.sample_every,
+            sampler: None,
+            ended: false,
+        })
+    }
+
+    /// The instance's host process id.
+    pub fn pid(&mut self) -> u32 {
+        self.instance.process().pid()
+    }
+
+    /// The result so far (startup once `ready` arrived).
+    pub fn result(&self) -> &InstanceResult {
+        &self.result
+    }
+
+    /// Reads frames until the output ends, a deadline passes or `stop` is
+    /// set; with `until_ready`, returns as soon as `ready` arrived. Returns
+    /// whether the instance is still going.
+    pub fn pump(&mut self, stop: &AtomicBool, until_ready: bool) -> bool {
+        while !self.ended {
+            if until_ready && self.ready_at.is_some() {
+                return true;
+            }
+            if stop.load(Ordering::SeqCst) {
+                self.result.interrupted = true;
+                self.result.error = Some("interrupted".into());
+                self.instance.process().kill();
+                self.ended = true;
+                break;
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                self.result.error = Some(match self.ready_at {
+                    None => format!(
+                        "no `ready` frame within {} s of the spawn (startup timeout); the instance was killed",
+                        self.startup_timeout.as_secs()
+                    ),
+                    Some(_) => format!(
+                        "still running {} s after `ready` (timeout_s); the instance was killed",
+                        self.run_timeout.as_secs()
+                    ),
+                });
+                self.instance.process().kill();
+                self.ended = true;
+                break;
+            }
+            match self
+                .rx
+                .recv_timeout((self.deadline - now).min(Duration::from_millis(100)))
+            {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            result.error = Some(match ready_at {
-                None => format!(
-                    "no `ready` frame within {} s of the spawn (startup timeout); the instance was killed",
-                    env.startup_timeout().as_secs()
-                ),
-                Some(_) => format!(
-                    "still running {} s after `ready` (timeout_s); the instance was killed",
-                    run_timeout.as_secs()
-                ),
-            });
-            instance.process().kill();
-            break;
-        }
-        match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
-            Ok(Event::FirstByte(at)) => first_byte_at = Some(at),
-            Ok(Event::Frame(at, frame)) => match frame {
+        false
+    }
+
+    fn handle(&mut self, event: Event) {
+        let result = &mut self.result;
+        match event {
+            Event::FirstByte(at) => self.first_byte_at = Some(at),
+            Event::Frame(at, frame) => match frame {
                 Frame::Boot => {
-                    result.first_byte = first_byte_at.or(Some(at)).map(|t| t - spawned_at);
+                    result.first_byte =
+                        self.first_byte_at.or(Some(at)).map(|t| t - self.spawned_at);
                 }
                 Frame::Ready {
                     uptime_ms,
                     setup_ms,
                     ..
                 } => {
-                    if ready_at.is_none() {
-                        ready_at = Some(at);
-                        result.startup = Some(at - spawned_at);
+                    if self.ready_at.is_none() {
+                        self.ready_at = Some(at);
+                        result.startup = Some(at - self.spawned_at);
                         // From `ready` on the instance is the agent (before
                         // it, a forked copy of isobench may still be there).
-                        if let Some(interval) = extras.sample_every {
-                            sampler = Some(crate::sample::Sampler::start(
+                        if let Some(interval) = self.sample_every {
+                            self.sampler = Some(crate::sample::Sampler::start(
                                 Path::new("/proc"),
-                                instance.process().pid(),
+                                self.instance.process().pid(),
                                 interval,
                                 crate::sample::DEFAULT_PSS_EVERY,
                             ));
                         }
                         result.boot_kernel_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
-                        deadline = at + run_timeout;
+                        self.deadline = at + self.run_timeout;
                     }
                 }
                 Frame::Result {
@@ -611,98 +689,110 @@ pub fn run_instance_with(
                     result.error.get_or_insert(format!("agent: {message}"));
                 }
                 Frame::Done => {
-                    done_at = Some(at);
-                    result.host_metrics.extend(instance.at_done());
+                    self.done_at = Some(at);
+                    result.host_metrics.extend(self.instance.at_done());
                 }
             },
-            Ok(Event::Output(line)) => {
+            Event::Output(line) => {
                 if result.output.len() < MAX_OUTPUT {
                     result.output.push_str(&line);
                 }
             }
-            Ok(Event::Garbled(text)) => {
+            Event::Garbled(text) => {
                 result
                     .error
                     .get_or_insert(format!("unreadable frame: {text}"));
             }
-            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Event::Eof => self.ended = true,
         }
     }
 
-    let process = instance.process();
-    match process.wait_timeout(EXIT_TIMEOUT) {
-        Ok(Some(exit)) => result.exit = Some(exit),
-        Ok(None) => {
-            result.error.get_or_insert(format!(
-                "did not exit within {} s of its last frame; killed",
-                EXIT_TIMEOUT.as_secs()
-            ));
-            result.exit = process.kill_and_reap().ok();
-        }
-        Err(e) => {
-            result
-                .error
-                .get_or_insert(format!("waiting for the instance: {e}"));
-        }
+    /// Ends the instance now (SIGKILL) without calling it a failure: for
+    /// instances whose job is to stay up until told (density).
+    pub fn kill(&mut self) {
+        self.instance.process().kill();
+        self.ended = true;
+        self.done_at.get_or_insert_with(Instant::now);
     }
-    if let Some(s) = sampler.take() {
-        let collected = s.stop();
-        if let Some(sum) = crate::sample::summarize(&collected.samples) {
+
+    /// Reaps the instance, reads its host-side figures, tears it down.
+    pub fn finish(mut self) -> InstanceResult {
+        let mut result = std::mem::take(&mut self.result);
+        let process = self.instance.process();
+        match process.wait_timeout(EXIT_TIMEOUT) {
+            Ok(Some(exit)) => result.exit = Some(exit),
+            Ok(None) => {
+                result.error.get_or_insert(format!(
+                    "did not exit within {} s of its last frame; killed",
+                    EXIT_TIMEOUT.as_secs()
+                ));
+                result.exit = process.kill_and_reap().ok();
+            }
+            Err(e) => {
+                result
+                    .error
+                    .get_or_insert(format!("waiting for the instance: {e}"));
+            }
+        }
+        if let Some(s) = self.sampler.take() {
+            let collected = s.stop();
+            if let Some(sum) = crate::sample::summarize(&collected.samples) {
+                result
+                    .host_metrics
+                    .push(Metric::lower("rss_peak_mib", "MiB", sum.rss_peak_mib));
+                if let Some(p) = sum.pss_peak_mib {
+                    result
+                        .host_metrics
+                        .push(Metric::lower("pss_peak_mib", "MiB", p));
+                }
+                if let Some(p) = sum.pss_steady_mib {
+                    result
+                        .host_metrics
+                        .push(Metric::lower("pss_steady_mib", "MiB", p));
+                }
+            }
+            result.samples = Some(collected);
+        }
+        if let Some(u) = self.instance.process().usage() {
             result
                 .host_metrics
-                .push(Metric::lower("rss_peak_mib", "MiB", sum.rss_peak_mib));
-            if let Some(p) = sum.pss_peak_mib {
-                result
-                    .host_metrics
-                    .push(Metric::lower("pss_peak_mib", "MiB", p));
-            }
-            if let Some(p) = sum.pss_steady_mib {
-                result
-                    .host_metrics
-                    .push(Metric::lower("pss_steady_mib", "MiB", p));
+                .push(Metric::lower("host_cpu_ms", "ms", u.cpu_ms));
+            result.host_metrics.push(Metric::lower(
+                "max_rss_mib",
+                "MiB",
+                u.max_rss_kib as f64 / 1024.0,
+            ));
+        }
+        if result.exit.is_some() {
+            result.host_metrics.extend(self.instance.after_exit());
+        }
+        if result.error.is_none() {
+            if self.ready_at.is_none() {
+                result.error = Some("the output ended without a `ready` frame".into());
+            } else if self.done_at.is_none() {
+                result.error =
+                    Some("the output ended without a `done` frame (did the agent crash?)".into());
+            } else if let Some(exit) = result.exit.filter(|e| !e.success()) {
+                result.error = Some(format!("the instance ended with {exit}"));
             }
         }
-        result.samples = Some(collected);
-    }
-    if let Some(u) = instance.process().usage() {
+        if let Some(error) = result.error.as_mut().filter(|_| !result.interrupted)
+            && let Some(why) = self.instance.diagnose()
+        {
+            error.push_str(&format!("; {why}"));
+        }
+        if let Err(e) = self.instance.cleanup() {
+            result.error.get_or_insert(format!("cleanup: {e}"));
+        }
+        let cleaned_at = Instant::now();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        if result.error.is_none() {
+            result.teardown = self.done_at.map(|d| cleaned_at - d);
+        }
         result
-            .host_metrics
-            .push(Metric::lower("host_cpu_ms", "ms", u.cpu_ms));
-        result.host_metrics.push(Metric::lower(
-            "max_rss_mib",
-            "MiB",
-            u.max_rss_kib as f64 / 1024.0,
-        ));
     }
-    if result.exit.is_some() {
-        result.host_metrics.extend(instance.after_exit());
-    }
-    if result.error.is_none() {
-        if ready_at.is_none() {
-            result.error = Some("the output ended without a `ready` frame".into());
-        } else if done_at.is_none() {
-            result.error =
-                Some("the output ended without a `done` frame (did the agent crash?)".into());
-        } else if let Some(exit) = result.exit.filter(|e| !e.success()) {
-            result.error = Some(format!("the instance ended with {exit}"));
-        }
-    }
-    if let Some(error) = result.error.as_mut().filter(|_| !result.interrupted)
-        && let Some(why) = instance.diagnose()
-    {
-        error.push_str(&format!("; {why}"));
-    }
-    if let Err(e) = instance.cleanup() {
-        result.error.get_or_insert(format!("cleanup: {e}"));
-    }
-    let cleaned_at = Instant::now();
-    let _ = reader.join();
-
-    if result.error.is_none() {
-        result.teardown = done_at.map(|d| cleaned_at - d);
-    }
-    result
 }
 
 /// Opens an instance log for appending, twice: for the instance's stderr
