@@ -504,7 +504,7 @@ pub fn run_instance_with(
             running.pump(stop, false);
             running.finish()
         }
-        Err(result) => result,
+        Err(result) => *result,
     }
 }
 
@@ -538,10 +538,12 @@ impl Running {
         log_path: Option<&Path>,
         run_timeout: Duration,
         extras: Extras,
-    ) -> Result<Running, InstanceResult> {
-        let fail = |e: String| InstanceResult {
-            error: Some(e),
-            ..InstanceResult::default()
+    ) -> Result<Running, Box<InstanceResult>> {
+        let fail = |e: String| {
+            Box::new(InstanceResult {
+                error: Some(e),
+                ..InstanceResult::default()
+            })
         };
         let (log, mut log_for_reader) = match log_path.map(open_log).transpose() {
             Ok(Some((a, b))) => (Some(a), Some(b)),
@@ -1184,6 +1186,31 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     let mut sampler_cost = (Duration::ZERO, Duration::ZERO);
     let mut interrupted = false;
     'workloads: for w in &plan.workloads {
+        if let WorkloadSpec::Density {
+            instances,
+            settle_ms,
+        } = w.spec
+        {
+            for env in &testbed.envs {
+                let d = Density {
+                    w,
+                    env: env.as_ref(),
+                    instances,
+                    settle: Duration::from_millis(settle_ms),
+                    dir: &dir,
+                    stop,
+                };
+                let (ok, errors) = d.run(&mut recorder, &mut meta, &mut done, total)?;
+                failed += errors;
+                if !ok {
+                    interrupted = stop.load(Ordering::SeqCst);
+                    if interrupted {
+                        break 'workloads;
+                    }
+                }
+            }
+            continue;
+        }
         let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let max_reps = w.adaptive.map_or(w.reps, |a| a.max_reps);
         let slots = (1..=w.warmups)
@@ -1419,6 +1446,182 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         interrupted,
         table: rendered.table,
     })
+}
+
+/// `MemAvailable` of the host, in MiB.
+fn mem_available_mib() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    crate::meta::field(&meminfo, "MemAvailable")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+}
+
+/// A density measurement in one environment: `instances` idle instances
+/// started one after another and all kept alive. For the k-th (its
+/// `repetition` in the records): its `startup_ms` with k−1 already running,
+/// its own `pss_mib` (its process tree; for a VM, QEMU) after `settle`,
+/// `density_pss_total_mib` of all k, and the host's `MemAvailable` drop
+/// since before the first (`density_mem_drop_mib`) and per instance
+/// (`density_mem_per_instance_mib`). Then all are ended at once.
+struct Density<'a> {
+    w: &'a PlannedWorkload,
+    env: &'a dyn Environment,
+    instances: u64,
+    settle: Duration,
+    dir: &'a Path,
+    stop: &'a AtomicBool,
+}
+
+impl Density<'_> {
+    /// Returns whether every instance started, and how many failed.
+    fn run(
+        &self,
+        recorder: &mut Recorder,
+        meta: &mut Meta,
+        done: &mut usize,
+        total: usize,
+    ) -> Result<(bool, usize), RunError> {
+        let kind = self.env.kind();
+        let baseline = mem_available_mib();
+        let mut live: Vec<Running> = Vec::new();
+        let mut failed = 0;
+        let mut complete = true;
+        for k in 1..=self.instances {
+            if self.stop.load(Ordering::SeqCst) {
+                complete = false;
+                break;
+            }
+            *done += 1;
+            let id = format!("{}-{kind}-i{k}", self.w.name);
+            let log_rel = format!("logs/{id}.log");
+            eprint!(
+                "[{:>3}/{total}] {:<10} {:<10} {:<14}",
+                *done,
+                self.w.name,
+                kind,
+                format!("instance {k}/{}", self.instances)
+            );
+            let started = Running::start(
+                self.env,
+                &self.w.spec,
+                &id,
+                Some(&self.dir.join(&log_rel)),
+                self.w.timeout,
+                Extras::default(),
+            )
+            .map(|mut r| {
+                let ready = r.pump(self.stop, true);
+                (r, ready)
+            });
+            let mut metrics = Vec::new();
+            let mut error = None;
+            match started {
+                Ok((mut r, true)) => {
+                    std::thread::sleep(self.settle);
+                    let startup = r.result().startup.unwrap_or_default();
+                    metrics.push(Metric::lower(
+                        "startup_ms",
+                        "ms",
+                        startup.as_secs_f64() * 1e3,
+                    ));
+                    let pss = crate::sample::sample_once(Path::new("/proc"), r.pid(), true)
+                        .and_then(|s| s.pss_kib)
+                        .map(|kib| kib as f64 / 1024.0);
+                    if let Some(p) = pss {
+                        metrics.push(Metric::lower("pss_mib", "MiB", p));
+                    }
+                    live.push(r);
+                    let all: f64 = live
+                        .iter_mut()
+                        .filter_map(|r| {
+                            crate::sample::sample_once(Path::new("/proc"), r.pid(), true)
+                                .and_then(|s| s.pss_kib)
+                        })
+                        .map(|kib| kib as f64 / 1024.0)
+                        .sum();
+                    metrics.push(Metric::lower("density_pss_total_mib", "MiB", all));
+                    if let (Some(before), Some(now)) = (baseline, mem_available_mib()) {
+                        let drop = before - now;
+                        metrics.push(Metric::lower("density_mem_drop_mib", "MiB", drop));
+                        metrics.push(Metric::lower(
+                            "density_mem_per_instance_mib",
+                            "MiB",
+                            drop / k as f64,
+                        ));
+                    }
+                }
+                Ok((r, false)) => {
+                    let res = r.finish();
+                    error = Some(res.error.unwrap_or_else(|| "no `ready` frame".into()));
+                }
+                Err(res) => error = res.error,
+            }
+            match &error {
+                Some(e) => eprintln!("FAILED: {e} (log: {log_rel})"),
+                None => eprintln!(
+                    "{}",
+                    metrics
+                        .iter()
+                        .filter(|m| ["startup_ms", "pss_mib"].contains(&m.name.as_str()))
+                        .map(|m| format!("{} {} {}", m.name, report::fmt_value(m.value), m.unit))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                ),
+            }
+            for m in &metrics {
+                meta.metrics.entry(m.name.clone()).or_insert(MetricInfo {
+                    unit: m.unit.clone(),
+                    better: m.better,
+                });
+            }
+            let records: Vec<Record> = metrics
+                .iter()
+                .map(|m| Record {
+                    workload: self.w.name.clone(),
+                    environment: kind.to_string(),
+                    repetition: k as u32,
+                    metric: m.name.clone(),
+                    unit: m.unit.clone(),
+                    value: m.value,
+                })
+                .collect();
+            let instance = InstanceRecord {
+                workload: self.w.name.clone(),
+                environment: kind.to_string(),
+                repetition: k as u32,
+                warmup: false,
+                ok: error.is_none(),
+                error: error.clone(),
+                exit: None,
+                digest: None,
+                metrics,
+                log: log_rel,
+                sampler: None,
+            };
+            recorder
+                .append(if error.is_none() { &records } else { &[] }, &instance)
+                .map_err(io_err(format!(
+                    "appending records in {}",
+                    self.dir.display()
+                )))?;
+            if error.is_some() {
+                failed += 1;
+                complete = false;
+                break;
+            }
+        }
+        let n = live.len();
+        for mut r in live {
+            r.kill();
+            let _ = r.finish();
+        }
+        meta.notes.push(format!(
+            "{}: {n} {kind} instance(s) were alive at once; all ended",
+            self.w.name
+        ));
+        meta.save(self.dir).map_err(io_err("updating meta.json"))?;
+        Ok((complete, failed))
+    }
 }
 
 fn progress_line(r: &InstanceResult, metrics: &[Metric], log: &str) -> String {

@@ -260,6 +260,8 @@ workload_entry!(
     file_mib,
     block_kib,
     ops,
+    instances,
+    settle_ms,
 );
 
 /// Where a `fileio` workload's container instances do their I/O.
@@ -695,7 +697,10 @@ impl Plan {
         let per_env: u32 = self
             .workloads
             .iter()
-            .map(|w| w.adaptive.map_or(w.reps, |a| a.max_reps) + w.warmups)
+            .map(|w| match w.spec {
+                WorkloadSpec::Density { instances, .. } => to_u32(instances),
+                _ => w.adaptive.map_or(w.reps, |a| a.max_reps) + w.warmups,
+            })
             .sum();
         per_env as usize * self.environments.len()
     }

@@ -36,6 +36,9 @@ pub enum WorkloadKind {
     /// File I/O: sequential write + fsync and read, 4 KiB random O_DIRECT
     /// reads and writes, in the environment's scratch directory.
     Fileio,
+    /// N idle instances started one after another and kept alive: memory
+    /// per instance, and startup against instances already running.
+    Density,
     /// Any program, run by the agent as its child (`isobench exec`).
     Command,
 }
@@ -108,9 +111,22 @@ const FILEIO_PARAMS: &[Param] = &[
     ),
 ];
 
+const DENSITY_PARAMS: &[Param] = &[
+    p(
+        "instances",
+        10,
+        "idle instances started one after another, all kept alive",
+    ),
+    p(
+        "settle_ms",
+        300,
+        "wait after each start before reading memory, in ms",
+    ),
+];
+
 impl WorkloadKind {
     /// Every kind, in catalog order.
-    pub const ALL: [WorkloadKind; 10] = [
+    pub const ALL: [WorkloadKind; 11] = [
         WorkloadKind::Noop,
         WorkloadKind::Idle,
         WorkloadKind::Cpu,
@@ -120,6 +136,7 @@ impl WorkloadKind {
         WorkloadKind::Fork,
         WorkloadKind::Net,
         WorkloadKind::Fileio,
+        WorkloadKind::Density,
         WorkloadKind::Command,
     ];
 
@@ -135,6 +152,7 @@ impl WorkloadKind {
             WorkloadKind::Fork => "fork",
             WorkloadKind::Net => "net",
             WorkloadKind::Fileio => "fileio",
+            WorkloadKind::Density => "density",
             WorkloadKind::Command => "command",
         }
     }
@@ -151,6 +169,7 @@ impl WorkloadKind {
             WorkloadKind::Fork => FORK_PARAMS,
             WorkloadKind::Net => NET_PARAMS,
             WorkloadKind::Fileio => FILEIO_PARAMS,
+            WorkloadKind::Density => DENSITY_PARAMS,
         }
     }
 
@@ -233,6 +252,13 @@ pub enum WorkloadSpec {
         /// Random operations of each kind.
         ops: u64,
     },
+    /// See [`WorkloadKind::Density`]. The agent stays up until killed.
+    Density {
+        /// Instances kept alive at once.
+        instances: u64,
+        /// Settling time after each start, in ms.
+        settle_ms: u64,
+    },
     /// See [`WorkloadKind::Command`].
     Command {
         /// The program (an absolute path inside the environment) and its arguments.
@@ -302,6 +328,7 @@ impl WorkloadSpec {
             WorkloadSpec::Fork { .. } => WorkloadKind::Fork,
             WorkloadSpec::Net { .. } => WorkloadKind::Net,
             WorkloadSpec::Fileio { .. } => WorkloadKind::Fileio,
+            WorkloadSpec::Density { .. } => WorkloadKind::Density,
             WorkloadSpec::Command { .. } => WorkloadKind::Command,
         }
     }
@@ -339,6 +366,10 @@ impl WorkloadSpec {
                 block_kib: get("block_kib"),
                 ops: get("ops"),
             },
+            WorkloadKind::Density => WorkloadSpec::Density {
+                instances: get("instances"),
+                settle_ms: get("settle_ms"),
+            },
             WorkloadKind::Command => return None,
         })
     }
@@ -363,6 +394,10 @@ impl WorkloadSpec {
                 block_kib,
                 ops,
             } => vec![file_mib, block_kib, ops],
+            WorkloadSpec::Density {
+                instances,
+                settle_ms,
+            } => vec![instances, settle_ms],
         };
         self.kind()
             .params()

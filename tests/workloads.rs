@@ -186,3 +186,58 @@ metrics = [{{ name = "never", unit = "1", regex = 'no such line ([0-9]+)', bette
     );
     assert_clean(&s);
 }
+
+#[test]
+fn density_keeps_instances_alive_and_records_each() {
+    let mut envs = vec!["native"];
+    if require(is_root(), "the container environment needs root") {
+        envs.push("container");
+    }
+    if require(
+        vm_ready(),
+        "QEMU and a guest kernel (scripts/setup.sh installs both)",
+    ) {
+        envs.push("vm");
+    }
+    let s = Scratch::new("density");
+    let scenario = format!(
+        "name = \"d\"\nenvironments = [{}]\n[vm]\nmemory_mib = 128\n[[workload]]\nkind = \"density\"\ninstances = 3\nsettle_ms = 50\n",
+        envs.iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let file = s.write("d.toml", &scenario);
+    let out = s
+        .isobench()
+        .args(["run", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = latest(&s.reports());
+    let rows = results(&run);
+    for env in &envs {
+        for m in [
+            "startup_ms",
+            "pss_mib",
+            "density_pss_total_mib",
+            "density_mem_drop_mib",
+        ] {
+            let v = metric_values(&rows, "density", env, m);
+            assert_eq!(v.len(), 3, "{m} for each of 3 {env} instances: {rows:?}");
+        }
+        // All three were alive together: the total covers more than one.
+        let totals = metric_values(&rows, "density", env, "density_pss_total_mib");
+        let own = metric_values(&rows, "density", env, "pss_mib");
+        assert!(totals[2] > own[2], "{env}: {totals:?} vs {own:?}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("<section id=\"density\""),
+        "the report has a density section"
+    );
+    assert_clean(&s);
+}

@@ -54,6 +54,11 @@ pub fn run(spec: &WorkloadSpec) -> Result<Option<Outcome>, String> {
             ops,
         } => fileio(&scratch_dir(), file_mib, block_kib, ops).map(Some),
         WorkloadSpec::Command { ref argv } => super::command::run(argv).map(Some),
+        // A density instance just stays up; the host reads its memory and
+        // ends it.
+        WorkloadSpec::Density { .. } => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
     }
 }
 
