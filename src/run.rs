@@ -1256,7 +1256,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     }
                 };
                 eprint!(
-                    "[{done:>3}/{total}] {:<10} {:<10} {:<14}",
+                    "[{done:>3}/{total}] {:<10} {:<10} {:<14} ",
                     w.name, kind, what
                 );
                 let log = dir.join(&log_rel);
@@ -1495,7 +1495,7 @@ impl Density<'_> {
             let id = format!("{}-{kind}-i{k}", self.w.name);
             let log_rel = format!("logs/{id}.log");
             eprint!(
-                "[{:>3}/{total}] {:<10} {:<10} {:<14}",
+                "[{:>3}/{total}] {:<10} {:<10} {:<14} ",
                 *done,
                 self.w.name,
                 kind,

@@ -190,12 +190,17 @@ pub fn median(samples: &[f64]) -> f64 {
 /// resampled independently (with replacement) and the ratio of the resampled
 /// medians is taken; the bounds are the 2.5th and 97.5th [`percentile`]s.
 ///
-/// Returns `None` when either series is empty or holds a NaN or infinity, or
-/// when the baseline median is 0. If the baseline contains zeros, resampled
+/// Returns `None` when either series is empty or holds a NaN or infinity,
+/// when the baseline median is 0, or when either series holds a negative
+/// value: a ratio only means something on a ratio scale (a memory *drop*
+/// that can be negative has none). If the baseline contains zeros, resampled
 /// baseline medians can be 0, and the bounds may then be infinite or NaN.
 pub fn ratio_of_medians(current: &[f64], baseline: &[f64], seed: u64) -> Option<Ratio> {
     let current = finite_sorted(current)?;
     let baseline = finite_sorted(baseline)?;
+    if current.first()? < &0.0 || baseline.first()? < &0.0 {
+        return None;
+    }
     let base_median = percentile(&baseline, 50.0);
     if base_median == 0.0 {
         return None;
@@ -674,5 +679,7 @@ mod tests {
         assert_eq!(ratio_of_medians(&cur, &[], 3), None);
         assert_eq!(ratio_of_medians(&cur, &[0.0, 0.0, 1.0], 3), None);
         assert_eq!(ratio_of_medians(&[f64::NAN], &base, 3), None);
+        assert_eq!(ratio_of_medians(&cur, &[-1.0, 2.0, 3.0], 3), None);
+        assert_eq!(ratio_of_medians(&[-0.5, 1.0], &base, 3), None);
     }
 }

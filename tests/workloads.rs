@@ -239,5 +239,15 @@ fn density_keeps_instances_alive_and_records_each() {
         html.contains("<section id=\"density\""),
         "the report has a density section"
     );
+    for chart in ["density_startup", "density_memory"] {
+        assert!(run.join(format!("charts/{chart}.svg")).exists(), "{chart}");
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for env in &envs {
+        assert!(
+            md.contains(&format!("| `density` | `{env}` | 3 |")),
+            "the third {env} instance has its row in the per-instance table:\n{md}"
+        );
+    }
     assert_clean(&s);
 }

@@ -10,6 +10,8 @@
 //! | `vm_boot`        | startup | the VM's startup split: guest kernel boot, QEMU + firmware (the rest of `startup_ms`), and any other VM boot metric |
 //! | `memory`         | memory  | the headline memory metric (`pss_mib`, else `rss_mib`, else the first) |
 //! | `vmm_overhead`   | memory  | `vmm_overhead_mib`, when it was measured                        |
+//! | `density_startup`| density | the k-th instance's `startup_ms` against k (log scale when wide) |
+//! | `density_memory` | density | `density_pss_total_mib`, the PSS of all k instances alive       |
 //! | `<family>`       | others  | each workload's headline metric (`score`, else its first): absolute when all share one unit, else relative to native |
 //!
 //! Every bar is a series' median, its whisker runs from min to max, dots are
@@ -89,10 +91,70 @@ pub fn all(data: &ReportData) -> Vec<Figure> {
                     );
                 }
             }
+            Family::Density => {
+                let startup = density_chart(
+                    &series,
+                    "startup_ms",
+                    "Density: startup against instances already running",
+                );
+                let memory = density_chart(
+                    &series,
+                    "density_pss_total_mib",
+                    "Density: PSS of all instances alive",
+                );
+                if startup.is_none() && memory.is_none() {
+                    push(family.slug(), family, family_chart(family, &series));
+                }
+                push("density_startup", family, startup);
+                push("density_memory", family, memory);
+            }
             _ => push(family.slug(), family, family_chart(family, &series)),
         }
     }
     out
+}
+
+/// A density chart of `metric`: one group per instance count k (the k-th
+/// instance started with k − 1 alive), one bar per environment holding the
+/// k-th value of its series (density records the k-th instance as
+/// repetition k, and series values are in repetition order).
+fn density_chart(series: &[&SeriesSummary], metric: &str, title: &str) -> Option<chart::BarChart> {
+    let picked: Vec<&&SeriesSummary> = series.iter().filter(|s| s.metric == metric).collect();
+    let first = picked.first()?;
+    let mut groups = Vec::new();
+    let several = picked.iter().any(|s| s.workload != first.workload);
+    for s in &picked {
+        for (i, v) in s.values.iter().enumerate() {
+            let group = if several {
+                format!("{} · {}", s.workload, i + 1)
+            } else {
+                (i + 1).to_string()
+            };
+            push_bar(
+                &mut groups,
+                &group,
+                chart::Bar {
+                    series: s.environment.clone(),
+                    median: *v,
+                    lo: *v,
+                    hi: *v,
+                    points: vec![],
+                    outliers: vec![],
+                },
+            );
+        }
+    }
+    let log_y = wants_log(&groups);
+    Some(chart::BarChart {
+        title: format!("{title}{}", if log_y { " (log scale)" } else { "" }),
+        y_label: format!("{metric} ({})", first.unit),
+        groups,
+        log_y,
+        caption: Some(
+            "groups: k, the number of instances alive once the k-th has started · one bar per environment"
+                .into(),
+        ),
+    })
 }
 
 /// A bar for one series, with every value divided by `scale`.

@@ -308,9 +308,41 @@ fn section(
     for f in figures.iter().filter(|f| f.family == family) {
         figure(s, f)?;
     }
+    if family == Family::Density {
+        density_table(s, data);
+    }
     table(s, &series);
     s.push_str("</section>\n");
     Ok(())
+}
+
+/// The per-instance density table, folded.
+fn density_table(s: &mut String, data: &ReportData) {
+    let rows = super::density_rows(data);
+    if rows.is_empty() {
+        return;
+    }
+    s.push_str(
+        "<details open><summary>Instance by instance (k: instances alive once the k-th has \
+         started)</summary>\n<div class=\"scroll\"><table class=\"stats\">\n<thead><tr>\
+         <th>workload</th><th>environment</th><th class=\"num\">k</th>",
+    );
+    for (_, header) in super::DENSITY_COLUMNS {
+        let _ = write!(s, "<th class=\"num\">{}</th>", escape(header));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for r in rows {
+        s.push_str("<tr>");
+        for (i, c) in r.iter().enumerate() {
+            if i < 2 {
+                let _ = write!(s, "<td>{}</td>", code(c));
+            } else {
+                let _ = write!(s, "<td class=\"num\">{}</td>", escape(c));
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table></div></details>\n");
 }
 
 fn figure(s: &mut String, f: &figures::Figure) -> Result<(), ReportError> {

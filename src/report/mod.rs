@@ -239,6 +239,58 @@ pub fn summarize(records: &[Record], meta: &Meta) -> Vec<SeriesSummary> {
     out
 }
 
+/// The per-instance density table: one row per workload, environment and
+/// instance count k (the k-th instance started with k − 1 alive), with the
+/// columns of [`DENSITY_COLUMNS`]; a cell is `—` where nothing was recorded.
+/// Density records the k-th instance as repetition k and series values are
+/// in repetition order, so value k − 1 of each series is instance k.
+pub fn density_rows(data: &ReportData) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let density: Vec<&SeriesSummary> = data
+        .in_family(Some(Family::Density))
+        .into_iter()
+        .filter(|s| data.kind_of(&s.workload) == "density")
+        .collect();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for s in &density {
+        if !keys.contains(&(s.workload.as_str(), s.environment.as_str())) {
+            keys.push((&s.workload, &s.environment));
+        }
+    }
+    for (w, e) in keys {
+        let of = |m: &str| {
+            density
+                .iter()
+                .find(|s| s.workload == w && s.environment == e && s.metric == m)
+                .map(|s| s.values.as_slice())
+                .unwrap_or(&[])
+        };
+        let n = DENSITY_COLUMNS
+            .iter()
+            .map(|(m, _)| of(m).len())
+            .max()
+            .unwrap_or(0);
+        for k in 0..n {
+            let mut row = vec![w.to_string(), e.to_string(), (k + 1).to_string()];
+            for (m, _) in DENSITY_COLUMNS {
+                row.push(of(m).get(k).map_or("—".into(), |v| fmt_value(*v)));
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The metric columns of [`density_rows`] (after workload, environment and
+/// k), with their headers.
+pub const DENSITY_COLUMNS: [(&str, &str); 5] = [
+    ("startup_ms", "startup (ms)"),
+    ("pss_mib", "its PSS (MiB)"),
+    ("density_pss_total_mib", "PSS of all k (MiB)"),
+    ("density_mem_drop_mib", "MemAvailable drop (MiB)"),
+    ("density_mem_per_instance_mib", "drop ÷ k (MiB)"),
+];
+
 /// Formats a value with a precision that suits its size.
 pub fn fmt_value(v: f64) -> String {
     let a = v.abs();
@@ -471,6 +523,33 @@ fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<Strin
     out
 }
 
+/// The per-instance density table, in Markdown.
+fn density_table(s: &mut String, data: &ReportData) {
+    let rows = density_rows(data);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Instance by instance (k: instances alive once the k-th has started):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | environment | k | {} |",
+        DENSITY_COLUMNS.map(|c| c.1).join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|---:|{}", "---:|".repeat(DENSITY_COLUMNS.len()));
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i < 2 { code(c) } else { cell(c) })
+            .collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    s.push('\n');
+}
+
 fn markdown(data: &ReportData) -> String {
     let m = &data.meta;
     let mut s = String::new();
@@ -524,6 +603,9 @@ fn markdown(data: &ReportData) -> String {
             let _ = writeln!(s, "- {line}");
         }
         s.push('\n');
+        if family == Family::Density {
+            density_table(&mut s, data);
+        }
         table(&mut s, &data.in_family(Some(family)));
     }
     let other = data.in_family(None);
@@ -984,13 +1066,16 @@ mod tests {
         assert!(md.contains("> **Warning:** The VM ran under TCG"), "{md}");
         // Every table row has the header's number of cells despite the `|`
         // in the hostile name (escaped as `\|`).
-        for line in md
-            .lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
-        {
+        let mut header_cells = 0;
+        for line in md.lines().filter(|l| l.starts_with("| ")) {
             let cells = line.replace("\\|", "").matches('|').count();
-            assert_eq!(cells, 11, "{line}");
+            if line.starts_with("| workload") {
+                header_cells = cells;
+                continue;
+            }
+            assert_eq!(cells, header_cells, "{line}");
         }
+        assert!(md.contains("| workload | environment | metric |"), "{md}");
         assert!(md.contains("![VM startup, broken down](charts/vm_boot.svg)"));
     }
 
