@@ -800,6 +800,17 @@ pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
             files.extend([svg, png]);
         }
     }
+    // Charts an earlier rendering wrote that this one no longer draws (a
+    // re-render by a newer isobench) would otherwise pass for current.
+    if let Ok(entries) = std::fs::read_dir(dir.join("charts")) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let chart_file = path.extension().is_some_and(|x| x == "svg" || x == "png");
+            if chart_file && !files.contains(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
     Ok(Rendered {
         table: terminal_table(&data.series),
         files,
@@ -1154,8 +1165,13 @@ mod tests {
         );
         // Rendering again gives the same bytes.
         let html = std::fs::read(dir.join("report.html")).unwrap();
+        // A chart this rendering does not draw (left by an older one) goes.
+        let stale = dir.join("charts/gone.svg");
+        std::fs::write(&stale, "<svg/>").unwrap();
         render(&dir).unwrap();
         assert_eq!(std::fs::read(dir.join("report.html")).unwrap(), html);
+        assert!(!stale.exists(), "a stale chart was kept");
+        assert!(dir.join("charts/startup.svg").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
