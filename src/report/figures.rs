@@ -10,6 +10,7 @@
 //! | `vm_boot`        | startup | the VM's startup split: guest kernel boot, QEMU + firmware (the rest of `startup_ms`), and any other VM boot metric |
 //! | `memory`         | memory  | the headline memory metric (`pss_mib`, else `rss_mib`, else the first) |
 //! | `vmm_overhead`   | memory  | `vmm_overhead_mib`, when it was measured                        |
+//! | `memory_bandwidth` | memory | the `memory` workload's `score` (STREAM triad, MB/s)          |
 //! | `density_startup`| density | the k-th instance's `startup_ms` against k (log scale when wide) |
 //! | `density_memory` | density | `density_pss_total_mib`, the PSS of all k instances alive       |
 //! | `<family>`       | others  | each workload's headline metric (`score`, else its first): absolute when all share one unit, else relative to native |
@@ -79,6 +80,22 @@ pub fn all(data: &ReportData) -> Vec<Figure> {
                 let has_headline = series
                     .iter()
                     .any(|s| family.headline().contains(&s.metric.as_str()));
+                let bandwidth: Vec<&SeriesSummary> = series
+                    .iter()
+                    .copied()
+                    .filter(|s| data.kind_of(&s.workload) == "memory" && s.metric == "score")
+                    .collect();
+                if !bandwidth.is_empty() {
+                    push(
+                        "memory_bandwidth",
+                        family,
+                        absolute_chart(
+                            "Memory bandwidth (STREAM triad), higher is better".into(),
+                            &bandwidth,
+                            false,
+                        ),
+                    );
+                }
                 if !overhead.is_empty() && has_headline {
                     push(
                         "vmm_overhead",
