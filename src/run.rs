@@ -870,6 +870,35 @@ fn spread_reached(series: &BTreeMap<EnvKind, Vec<f64>>, target_pct: f64) -> bool
         })
 }
 
+/// Which file system the `fileio` workloads measure: native scratch
+/// directories, container layers and volumes and VM disk files all live
+/// under the run's runtime directory. A tmpfs there turns disk figures into
+/// memory figures, which the note says.
+fn scratch_note(run_dir: &Path) -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    match runtime::filesystem_of(&mountinfo, run_dir) {
+        Some((fstype, source, point)) => {
+            let mut note = format!(
+                "fileio: every environment's files (native scratch, container layers and \
+                 volumes, VM disk images) are on {fstype} ({source} at {}), under {}",
+                point.display(),
+                run_dir.display()
+            );
+            if fstype == "tmpfs" {
+                note.push_str(
+                    "; that is memory, not a disk: set ISOBENCH_RUNTIME_DIR to a directory on \
+                     a disk to measure one",
+                );
+            }
+            note
+        }
+        None => format!(
+            "fileio: the file system of {} could not be read from /proc/self/mountinfo",
+            run_dir.display()
+        ),
+    }
+}
+
 /// The scratch space of a `fileio` instance on the host: a directory of
 /// the run's, removed when the instance is done. Native instances do their
 /// I/O in it; container instances of a `target = "volume"` workload get it
@@ -1165,6 +1194,13 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         order: "per workload: warm-ups, then repetitions; environments interleaved within each repetition".into(),
         notes: testbed.notes.clone(),
     };
+    if plan
+        .workloads
+        .iter()
+        .any(|w| w.spec.kind() == crate::workload::WorkloadKind::Fileio)
+    {
+        meta.notes.push(scratch_note(testbed.run_dir.path()));
+    }
     meta.save(&dir).map_err(io_err(format!(
         "writing {}",
         dir.join(crate::meta::META).display()

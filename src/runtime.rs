@@ -237,6 +237,32 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The file system holding `path`, from `/proc/self/mountinfo` text: its
+/// type, source and mount point (the longest mount point above `path`; of
+/// several on one point, the last mounted).
+pub fn filesystem_of(mountinfo: &str, path: &Path) -> Option<(String, String, PathBuf)> {
+    let mut best: Option<(String, String, PathBuf)> = None;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4).map(unescape_mount_path) else {
+            continue;
+        };
+        let Some((_, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut rest = after.split(' ');
+        let (Some(fstype), Some(source)) = (rest.next(), rest.next()) else {
+            continue;
+        };
+        let deeper = best
+            .as_ref()
+            .is_none_or(|(_, _, b)| point.components().count() >= b.components().count());
+        if path.starts_with(&point) && deeper {
+            best = Some((fstype.to_string(), source.to_string(), point));
+        }
+    }
+    best
+}
+
 /// The instance cgroups of run `run_id`: `isobench/<run-id>.*` in every
 /// hierarchy under `cgroup_root` (`/sys/fs/cgroup`, its v1 controller
 /// directories, and `unified/` on hybrid hosts).
@@ -403,6 +429,31 @@ mod tests {
         assert_eq!(start_time(&root, 42), Some(987654));
         assert_eq!(start_time(&root, 43), None);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn the_file_system_of_a_path_is_its_deepest_mount() {
+        let info = "22 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                    25 22 0:23 / /run rw,nosuid - tmpfs tmpfs rw\n\
+                    26 25 0:24 / /run/user/0 rw - tmpfs tmpfs rw\n\
+                    27 22 0:25 / /runner rw - xfs /dev/vdb rw\n";
+        let fs = |p: &str| filesystem_of(info, Path::new(p));
+        assert_eq!(
+            fs("/run/isobench/r1"),
+            Some(("tmpfs".into(), "tmpfs".into(), PathBuf::from("/run")))
+        );
+        assert_eq!(
+            fs("/runner/x"),
+            Some(("xfs".into(), "/dev/vdb".into(), PathBuf::from("/runner")))
+        );
+        assert_eq!(fs("/srv").unwrap().0, "ext4");
+        // A later mount on the same point hides the earlier one.
+        let over = format!("{info}30 25 0:40 / /run rw - ext4 /dev/vdc rw\n");
+        assert_eq!(
+            filesystem_of(&over, Path::new("/run/x")).unwrap().1,
+            "/dev/vdc"
+        );
+        assert_eq!(filesystem_of("", Path::new("/x")), None);
     }
 
     #[test]
