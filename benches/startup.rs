@@ -32,13 +32,14 @@
 //! and prints the medians and the median of the per-pair ratios, which is
 //! the comparison that counts.
 
+mod common;
+
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
-use isobench::env::vm::{self, AccelRequest};
+use isobench::env::vm;
 use isobench::image::{self, Node};
-use isobench::run::{self, BedSpec, Testbed};
-use isobench::scenario::{ContainerSettings, VmSettings};
+use isobench::run::{self, Testbed};
 use isobench::workload::WorkloadSpec;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -59,50 +60,13 @@ const PLAIN_LINE: &str = "PLAIN-READY";
 /// Pairs of boots in the interleaved pass.
 const PAIRS: usize = 20;
 
-fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
-    let prereqs = match run::preflight(&[kind], None) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipping the {kind} group: {e}");
-            return None;
-        }
-    };
-    let vm = VmSettings::default();
-    let id = format!("bench-{kind}-{}", std::process::id());
-    let container = ContainerSettings::default();
-    let spec = BedSpec {
-        environments: &[kind],
-        vm: &vm,
-        container: &container,
-        accel: AccelRequest::Auto,
-        programs: &[],
-        files: &[],
-        quiet: false,
-    };
-    match Testbed::build(&prereqs, &id, &spec, logs, &STOP) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            eprintln!("skipping the {kind} group: {e}");
-            None
-        }
-    }
-}
-
 fn startup(c: &mut Criterion) {
     // criterion draws its charts with plotters, which has no system fonts here.
     isobench::report::chart::font_registered();
-    let logs = std::env::temp_dir().join(format!("isobench-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&logs).expect("creating the bench log directory");
-    // Removed also when a benchmark panics.
-    struct RemoveOnDrop(std::path::PathBuf);
-    impl Drop for RemoveOnDrop {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _guard = RemoveOnDrop(logs.clone());
+    let logs_dir = common::Logs::new("bench");
+    let logs = logs_dir.0.clone();
     for kind in EnvKind::ALL {
-        let Some(bed) = testbed(kind, &logs) else {
+        let Some(bed) = common::testbed(kind, "bench", &logs, &STOP) else {
             continue;
         };
         let env = bed

@@ -18,11 +18,11 @@
 //! At the end, a table gives every benchmark's median and its ratio to the
 //! native median of the same workload, from the very same instances.
 
+mod common;
+
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use isobench::env::EnvKind;
-use isobench::env::vm::AccelRequest;
-use isobench::run::{self, BedSpec, Testbed};
-use isobench::scenario::{ContainerSettings, VmSettings};
+use isobench::run;
 use isobench::workload::WorkloadSpec;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -41,35 +41,6 @@ const SYSCALL_ITERATIONS: u64 = 200_000;
 /// Every measured interval, per `(workload, environment)`, for the table.
 static TIMES: Mutex<BTreeMap<(String, String), Vec<Duration>>> = Mutex::new(BTreeMap::new());
 
-fn testbed(kind: EnvKind, logs: &std::path::Path) -> Option<Testbed> {
-    let prereqs = match run::preflight(&[kind], None) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipping the {kind} group: {e}");
-            return None;
-        }
-    };
-    let vm = VmSettings::default();
-    let container = ContainerSettings::default();
-    let id = format!("bench-wl-{kind}-{}", std::process::id());
-    let spec = BedSpec {
-        environments: &[kind],
-        vm: &vm,
-        container: &container,
-        accel: AccelRequest::Auto,
-        programs: &[],
-        files: &[],
-        quiet: false,
-    };
-    match Testbed::build(&prereqs, &id, &spec, logs, &STOP) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            eprintln!("skipping the {kind} group: {e}");
-            None
-        }
-    }
-}
-
 /// The interval the agent measured for one instance of `spec`.
 fn measured(spec: &WorkloadSpec, r: &run::InstanceResult) -> Option<Duration> {
     let metric = |name: &str| r.metrics.iter().find(|m| m.name == name).map(|m| m.value);
@@ -84,16 +55,8 @@ fn measured(spec: &WorkloadSpec, r: &run::InstanceResult) -> Option<Duration> {
 fn workloads(c: &mut Criterion) {
     // criterion draws its charts with plotters, which has no system fonts here.
     isobench::report::chart::font_registered();
-    let logs = std::env::temp_dir().join(format!("isobench-bench-wl-{}", std::process::id()));
-    std::fs::create_dir_all(&logs).expect("creating the bench log directory");
-    // Removed also when a benchmark panics.
-    struct RemoveOnDrop(std::path::PathBuf);
-    impl Drop for RemoveOnDrop {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _guard = RemoveOnDrop(logs.clone());
+    let logs_dir = common::Logs::new("bench-wl");
+    let logs = logs_dir.0.clone();
     let specs = [
         (
             "cpu",
@@ -111,7 +74,7 @@ fn workloads(c: &mut Criterion) {
         ),
     ];
     for kind in EnvKind::ALL {
-        let Some(bed) = testbed(kind, &logs) else {
+        let Some(bed) = common::testbed(kind, "bench-wl", &logs, &STOP) else {
             continue;
         };
         let env = bed

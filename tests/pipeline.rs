@@ -24,18 +24,11 @@ buffer_kib = 16
 #[test]
 fn misspelled_key_exits_2_naming_key_and_line_and_starts_nothing() {
     let s = Scratch::new("badkey");
-    let file = s.write(
+    let out = s.run(
         "bad.toml",
         "name = \"x\"\n[[workload]]\nkind = \"cpu\"\nrunds = 5\n",
+        &[],
     );
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:4:1: workload[0]"), "{err}");
@@ -54,18 +47,11 @@ fn misspelled_key_exits_2_naming_key_and_line_and_starts_nothing() {
 #[test]
 fn negative_repetitions_exit_2_with_the_key_path() {
     let s = Scratch::new("negreps");
-    let file = s.write(
+    let out = s.run(
         "neg.toml",
         "name = \"x\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"cpu\"\nreps = -3\n",
+        &[],
     );
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -111,15 +97,7 @@ fn all_three_environments_give_records_with_equal_digests() {
         return;
     }
     let s = Scratch::new("three");
-    let file = s.write("small.toml", SMALL);
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("small.toml", SMALL, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let run = latest(&s.reports());
     let rows = results(&run);

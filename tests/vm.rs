@@ -41,24 +41,11 @@ fn guests_with_disks_report_boot_breakdown_memory_io_and_leave_nothing() {
         return;
     }
     let s = Scratch::new("vmdisk");
-    let file = s.write("disk.toml", DISKS);
-    let out = s
-        .isobench()
-        .args([
-            "run",
-            "--env",
-            "vm",
-            "--cpus",
-            "2",
-            "--memory",
-            "384M",
-            "--scenario",
-        ])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run(
+        "disk.toml",
+        DISKS,
+        &["--env", "vm", "--cpus", "2", "--memory", "384M"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let run = latest(&s.reports());
     let rows = results(&run);

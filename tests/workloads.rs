@@ -68,20 +68,9 @@ kind = "net"
 requests = 50
 bulk_mib = 2
 "#,
-        envs.iter()
-            .map(|e| format!("\"{e}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
+        toml_items(&envs)
     );
-    let file = s.write("catalog.toml", &scenario);
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("catalog.toml", &scenario, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let rows = results(&latest(&s.reports()));
     for env in &envs {
@@ -148,20 +137,9 @@ name = "silent"
 argv = ["sysbench", "--version"]
 metrics = [{{ name = "never", unit = "1", regex = 'no such line ([0-9]+)', better = "higher" }}]
 "#,
-        envs.iter()
-            .map(|e| format!("\"{e}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
+        toml_items(&envs)
     );
-    let file = s.write("cmd.toml", &scenario);
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("cmd.toml", &scenario, &[]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -202,20 +180,9 @@ fn density_keeps_instances_alive_and_records_each() {
     let s = Scratch::new("density");
     let scenario = format!(
         "name = \"d\"\nenvironments = [{}]\n[vm]\nmemory_mib = 128\n[[workload]]\nkind = \"density\"\ninstances = 3\nsettle_ms = 50\n",
-        envs.iter()
-            .map(|e| format!("\"{e}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
+        toml_items(&envs)
     );
-    let file = s.write("d.toml", &scenario);
-    let out = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("d.toml", &scenario, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let run = latest(&s.reports());
     let rows = results(&run);

@@ -43,6 +43,30 @@ impl Scratch {
         std::fs::write(&p, text).unwrap();
         p
     }
+
+    /// Writes `scenario` to `file` in here and runs `isobench run
+    /// [options] --scenario FILE --out REPORTS`; its output.
+    pub fn run(&self, file: &str, scenario: &str, options: &[&str]) -> Output {
+        let file = self.write(file, scenario);
+        self.isobench()
+            .arg("run")
+            .args(options)
+            .arg("--scenario")
+            .arg(&file)
+            .arg("--out")
+            .arg(self.reports())
+            .output()
+            .unwrap()
+    }
+}
+
+/// Names as a TOML array's items: `"a", "b"`.
+pub fn toml_items(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Drop for Scratch {

@@ -1,0 +1,57 @@
+//! What the benches share: a testbed per environment, and a log directory
+//! removed when the bench ends (also when a benchmark panics).
+
+use isobench::env::EnvKind;
+use isobench::env::vm::AccelRequest;
+use isobench::run::{self, BedSpec, Testbed};
+use isobench::scenario::{ContainerSettings, VmSettings};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// A testbed with the one environment `kind` and the default settings, or
+/// `None` after printing why it cannot be built (the group is skipped).
+pub fn testbed(kind: EnvKind, bench: &str, logs: &Path, stop: &AtomicBool) -> Option<Testbed> {
+    let prereqs = match run::preflight(&[kind], None) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping the {kind} group: {e}");
+            return None;
+        }
+    };
+    let vm = VmSettings::default();
+    let container = ContainerSettings::default();
+    let id = format!("{bench}-{kind}-{}", std::process::id());
+    let spec = BedSpec {
+        environments: &[kind],
+        vm: &vm,
+        container: &container,
+        accel: AccelRequest::Auto,
+        programs: &[],
+        files: &[],
+        quiet: false,
+    };
+    match Testbed::build(&prereqs, &id, &spec, logs, stop) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("skipping the {kind} group: {e}");
+            None
+        }
+    }
+}
+
+/// A fresh directory for a bench's logs, removed on drop.
+pub struct Logs(pub PathBuf);
+
+impl Logs {
+    pub fn new(bench: &str) -> Logs {
+        let dir = std::env::temp_dir().join(format!("isobench-{bench}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the bench log directory");
+        Logs(dir)
+    }
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
