@@ -306,6 +306,21 @@ impl Driver {
         }
     }
 
+    /// Removes isobench's parent cgroup from each of this driver's
+    /// hierarchies where it is empty (another run's instances keep it).
+    pub fn remove_empty_parents(&self) {
+        let v1 = [
+            &self.v1.memory,
+            &self.v1.cpu,
+            &self.v1.cpuacct,
+            &self.v1.pids,
+        ];
+        let v2 = self.v2.as_ref().map(|(root, _)| root);
+        for root in v1.into_iter().flatten().chain(v2) {
+            let _ = std::fs::remove_dir(root.join(PARENT));
+        }
+    }
+
     fn v1_mount(&self, c: Controller) -> Option<&PathBuf> {
         match c {
             Controller::Memory => self.v1.memory.as_ref(),
@@ -420,9 +435,40 @@ impl Driver {
     }
 }
 
+/// Removes isobench's parent cgroup (`isobench/`) from the root of
+/// `cgroup_root` and from every hierarchy under it, where it is empty: a
+/// parent that holds another run's instances stays (rmdir refuses). Returns
+/// the ones removed.
+pub fn remove_empty_parents(cgroup_root: &Path) -> Vec<PathBuf> {
+    let mut candidates = vec![cgroup_root.join(PARENT)];
+    for h in std::fs::read_dir(cgroup_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        candidates.push(h.path().join(PARENT));
+    }
+    candidates
+        .into_iter()
+        .filter(|p| p.is_dir() && std::fs::remove_dir(p).is_ok())
+        .collect()
+}
+
 /// Creates `parent` (enabling the cgroup2 `controllers` in it) if needed,
-/// then `dir`.
+/// then `dir`. Should another run remove the empty parent in between
+/// ([`remove_empty_parents`]), it is made again once.
 fn make_dir(parent: &Path, dir: &Path, controllers: &[String]) -> Result<(), CgroupError> {
+    make_parent(parent, controllers)?;
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_parent(parent, controllers)?;
+            std::fs::create_dir(dir).map_err(io_at(dir))
+        }
+        other => other.map_err(io_at(dir)),
+    }
+}
+
+fn make_parent(parent: &Path, controllers: &[String]) -> Result<(), CgroupError> {
     if !parent.is_dir() {
         match std::fs::create_dir(parent) {
             Ok(()) => enable_v2_controllers(parent, controllers)?,
@@ -435,7 +481,7 @@ fn make_dir(parent: &Path, dir: &Path, controllers: &[String]) -> Result<(), Cgr
             }
         }
     }
-    std::fs::create_dir(dir).map_err(io_at(dir))
+    Ok(())
 }
 
 fn enable_v2_controllers(parent: &Path, available: &[String]) -> Result<(), CgroupError> {
@@ -723,6 +769,43 @@ mod tests {
                 std::fs::remove_file(f.unwrap().path()).unwrap();
             }
         }
+    }
+
+    /// Empty parents go, with either the driver's hierarchies or a scan of
+    /// the root; a parent holding another run's instance stays.
+    #[test]
+    fn empty_parents_are_removed_and_busy_ones_kept() {
+        let (root, driver) = fixture("parents");
+        let mut busy = driver
+            .create("i1", &Limits::default(), CgroupUse::All)
+            .unwrap();
+        let mut other = driver
+            .create("i2", &Limits::default(), CgroupUse::All)
+            .unwrap();
+        empty(&other);
+        other.remove().unwrap();
+        driver.remove_empty_parents();
+        for h in ["memory", "unified"] {
+            assert!(root.join(h).join(PARENT).join("i1").is_dir(), "{h} kept");
+        }
+        empty(&busy);
+        busy.remove().unwrap();
+        // A make_dir after the parent vanished makes it again.
+        driver.remove_empty_parents();
+        assert!(!root.join("memory").join(PARENT).exists());
+        let mut again = driver
+            .create("i3", &Limits::default(), CgroupUse::All)
+            .unwrap();
+        assert!(root.join("memory/isobench/i3").is_dir());
+        empty(&again);
+        again.remove().unwrap();
+        let removed = remove_empty_parents(&root);
+        assert!(
+            removed.contains(&root.join("memory").join(PARENT)),
+            "{removed:?}"
+        );
+        assert!(!root.join("unified").join(PARENT).exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// On a hybrid fixture: limits go to the v1 controllers (cgroup2 has

@@ -429,7 +429,7 @@ fn cmd_clean() -> ExitCode {
             for (d, why) in &r.skipped {
                 println!("left {} alone: {why}", d.display());
             }
-            if r.removed.is_empty() && r.skipped.is_empty() {
+            if r.removed.is_empty() && r.skipped.is_empty() && r.cgroups.is_empty() {
                 println!("nothing to clean in {}", base.display());
             }
             ExitCode::SUCCESS

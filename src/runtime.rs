@@ -295,7 +295,10 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
     let mut report = CleanReport::default();
     let entries = match std::fs::read_dir(base) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            report.cgroups = crate::cgroup::remove_empty_parents(cgroup_root);
+            return Ok(report);
+        }
         Err(e) => return Err(e),
     };
     let mut dirs: Vec<PathBuf> = entries
@@ -379,6 +382,9 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
         remove_tree(&dir)?;
         report.removed.push(dir);
     }
+    report
+        .cgroups
+        .extend(crate::cgroup::remove_empty_parents(cgroup_root));
     Ok(report)
 }
 

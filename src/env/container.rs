@@ -875,6 +875,16 @@ impl Container {
     }
 }
 
+impl Drop for Container {
+    /// The parent cgroups go with the last instance (unless another run
+    /// still has instances in them).
+    fn drop(&mut self) {
+        if let Some(driver) = &self.driver {
+            driver.remove_empty_parents();
+        }
+    }
+}
+
 impl Environment for Container {
     fn kind(&self) -> EnvKind {
         EnvKind::Container
