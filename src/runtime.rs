@@ -512,10 +512,21 @@ mod tests {
         }
         assert_eq!(run_cgroups(&cg_root, "dead").len(), 2);
         let report = clean(&base, Path::new("/proc"), &cg_root).unwrap();
-        assert_eq!(report.cgroups.len(), 2, "{report:?}");
+        // The dead run's two cgroups, and the parent that is then empty.
+        let mut cgroups = report.cgroups.clone();
+        cgroups.sort();
+        assert_eq!(
+            cgroups,
+            [
+                cg_root.join("memory/isobench/dead.x-container-r1"),
+                cg_root.join("unified/isobench/dead.x-container-r2"),
+                cg_root.join("unified/isobench"),
+            ],
+            "{report:?}"
+        );
         assert!(
             cg_root.join("memory/isobench/other.y").exists(),
-            "another run's cgroup stays"
+            "another run's cgroup stays, and so does its parent"
         );
         std::fs::remove_dir_all(&cg_root).unwrap();
         assert_eq!(report.removed, std::slice::from_ref(&dead));

@@ -905,9 +905,12 @@ mod tests {
         let plan = Plan::load(None, &Overrides::default()).unwrap();
         assert_eq!(plan.environments, EnvKind::ALL.to_vec());
         let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
-        assert_eq!(names, ["noop", "cpu"]);
+        assert_eq!(
+            names,
+            ["noop", "cpu", "memory", "pagefault", "syscall", "fork", "fileio", "net"]
+        );
         assert!(plan.workloads.iter().all(|w| w.reps == 3 && w.warmups == 1));
-        assert_eq!(plan.instance_count(), 2 * 4 * 3);
+        assert_eq!(plan.instance_count(), 8 * 4 * 3);
     }
 
     #[test]

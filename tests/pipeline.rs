@@ -271,7 +271,19 @@ fn native_only_run_needs_no_vm_or_root() {
     );
     let run = latest(&s.reports());
     let rows = results(&run);
-    assert_eq!(rows.iter().filter(|r| r.3 == "startup_ms").count(), 6);
+    // Three repetitions of every workload of the built-in scenario.
+    let workloads: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert!(
+        workloads.contains("noop") && workloads.contains("cpu"),
+        "{workloads:?}"
+    );
+    for w in &workloads {
+        let n = rows
+            .iter()
+            .filter(|r| r.0 == *w && r.3 == "startup_ms")
+            .count();
+        assert_eq!(n, 3, "{w}");
+    }
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
     assert!(meta["accelerator"].is_null(), "no VM, no accelerator");

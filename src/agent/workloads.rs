@@ -292,9 +292,20 @@ fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
 
 /// TCP over 127.0.0.1 inside the environment: `requests` 1-byte round
 /// trips (each timed), then `bulk_mib` MiB streamed one way.
+///
+/// Both ends run on one CPU (the one the agent is on), as in a 1-vCPU
+/// guest. Left to the scheduler, the two threads sometimes share a CPU and
+/// sometimes not, and a wake-up across CPUs costs ~90 µs on a virtualized
+/// host against ~6 µs for the whole round trip on one: the figure would
+/// measure placement, not the network stack.
 fn net(requests: u64, bulk_mib: u64) -> Result<Outcome, String> {
     use std::net::{TcpListener, TcpStream};
     let err = |what: &'static str| move |e: std::io::Error| format!("net: {what}: {e}");
+    let mut one = nix::sched::CpuSet::new();
+    nix::sched::sched_getcpu()
+        .and_then(|cpu| one.set(cpu))
+        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one))
+        .map_err(|e| format!("net: pinning to one CPU: {e}"))?;
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(err("binding 127.0.0.1 (is lo up?)"))?;
     let addr = listener.local_addr().map_err(err("local address"))?;

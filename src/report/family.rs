@@ -221,13 +221,16 @@ impl Family {
                  barely do (726 vs 751 MB/s).",
             ],
             Family::Network => &[
-                "A container's traffic crosses its own network namespace: over loopback that \
-                 costs almost nothing, through a veth pair and NAT it can double the round-trip \
-                 latency (IBM's Docker NAT measurements).",
-                "A VM's packets go through a virtual network device and the host's tap or vhost \
-                 path, so each round trip adds exits and copies: IBM measured TCP request/response \
-                 latency 80% higher under KVM (67.9 vs 37.6 µs). Bulk throughput suffers less \
-                 than latency.",
+                "Here both ends talk over the environment's own loopback, on one CPU, so the \
+                 figure is the cost of the TCP path of the kernel the workload runs on. A \
+                 container's network namespace is the same kernel code with its own tables: \
+                 over loopback it costs almost nothing, while a veth pair and NAT to the \
+                 outside can double the round-trip latency (IBM's Docker NAT measurements).",
+                "In a VM the same path runs in the guest kernel: close to native under KVM, \
+                 emulated instruction by instruction under TCG. Traffic that leaves a VM also \
+                 crosses a virtual network device and the host's tap or vhost path: IBM \
+                 measured TCP request/response latency 80% higher under KVM (67.9 vs 37.6 µs), \
+                 with bulk throughput suffering less than latency.",
             ],
             Family::Density => &[
                 "Density asks what each instance costs when many run at once. Containers share \
