@@ -519,8 +519,8 @@ mod tests {
             cgroups,
             [
                 cg_root.join("memory/isobench/dead.x-container-r1"),
-                cg_root.join("unified/isobench/dead.x-container-r2"),
                 cg_root.join("unified/isobench"),
+                cg_root.join("unified/isobench/dead.x-container-r2"),
             ],
             "{report:?}"
         );
