@@ -907,7 +907,16 @@ mod tests {
         let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(
             names,
-            ["noop", "cpu", "memory", "pagefault", "syscall", "fork", "fileio", "net"]
+            [
+                "noop",
+                "cpu",
+                "memory",
+                "pagefault",
+                "syscall",
+                "fork",
+                "fileio",
+                "net"
+            ]
         );
         assert!(plan.workloads.iter().all(|w| w.reps == 3 && w.warmups == 1));
         assert_eq!(plan.instance_count(), 8 * 4 * 3);

@@ -147,12 +147,22 @@ impl Family {
         }
     }
 
-    /// The metrics a family's main chart prefers, in order; when a workload
-    /// has none of them, its first metric in the family is charted.
+    /// The metrics a family's main chart prefers, in order: per workload, the
+    /// one measured in the most environments, the first on a tie; when a
+    /// workload has none of them, its first metric in the family is charted.
+    /// (Short native and container instances end before the sampler's first
+    /// PSS tick; their memory shows as the peak RSS from `wait4`.)
     pub fn headline(self) -> &'static [&'static str] {
         match self {
             Family::Startup => &["startup_ms"],
-            Family::Memory => &["pss_mib", "rss_mib"],
+            Family::Memory => &[
+                "pss_mib",
+                "pss_steady_mib",
+                "pss_peak_mib",
+                "max_rss_mib",
+                "rss_peak_mib",
+                "rss_mib",
+            ],
             _ => &["score"],
         }
     }

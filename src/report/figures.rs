@@ -376,12 +376,21 @@ pub fn headline_series<'a>(family: Family, series: &[&'a SeriesSummary]) -> Vec<
         .iter()
         .filter_map(|w| {
             let mine = || series.iter().filter(|s| s.workload == *w);
-            let metric = family
+            // The listed metric measured in the most environments (a chart
+            // of one environment compares nothing); the first on a tie.
+            let coverage = |m: &str| mine().filter(|s| s.metric == m).count();
+            let best = family
                 .headline()
                 .iter()
                 .copied()
-                .find(|m| mine().any(|s| s.metric == *m))
-                .or_else(|| mine().next().map(|s| s.metric.as_str()))?;
+                .map(|m| (m, coverage(m)))
+                .filter(|(_, n)| *n > 0)
+                .fold(None, |best: Option<(&str, usize)>, (m, n)| match best {
+                    Some((_, b)) if b >= n => best,
+                    _ => Some((m, n)),
+                })
+                .map(|(m, _)| m);
+            let metric = best.or_else(|| mine().next().map(|s| s.metric.as_str()))?;
             Some((*w, metric))
         })
         .collect();
