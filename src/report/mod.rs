@@ -697,10 +697,11 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
             "elapsed_ms",
         ]
         .contains(&m)
-            || m.starts_with("cgroup_")
-            || m.starts_with("vmm_")
-            || m.starts_with("qemu_")
-            || m.starts_with("guest_")
+            || [
+                "cgroup_", "vmm_", "qemu_", "guest_", "boot_", "rss_", "pss_",
+            ]
+            .iter()
+            .any(|p| m.starts_with(p))
     };
     let headline = |w: &str| -> Option<&str> {
         let of_w = series.iter().filter(|x| x.workload == w);
@@ -1067,6 +1068,32 @@ mod tests {
             assert!(!md.contains(absent), "{absent} in\n{md}");
         }
         assert!(!md.contains("Warning"), "no VM, no TCG warning");
+    }
+
+    #[test]
+    fn terminal_table_shows_a_command_workloads_own_figure() {
+        let rec = |e: &str, m: &str, v: f64| Record {
+            workload: "app".into(),
+            environment: e.into(),
+            repetition: 1,
+            metric: m.into(),
+            unit: "x".into(),
+            value: v,
+        };
+        let mut records = Vec::new();
+        for e in ["native", "container"] {
+            // The sampler's figures come first in the records.
+            records.push(rec(e, "startup_ms", 2.0));
+            records.push(rec(e, "rss_peak_mib", 9.0));
+            records.push(rec(e, "pss_steady_mib", 8.0));
+            records.push(rec(e, "events_per_s", 2400.0));
+        }
+        let table = terminal_table(&summarize(&records, &fixture::meta(false)));
+        assert!(table.contains("events_per_s"), "{table}");
+        assert!(
+            !table.contains("rss_peak_mib") && !table.contains("pss_"),
+            "{table}"
+        );
     }
 
     #[test]
