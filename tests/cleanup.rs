@@ -194,3 +194,49 @@ fn clean_kills_a_recorded_qemu_that_is_still_running() {
     );
     assert_clean(&s);
 }
+
+#[test]
+fn sigint_during_density_ends_every_live_instance() {
+    if !require(
+        vm_ready(),
+        "QEMU and a guest kernel (scripts/setup.sh installs both)",
+    ) {
+        return;
+    }
+    let s = Scratch::new("density-int");
+    let file = s.write(
+        "d.toml",
+        "name = \"d\"\nenvironments = [\"vm\"]\n[vm]\nmemory_mib = 128\n\
+         [[workload]]\nkind = \"density\"\ninstances = 8\nsettle_ms = 50\n",
+    );
+    let mut child = s
+        .isobench()
+        .args(["run", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until two guests are alive at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_mentioning(&s.runtime()).len() < 2 {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("two density guests did not come up within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    let run = latest(&s.reports());
+    let rows = results(&run);
+    assert!(
+        rows.iter().any(|r| r.3 == "density_pss_total_mib"),
+        "the instances that started are recorded: {rows:?}"
+    );
+    assert_clean(&s);
+}
