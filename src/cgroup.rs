@@ -742,9 +742,8 @@ mod tests {
         assert!(l.any() && !Limits::default().any());
     }
 
-    fn fixture(name: &str) -> (PathBuf, Driver) {
-        let root = std::env::temp_dir().join(format!("isobench-cg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+    fn fixture(name: &str) -> (crate::testutil::TempDir, Driver) {
+        let root = crate::testutil::TempDir::new(&format!("cg-{name}"));
         for c in ["memory", "cpu", "cpuacct", "pids", "unified"] {
             std::fs::create_dir_all(root.join(c)).unwrap();
         }

@@ -554,11 +554,8 @@ pub(crate) mod tests {
         entries(archive).into_iter().map(|e| e.0).collect()
     }
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("isobench-img-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new(&format!("img-{name}"))
     }
 
     fn tree(root: &Path) {

@@ -419,8 +419,8 @@ mod tests {
 
     #[test]
     fn resolve_prefers_the_flag_and_explains_absence() {
-        let cache = std::env::temp_dir().join(format!("isobench-kcache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&cache);
+        let cache_dir = crate::testutil::TempDir::new("kcache");
+        let cache = cache_dir.join("cache");
         let err = resolve(None, &cache).unwrap_err().to_string();
         assert!(err.contains("isobench kernel fetch"), "{err}");
         let err = resolve(Some(Path::new("/nonexistent/vmlinuz")), &cache).unwrap_err();

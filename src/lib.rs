@@ -43,4 +43,6 @@ pub mod runtime;
 pub mod sample;
 pub mod scenario;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod workload;

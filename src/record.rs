@@ -274,11 +274,8 @@ pub fn read_instances(path: &Path) -> Result<Vec<InstanceRecord>, RecordError> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("isobench-rec-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new(&format!("rec-{name}"))
     }
 
     fn record(value: f64) -> Record {

@@ -1699,9 +1699,7 @@ mod tests {
 
     #[test]
     fn latest_is_replaced() {
-        let root = std::env::temp_dir().join(format!("isobench-latest-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
+        let root = crate::testutil::TempDir::new("latest");
         point_latest(&root, "one").unwrap();
         point_latest(&root, "two").unwrap();
         assert_eq!(

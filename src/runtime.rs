@@ -414,11 +414,8 @@ fn remove_cgroup(dir: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("isobench-rt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new(&format!("rt-{name}"))
     }
 
     #[test]
@@ -434,7 +431,6 @@ mod tests {
         .unwrap();
         assert_eq!(start_time(&root, 42), Some(987654));
         assert_eq!(start_time(&root, 43), None);
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
@@ -528,13 +524,11 @@ mod tests {
             cg_root.join("memory/isobench/other.y").exists(),
             "another run's cgroup stays, and so does its parent"
         );
-        std::fs::remove_dir_all(&cg_root).unwrap();
         assert_eq!(report.removed, std::slice::from_ref(&dead));
         assert!(report.killed.is_empty(), "pid 1 is not ours: {report:?}");
         assert_eq!(report.skipped.len(), 1);
         assert!(!dead.exists() && live.path().exists());
         live.remove().unwrap();
-        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
@@ -549,6 +543,5 @@ mod tests {
         dir.untrack(std::process::id()).unwrap();
         drop(dir);
         assert!(!base.join("r").exists(), "dropping a RunDir removes it");
-        std::fs::remove_dir_all(base).unwrap();
     }
 }

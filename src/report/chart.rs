@@ -1477,27 +1477,6 @@ mod tests {
         }
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("isobench-chart-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// The contents of every `<text>` element.
     fn svg_texts(svg: &str) -> Vec<String> {
         svg.split("<text")
@@ -1522,9 +1501,9 @@ mod tests {
     #[test]
     fn renders_realistic_log_chart_to_svg_and_png() {
         let chart = startup_chart();
-        let dir = TempDir::new("both");
-        let svg_path = dir.0.join("startup.svg");
-        let png_path = dir.0.join("startup.png");
+        let dir = crate::testutil::TempDir::new("both");
+        let svg_path = dir.join("startup.svg");
+        let png_path = dir.join("startup.png");
         write_both(&chart, &svg_path, &png_path).expect("render");
 
         let svg = fs::read_to_string(&svg_path).expect("read svg");
@@ -1568,7 +1547,7 @@ mod tests {
         let png = fs::read(&png_path).expect("read png");
         assert_eq!(png_size(&png), (WIDTH, HEIGHT));
         // No temporary file is left behind.
-        let leftovers: Vec<_> = fs::read_dir(&dir.0)
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
             .expect("list dir")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
@@ -1596,8 +1575,8 @@ mod tests {
 
     #[test]
     fn png_accepts_any_extension() {
-        let dir = TempDir::new("ext");
-        let path = dir.0.join("chart.out");
+        let dir = crate::testutil::TempDir::new("ext");
+        let path = dir.join("chart.out");
         render_png(&startup_chart(), &path).expect("render");
         let png = fs::read(&path).expect("read");
         assert_eq!(png_size(&png), (WIDTH, HEIGHT));
@@ -1679,9 +1658,9 @@ mod tests {
 
     #[test]
     fn unwritable_path_names_the_path() {
-        let dir = TempDir::new("missing");
-        let svg = dir.0.join("no-such-dir").join("c.svg");
-        let png = dir.0.join("no-such-dir").join("c.png");
+        let dir = crate::testutil::TempDir::new("missing");
+        let svg = dir.join("no-such-dir").join("c.svg");
+        let png = dir.join("no-such-dir").join("c.png");
         let err = write_both(&startup_chart(), &svg, &png).expect_err("missing dir");
         match &err {
             ChartError::Write { path, source, .. } => {

@@ -1144,9 +1144,7 @@ mod tests {
 
     #[test]
     fn render_writes_every_output_from_the_records() {
-        let dir = std::env::temp_dir().join(format!("isobench-render-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("render");
         fixture::meta(true).save(&dir).unwrap();
         let mut rec = record::Recorder::create(&dir).unwrap();
         let instance = InstanceRecord {

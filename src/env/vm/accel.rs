@@ -266,10 +266,8 @@ pub fn choose_accel(
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("isobench-accel-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn temp(name: &str) -> crate::testutil::TempDir {
+        let dir = crate::testutil::TempDir::new(&format!("accel-{name}"));
         std::fs::create_dir_all(dir.join("module")).unwrap();
         dir
     }

@@ -900,9 +900,7 @@ mod tests {
 
     #[test]
     fn initramfs_is_deterministic_and_holds_agent_nodes_and_modules() {
-        let dir =
-            std::env::temp_dir().join(format!("isobench-vm-initramfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testutil::TempDir::new("vm-initramfs");
         std::fs::create_dir_all(dir.join("image/dev")).unwrap();
         std::fs::write(dir.join("image/init"), b"agent").unwrap();
         let ko = dir.join("virtio_blk.ko");

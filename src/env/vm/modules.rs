@@ -324,11 +324,8 @@ pub(crate) mod tests {
         out
     }
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("isobench-mod-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp(name: &str) -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new(&format!("mod-{name}"))
     }
 
     fn module(dir: &Path, rel: &str, name: &str, depends: &str, release: &str) {
