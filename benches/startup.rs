@@ -35,7 +35,7 @@
 mod common;
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use isobench::env::EnvKind;
 use isobench::env::vm;
 use isobench::image::{self, Node};
@@ -74,10 +74,7 @@ fn startup(c: &mut Criterion) {
             .expect("the testbed has the environment it was built for");
         let mut group = c.benchmark_group(kind.as_str());
         if kind == EnvKind::Vm {
-            group
-                .sample_size(10)
-                .sampling_mode(SamplingMode::Flat)
-                .measurement_time(Duration::from_secs(40));
+            common::vm_sampling(&mut group);
         }
         let log = logs.join(format!("{kind}.log"));
         group.bench_function("noop", |b| {

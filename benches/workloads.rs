@@ -20,7 +20,7 @@
 
 mod common;
 
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use isobench::env::EnvKind;
 use isobench::run;
 use isobench::workload::WorkloadSpec;
@@ -82,10 +82,7 @@ fn workloads(c: &mut Criterion) {
             .expect("the testbed has the environment it was built for");
         let mut group = c.benchmark_group(kind.as_str());
         if kind == EnvKind::Vm {
-            group
-                .sample_size(10)
-                .sampling_mode(SamplingMode::Flat)
-                .measurement_time(Duration::from_secs(40));
+            common::vm_sampling(&mut group);
         } else {
             group.sample_size(30);
         }

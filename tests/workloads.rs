@@ -167,16 +167,7 @@ metrics = [{{ name = "never", unit = "1", regex = 'no such line ([0-9]+)', bette
 
 #[test]
 fn density_keeps_instances_alive_and_records_each() {
-    let mut envs = vec!["native"];
-    if require(is_root(), "the container environment needs root") {
-        envs.push("container");
-    }
-    if require(
-        vm_ready(),
-        "QEMU and a guest kernel (scripts/setup.sh installs both)",
-    ) {
-        envs.push("vm");
-    }
+    let envs = environments();
     let s = Scratch::new("density");
     let scenario = format!(
         "name = \"d\"\nenvironments = [{}]\n[vm]\nmemory_mib = 128\n[[workload]]\nkind = \"density\"\ninstances = 3\nsettle_ms = 50\n",

@@ -1,6 +1,8 @@
 //! What the benches share: a testbed per environment, and a log directory
 //! removed when the bench ends (also when a benchmark panics).
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, SamplingMode};
 use isobench::env::EnvKind;
 use isobench::env::vm::AccelRequest;
 use isobench::run::{self, BedSpec, Testbed};
@@ -37,6 +39,14 @@ pub fn testbed(kind: EnvKind, bench: &str, logs: &Path, stop: &AtomicBool) -> Op
             None
         }
     }
+}
+
+/// A VM group samples flat, 10 times: a TCG boot takes seconds.
+pub fn vm_sampling(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(std::time::Duration::from_secs(40));
 }
 
 /// A fresh directory for a bench's logs, removed on drop.
