@@ -15,17 +15,7 @@ const LONG: &str = "name = \"long\"\nreps = 20\nwarmups = 0\n[[workload]]\nkind 
 // The child is returned and the caller waits for it; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
 fn start_long_run(s: &Scratch, env: &str) -> Child {
-    let file = s.write("long.toml", LONG);
-    let mut child = s
-        .isobench()
-        .args(["run", "--env", env, "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(s, LONG, env);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let instance_running = match env {
@@ -60,6 +50,20 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Starts `isobench run --env ENV` on `scenario`, quietly, in `s`.
+fn spawn_run(s: &Scratch, scenario: &str, env: &str) -> Child {
+    let file = s.write("run.toml", scenario);
+    s.isobench()
+        .args(["run", "--env", env, "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -204,21 +208,12 @@ fn sigint_during_density_ends_every_live_instance() {
         return;
     }
     let s = Scratch::new("density-int");
-    let file = s.write(
-        "d.toml",
-        "name = \"d\"\nenvironments = [\"vm\"]\n[vm]\nmemory_mib = 128\n\
+    let mut child = spawn_run(
+        &s,
+        "name = \"d\"\n[vm]\nmemory_mib = 128\n\
          [[workload]]\nkind = \"density\"\ninstances = 8\nsettle_ms = 50\n",
+        "vm",
     );
-    let mut child = s
-        .isobench()
-        .args(["run", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until two guests are alive at once.
     let deadline = Instant::now() + Duration::from_secs(60);
     while processes_mentioning(&s.runtime()).len() < 2 {
