@@ -706,16 +706,6 @@ impl Plan {
     }
 }
 
-/// Names the host-side metrics take; a `command` workload's rules may not reuse them.
-const RESERVED_METRICS: &[&str] = &[
-    "startup_ms",
-    "teardown_ms",
-    "boot_kernel_ms",
-    "host_cpu_ms",
-    "max_rss_mib",
-    "elapsed_ms",
-];
-
 type EntryError = (Option<std::ops::Range<usize>>, String, String);
 
 /// Validates `max_reps` and `target_rsd` (both or neither).
@@ -800,7 +790,7 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         let problem = if !valid {
             Some(format!("`{}`: use letters, digits and `_` only", rule.name))
-        } else if RESERVED_METRICS.contains(&rule.name.as_str()) {
+        } else if crate::workload::is_host_metric(&rule.name) {
             Some(format!(
                 "`{}` is measured by isobench itself; pick another name",
                 rule.name

@@ -484,6 +484,28 @@ pub enum Better {
     Lower,
 }
 
+/// Whether isobench itself measures a metric of this name for every
+/// instance (startup and teardown, the VM's boot breakdown, the sampler's,
+/// the cgroup's and QEMU's figures, the agent's timing of a command)
+/// rather than a workload reporting it as its own result. A `command`
+/// workload may not name a metric like this, and the terminal summary does
+/// not take one for a workload's headline.
+pub fn is_host_metric(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "startup_ms",
+        "teardown_ms",
+        "host_cpu_ms",
+        "max_rss_mib",
+        "elapsed_ms",
+        "oom_kills",
+        "forks_refused",
+    ];
+    const PREFIXES: &[&str] = &[
+        "boot_", "cgroup_", "vmm_", "qemu_", "guest_", "rss_", "pss_", "density_",
+    ];
+    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// One figure measured by the agent or the host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
@@ -563,6 +585,25 @@ mod tests {
                     "{spec:?} parameter {i} is wired to the wrong field"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn host_metrics_are_told_from_a_workloads_own() {
+        for m in [
+            "startup_ms",
+            "boot_kernel_ms",
+            "pss_steady_mib",
+            "rss_peak_mib",
+            "cgroup_cpu_ms",
+            "vmm_overhead_mib",
+            "density_pss_total_mib",
+            "elapsed_ms",
+        ] {
+            assert!(is_host_metric(m), "{m}");
+        }
+        for m in ["score", "events_per_s", "rr_p99_us", "triad_mbs", "startup"] {
+            assert!(!is_host_metric(m), "{m}");
         }
     }
 

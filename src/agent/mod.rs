@@ -397,30 +397,8 @@ mod guest {
 
     /// Brings up `lo`, as the container runtime does.
     pub fn loopback_up() -> Result<(), String> {
-        set_loopback_up().map_err(|e| format!("guest setup: bringing up lo: {e}"))
-    }
-
-    /// Sets IFF_UP on `lo`.
-    fn set_loopback_up() -> nix::Result<()> {
-        // SAFETY: a datagram socket only for the ioctls, closed below; the
-        // ifreq is zeroed, named "lo", and valid for both calls.
-        unsafe {
-            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-            if sock < 0 {
-                return Err(nix::errno::Errno::last());
-            }
-            let mut req: libc::ifreq = std::mem::zeroed();
-            req.ifr_name[0] = b'l' as libc::c_char;
-            req.ifr_name[1] = b'o' as libc::c_char;
-            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
-            if r == 0 {
-                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
-            }
-            let err = nix::errno::Errno::last();
-            libc::close(sock);
-            if r < 0 { Err(err) } else { Ok(()) }
-        }
+        crate::env::container::loopback_up()
+            .map_err(|e| format!("guest setup: bringing up lo: {e}"))
     }
 
     fn load_module(name: &str) -> Result<(), String> {

@@ -725,23 +725,7 @@ impl Sys for Linux<'_> {
         nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name.to_bytes()))
     }
     fn loopback_up(&self) -> nix::Result<()> {
-        // SAFETY: a datagram socket only for the ioctls, closed below; the
-        // ifreq is zeroed, named "lo", and valid for both calls.
-        unsafe {
-            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-            check(sock)?;
-            let mut req: libc::ifreq = std::mem::zeroed();
-            req.ifr_name[0] = b'l' as libc::c_char;
-            req.ifr_name[1] = b'o' as libc::c_char;
-            let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
-            if r == 0 {
-                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-                r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
-            }
-            let err = Errno::last();
-            libc::close(sock);
-            if r < 0 { Err(err) } else { Ok(()) }
-        }
+        loopback_up()
     }
     fn stdio(&self) -> nix::Result<()> {
         Stdio::install(self.stdio)
@@ -762,6 +746,29 @@ impl Sys for Linux<'_> {
 }
 
 /// The highest capability number this kernel knows.
+/// Sets IFF_UP on `lo` (a new network namespace's `lo` starts down). Makes
+/// no allocation, so a container's child can call it between clone and
+/// exec; the VM agent uses it too.
+pub fn loopback_up() -> nix::Result<()> {
+    // SAFETY: a datagram socket only for the ioctls, closed below; the
+    // ifreq is zeroed, named "lo", and valid for both calls.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(sock)?;
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = Errno::last();
+        libc::close(sock);
+        if r < 0 { Err(err) } else { Ok(()) }
+    }
+}
+
 fn last_cap() -> u32 {
     // Read before the clone would be cleaner, but the file is tiny and the
     // read does not allocate: a fixed buffer and raw calls.

@@ -687,27 +687,14 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
     // Per workload: its startup, and its headline figure — `score` when it
     // has one, else the first figure the workload measured itself (a
     // command workload's first extracted metric).
-    let host_side = |m: &str| {
-        [
-            "startup_ms",
-            "teardown_ms",
-            "boot_kernel_ms",
-            "host_cpu_ms",
-            "max_rss_mib",
-            "elapsed_ms",
-        ]
-        .contains(&m)
-            || [
-                "cgroup_", "vmm_", "qemu_", "guest_", "boot_", "rss_", "pss_",
-            ]
-            .iter()
-            .any(|p| m.starts_with(p))
-    };
     let headline = |w: &str| -> Option<&str> {
         let of_w = series.iter().filter(|x| x.workload == w);
         of_w.clone()
             .find(|x| x.metric == "score")
-            .or_else(|| of_w.clone().find(|x| !host_side(&x.metric)))
+            .or_else(|| {
+                of_w.clone()
+                    .find(|x| !crate::workload::is_host_metric(&x.metric))
+            })
             .map(|x| x.metric.as_str())
     };
     let width = series
