@@ -223,18 +223,7 @@ fn vm_boot_timeout_is_a_clear_failure_and_leaves_nothing() {
         return;
     }
     let s = Scratch::new("timeout");
-    let file = s.write(
-        "t.toml",
-        "name = \"t\"\nreps = 1\nwarmups = 0\n[vm]\nboot_timeout_s = 1\n[[workload]]\nkind = \"noop\"\n",
-    );
-    let out = s
-        .isobench()
-        .args(["run", "--env", "vm", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("t.toml", "name = \"t\"\nreps = 1\nwarmups = 0\n[vm]\nboot_timeout_s = 1\n[[workload]]\nkind = \"noop\"\n", &["--env", "vm"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no `ready` frame within 1 s"), "{err}");

@@ -131,19 +131,8 @@ fn guest_kernel_panic_is_a_clear_failure_and_leaves_nothing() {
     let s = Scratch::new("vmpanic");
     // No init where the kernel looks for it, and no root disk: the kernel
     // panics, `panic=-1` reboots, `-no-reboot` makes QEMU exit.
-    let file = s.write(
-        "panic.toml",
-        "name = \"panic\"\nreps = 1\nwarmups = 0\n[vm]\nkernel_args = [\"rdinit=/nonexistent\"]\n[[workload]]\nkind = \"noop\"\n",
-    );
     let started = Instant::now();
-    let out = s
-        .isobench()
-        .args(["run", "--env", "vm", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .output()
-        .unwrap();
+    let out = s.run("panic.toml", "name = \"panic\"\nreps = 1\nwarmups = 0\n[vm]\nkernel_args = [\"rdinit=/nonexistent\"]\n[[workload]]\nkind = \"noop\"\n", &["--env", "vm"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
