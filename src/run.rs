@@ -1552,7 +1552,7 @@ impl Density<'_> {
             let mut metrics = Vec::new();
             let mut error = None;
             match started {
-                Ok((mut r, true)) => {
+                Ok((r, true)) => {
                     std::thread::sleep(self.settle);
                     let startup = r.result().startup.unwrap_or_default();
                     metrics.push(Metric::lower(
@@ -1560,21 +1560,21 @@ impl Density<'_> {
                         "ms",
                         startup.as_secs_f64() * 1e3,
                     ));
-                    let pss = crate::sample::sample_once(Path::new("/proc"), r.pid(), true)
-                        .and_then(|s| s.pss_kib)
-                        .map(|kib| kib as f64 / 1024.0);
-                    if let Some(p) = pss {
-                        metrics.push(Metric::lower("pss_mib", "MiB", p));
-                    }
                     live.push(r);
-                    let all: f64 = live
+                    // PSS of every live instance, read now (sharing changes
+                    // as instances come); the newest one's is its own.
+                    let pss: Vec<Option<f64>> = live
                         .iter_mut()
-                        .filter_map(|r| {
+                        .map(|r| {
                             crate::sample::sample_once(Path::new("/proc"), r.pid(), true)
                                 .and_then(|s| s.pss_kib)
+                                .map(|kib| kib as f64 / 1024.0)
                         })
-                        .map(|kib| kib as f64 / 1024.0)
-                        .sum();
+                        .collect();
+                    if let Some(Some(own)) = pss.last() {
+                        metrics.push(Metric::lower("pss_mib", "MiB", *own));
+                    }
+                    let all: f64 = pss.iter().flatten().sum();
                     metrics.push(Metric::lower("density_pss_total_mib", "MiB", all));
                     if let (Some(before), Some(now)) = (baseline, mem_available_mib()) {
                         let drop = before - now;
