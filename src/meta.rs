@@ -52,9 +52,7 @@ impl Host {
                 .find_map(|l| l.strip_prefix("PRETTY_NAME="))
                 .map(|v| v.trim_matches('"').to_string())
                 .unwrap_or_else(|| "unknown".into()),
-            memory_mib: field(&meminfo, "MemTotal")
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .map_or(0, |kib| kib / 1024),
+            memory_mib: meminfo_kib(&meminfo, "MemTotal").map_or(0, |kib| kib / 1024),
             cgroup_mode: crate::cgroup::detect(Path::new("/sys/fs/cgroup")).to_string(),
         }
     }
@@ -66,6 +64,11 @@ pub fn field(text: &str, key: &str) -> Option<String> {
         let (k, v) = l.split_once(':')?;
         (k.trim() == key).then(|| v.trim().to_string())
     })
+}
+
+/// A `/proc/meminfo` figure (`MemTotal:   24000 kB`), in KiB.
+pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
+    field(meminfo, key).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// Unit and direction of a metric, so reports and `compare` know which way is better.
@@ -151,6 +154,10 @@ mod tests {
         );
         assert_eq!(field(text, "cpu MHz").as_deref(), Some("2299.998"));
         assert_eq!(field(text, "flags"), None);
+        let meminfo = "MemTotal:       24562856 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(meminfo_kib(meminfo, "MemTotal"), Some(24562856));
+        assert_eq!(meminfo_kib(meminfo, "MemAvailable"), Some(20000000));
+        assert_eq!(meminfo_kib(meminfo, "SwapTotal"), None);
     }
 
     #[test]

@@ -875,8 +875,8 @@ fn spread_reached(series: &BTreeMap<EnvKind, Vec<f64>>, target_pct: f64) -> bool
 /// under the run's runtime directory. A tmpfs there turns disk figures into
 /// memory figures, which the note says.
 fn scratch_note(run_dir: &Path) -> String {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    match runtime::filesystem_of(&mountinfo, run_dir) {
+    let info = mountinfo();
+    match runtime::filesystem_of(&info, run_dir) {
         Some((fstype, source, point)) => {
             let mut note = format!(
                 "fileio: every environment's files (native scratch, container layers and \
@@ -1487,9 +1487,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
 /// `MemAvailable` of the host, in MiB.
 fn mem_available_mib() -> Option<f64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    crate::meta::field(&meminfo, "MemAvailable")
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
+    crate::meta::meminfo_kib(&meminfo, "MemAvailable").map(|kib| kib as f64 / 1024.0)
 }
 
 /// A density measurement in one environment: `instances` idle instances

@@ -446,10 +446,7 @@ mod guest {
     pub fn figures(opts: &Options) -> Vec<Metric> {
         let mut metrics = Vec::new();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let kib = |key: &str| {
-            crate::meta::field(&meminfo, key)
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        };
+        let kib = |key: &str| crate::meta::meminfo_kib(&meminfo, key);
         if let Some(total) = kib("MemTotal") {
             metrics.push(Metric::higher(
                 "guest_mem_total_mib",
