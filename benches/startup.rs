@@ -330,11 +330,6 @@ fn plain_boot(cmd: &mut Command) -> (Duration, Duration, Duration) {
     )
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn print_starts() {
     let starts = STARTS.lock().unwrap_or_else(|e| e.into_inner());
     if starts.is_empty() {
@@ -357,7 +352,7 @@ fn print_starts() {
         eprintln!(
             "{name:<24} {:>4} {:>10} {:>10} {:>10}",
             v.len(),
-            ms(median(v.clone())),
+            format!("{:.0} ms", common::median_ms(&v)),
             ms(*v.iter().min().unwrap()),
             ms(*v.iter().max().unwrap())
         );
@@ -469,10 +464,10 @@ fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: 
         let cpu: Vec<Duration> = v.iter().map(|x| x.1).collect();
         eprintln!(
             "  {name:<24} {:>12.0} {:>7.0} {:>7.0} {:>14.0} ms",
-            ms(median(wall.clone())),
+            common::median_ms(&wall),
             ms(*wall.iter().min().unwrap()),
             ms(*wall.iter().max().unwrap()),
-            ms(median(cpu))
+            common::median_ms(&cpu)
         );
     }
     let mut ratios: Vec<f64> = iso
@@ -483,7 +478,7 @@ fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: 
     ratios.sort_by(f64::total_cmp);
     eprintln!(
         "  per-pair ratio isobench / plain: median {:.3} (min {:.3}, max {:.3})",
-        ratios[ratios.len() / 2],
+        isobench::stats::median(&ratios),
         ratios[0],
         ratios[ratios.len() - 1]
     );
@@ -500,7 +495,7 @@ fn interleaved(env: &dyn isobench::env::Environment, plain: &mut Command, logs: 
         r.sort_by(f64::total_cmp);
         eprintln!(
             "    when {first} boots first: median ratio {:.3} over {} pairs",
-            r[r.len() / 2],
+            isobench::stats::median(&r),
             r.len()
         );
     }

@@ -123,17 +123,6 @@ fn workloads(c: &mut Criterion) {
     print_table();
 }
 
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 /// Medians of every benchmark, and each over the native median.
 fn print_table() {
     let times = TIMES.lock().unwrap();
@@ -146,18 +135,16 @@ fn print_table() {
     for key in keys {
         let (workload, env) = key;
         let v = &times[key];
-        let m = median(v);
+        let m = common::median_ms(v);
         let ratio = times
             .get(&(workload.clone(), EnvKind::Native.to_string()))
-            .map(|n| median(n))
-            .filter(|n| !n.is_zero())
-            .map_or("—".to_string(), |n| {
-                format!("{:.2}×", m.as_secs_f64() / n.as_secs_f64())
-            });
+            .map(|n| common::median_ms(n))
+            .filter(|n| *n > 0.0)
+            .map_or("—".to_string(), |n| format!("{:.2}×", m / n));
         println!(
             "{workload:<9} {env:<12} {:>5} {:>9.2} ms {ratio:>9}",
             v.len(),
-            m.as_secs_f64() * 1e3
+            m
         );
     }
 }

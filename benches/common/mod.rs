@@ -41,6 +41,13 @@ pub fn testbed(kind: EnvKind, bench: &str, logs: &Path, stop: &AtomicBool) -> Op
     }
 }
 
+/// The median of durations, in ms (isobench's own median: the mean of the
+/// middle two for an even count).
+pub fn median_ms(v: &[std::time::Duration]) -> f64 {
+    let ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    isobench::stats::median(&ms)
+}
+
 /// A VM group samples flat, 10 times: a TCG boot takes seconds.
 pub fn vm_sampling(group: &mut BenchmarkGroup<'_, WallTime>) {
     group
