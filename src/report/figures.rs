@@ -379,17 +379,14 @@ pub fn headline_series<'a>(family: Family, series: &[&'a SeriesSummary]) -> Vec<
             // The listed metric measured in the most environments (a chart
             // of one environment compares nothing); the first on a tie.
             let coverage = |m: &str| mine().filter(|s| s.metric == m).count();
+            // (`max_by_key` keeps the last of equals, hence the reversal.)
             let best = family
                 .headline()
                 .iter()
+                .rev()
                 .copied()
-                .map(|m| (m, coverage(m)))
-                .filter(|(_, n)| *n > 0)
-                .fold(None, |best: Option<(&str, usize)>, (m, n)| match best {
-                    Some((_, b)) if b >= n => best,
-                    _ => Some((m, n)),
-                })
-                .map(|(m, _)| m);
+                .filter(|m| coverage(m) > 0)
+                .max_by_key(|m| coverage(m));
             let metric = best.or_else(|| mine().next().map(|s| s.metric.as_str()))?;
             Some((*w, metric))
         })

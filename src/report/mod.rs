@@ -1058,6 +1058,51 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_chart_takes_the_metric_most_environments_have() {
+        let rec = |w: &str, e: &str, m: &str| Record {
+            workload: w.into(),
+            environment: e.into(),
+            repetition: 1,
+            metric: m.into(),
+            unit: "MiB".into(),
+            value: 1.0,
+        };
+        let mut records = Vec::new();
+        for e in ["native", "container", "vm"] {
+            // `short`: PSS only from the VM; wait4's peak RSS everywhere.
+            records.push(rec("short", e, "max_rss_mib"));
+            // `long`: PSS everywhere, so PSS wins the tie on coverage.
+            records.push(rec("long", e, "max_rss_mib"));
+            records.push(rec("long", e, "pss_steady_mib"));
+        }
+        records.push(rec("short", "vm", "pss_mib"));
+        let series = summarize(&records, &fixture::meta(false));
+        let refs: Vec<&SeriesSummary> = series.iter().collect();
+        let picked: Vec<(&str, &str)> = figures::headline_series(Family::Memory, &refs)
+            .iter()
+            .map(|s| (s.workload.as_str(), s.metric.as_str()))
+            .collect();
+        assert!(
+            picked.iter().all(|p| *p != ("short", "pss_mib")),
+            "{picked:?}"
+        );
+        assert_eq!(
+            picked
+                .iter()
+                .filter(|p| **p == ("short", "max_rss_mib"))
+                .count(),
+            3
+        );
+        assert_eq!(
+            picked
+                .iter()
+                .filter(|p| **p == ("long", "pss_steady_mib"))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
     fn terminal_table_shows_a_command_workloads_own_figure() {
         let rec = |e: &str, m: &str, v: f64| Record {
             workload: "app".into(),
