@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn this_host_has_a_known_layout() {
         let mode = detect(Path::new("/sys/fs/cgroup"));
-        eprintln!("cgroup mode of this host: {mode}");
+        crate::say!("cgroup mode of this host: {mode}");
         if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             assert_eq!(mode, CgroupMode::V2);
         } else if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {

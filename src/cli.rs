@@ -224,11 +224,9 @@ fn parse_noise(s: &str) -> Result<f64, String> {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
-    // Output piped into `head` and closed early is not an error: die of
-    // SIGPIPE quietly, like every Unix filter (Rust ignores it by default).
-    // SAFETY: restoring a signal's default disposition at start-up, before
-    // any thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Output piped into `head` and closed early must not kill isobench in
+    // the middle of a run: writes get EPIPE instead (see `out`).
+    crate::out::ignore_sigpipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(args),
@@ -242,7 +240,7 @@ pub fn main() -> ExitCode {
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("isobench: error: {message}");
+    crate::say!("isobench: error: {message}");
     ExitCode::from(code)
 }
 
@@ -272,17 +270,23 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
-            eprintln!();
-            print!("{}", outcome.table);
-            println!("\nreport: {}", outcome.dir.join("report.md").display());
-            if outcome.interrupted {
-                eprintln!(
+            crate::say!();
+            crate::show_part!("{}", outcome.table);
+            crate::show!("\nreport: {}", outcome.dir.join("report.md").display());
+            if outcome.interrupted && crate::out::closed() {
+                crate::say!(
+                    "isobench: output closed; stopped, partial results are in {}",
+                    outcome.dir.display()
+                );
+                ExitCode::from(crate::out::EXIT_CLOSED)
+            } else if outcome.interrupted {
+                crate::say!(
                     "isobench: interrupted; partial results are in {}",
                     outcome.dir.display()
                 );
                 ExitCode::from(130)
             } else if outcome.failed > 0 {
-                eprintln!(
+                crate::say!(
                     "isobench: {} instance(s) failed; see the Failures section of the report",
                     outcome.failed
                 );
@@ -295,15 +299,20 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// A flag set by the first SIGINT or SIGTERM; a second one ends isobench
-/// at once. The first lets a run kill its instance and clean up.
+/// A flag set by SIGINT, SIGTERM or SIGHUP, or by a closed stdout or
+/// stderr: the run stops, kills its instance and cleans up. Every further
+/// signal is the same request; none skips the cleanup.
 fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
+    crate::out::stop_on_close(Arc::clone(&stop));
     Ok(stop)
 }
 
@@ -330,7 +339,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
     match exec::exec(&settings, &stop) {
         Ok(outcome) => {
             for m in &outcome.messages {
-                eprintln!("{m}");
+                crate::say!("{m}");
             }
             ExitCode::from(outcome.code)
         }
@@ -341,9 +350,9 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
 fn cmd_report(dir: &Path) -> ExitCode {
     match report::render(dir) {
         Ok(r) => {
-            print!("{}", r.table);
+            crate::show_part!("{}", r.table);
             for f in &r.files {
-                println!("wrote {}", f.display());
+                crate::show!("wrote {}", f.display());
             }
             ExitCode::SUCCESS
         }
@@ -365,7 +374,7 @@ fn cmd_compare(args: CompareArgs) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     let text = comparison.markdown();
-    print!("{text}");
+    crate::show_part!("{text}");
     if let Some(path) = &args.output
         && let Err(e) = std::fs::write(path, &text)
     {
@@ -381,7 +390,7 @@ fn cmd_compare(args: CompareArgs) -> ExitCode {
 fn cmd_doctor() -> ExitCode {
     let checks = doctor::checks();
     for c in &checks {
-        println!("{c}");
+        crate::show!("{c}");
     }
     if checks.iter().any(|c| c.status == doctor::Status::Fail) {
         ExitCode::from(2)
@@ -395,14 +404,14 @@ fn cmd_kernel(action: KernelAction) -> ExitCode {
     match action {
         KernelAction::Path => match kernel::resolve(None, &cache) {
             Ok(k) => {
-                println!("{}", k.vmlinuz.display());
+                crate::show!("{}", k.vmlinuz.display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
         },
-        KernelAction::Fetch => match kernel::fetch(&cache, &mut |m| eprintln!("{m}")) {
+        KernelAction::Fetch => match kernel::fetch(&cache, &mut |m| crate::say!("{m}")) {
             Ok(k) => {
-                println!("{}", k.vmlinuz.display());
+                crate::show!("{}", k.vmlinuz.display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
@@ -411,26 +420,29 @@ fn cmd_kernel(action: KernelAction) -> ExitCode {
 }
 
 fn cmd_clean() -> ExitCode {
-    let base = runtime::base_dir();
+    let base = match runtime::base_dir() {
+        Ok(b) => b,
+        Err(e) => return fail(2, e),
+    };
     match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
         Ok(r) => {
             for (pid, what) in &r.killed {
-                println!("killed {what} pid {pid}");
+                crate::show!("killed {what} pid {pid}");
             }
             for m in &r.unmounted {
-                println!("unmounted {}", m.display());
+                crate::show!("unmounted {}", m.display());
             }
             for c in &r.cgroups {
-                println!("removed cgroup {}", c.display());
+                crate::show!("removed cgroup {}", c.display());
             }
             for d in &r.removed {
-                println!("removed {}", d.display());
+                crate::show!("removed {}", d.display());
             }
             for (d, why) in &r.skipped {
-                println!("left {} alone: {why}", d.display());
+                crate::show!("left {} alone: {why}", d.display());
             }
             if r.removed.is_empty() && r.skipped.is_empty() && r.cgroups.is_empty() {
-                println!("nothing to clean in {}", base.display());
+                crate::show!("nothing to clean in {}", base.display());
             }
             ExitCode::SUCCESS
         }

@@ -103,7 +103,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         ));
     }
 
-    let base = runtime::base_dir();
+    let base = runtime::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
     let _ = runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup"));
     let id = format!("exec-{}", run::new_run_id());
     let run_dir = Arc::new(RunDir::create(&base, &id).map_err(|e| {

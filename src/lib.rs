@@ -36,6 +36,7 @@ pub mod extract;
 pub mod image;
 pub mod kernel;
 pub mod meta;
+pub mod out;
 pub mod record;
 pub mod report;
 pub mod run;

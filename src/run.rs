@@ -53,6 +53,8 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for an instance to end after its last frame.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait, after an instance was torn down, for the end of its output.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Everything a run needs besides the plan's own settings.
 #[derive(Debug, Clone)]
@@ -280,14 +282,14 @@ impl Testbed {
         stop: &AtomicBool,
     ) -> Result<Testbed, RunError> {
         let mut notes = Vec::new();
-        let base = runtime::base_dir();
+        let base = runtime::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
         match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
             Ok(report) => {
                 for d in &report.removed {
-                    eprintln!("removed leftovers of an earlier run: {}", d.display());
+                    crate::say!("removed leftovers of an earlier run: {}", d.display());
                 }
             }
-            Err(e) => eprintln!("warning: cleaning {} failed: {e}", base.display()),
+            Err(e) => crate::say!("warning: cleaning {} failed: {e}", base.display()),
         }
         let run_dir = Arc::new(
             RunDir::create(&base, run_id)
@@ -358,7 +360,7 @@ impl Testbed {
                     };
                     let choice = choose_accel(accel, &probe, &run_dir, logs, stop)?;
                     if !spec.quiet {
-                        eprintln!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
+                        crate::say!("accelerator: {} — {}", choice.accel.as_str(), choice.reason);
                     }
                     config.accel = choice.accel;
                     if choice.accel == vm::Accel::Tcg {
@@ -448,12 +450,18 @@ pub struct InstanceResult {
 pub const MAX_OUTPUT: usize = 4 << 20;
 
 enum Event {
+    /// The first byte on the frames channel arrived.
     FirstByte(Instant),
     Frame(Instant, Frame),
+    /// Something on the frames channel that is not a valid frame.
     Garbled(String),
-    /// A line that is not a frame: a program's own output.
+    /// A line of the instance's output (data: a program's output, a
+    /// guest's console), never a frame.
     Output(String),
+    /// The frames channel ended: the agent (or QEMU) is gone.
     Eof,
+    /// The output stream ended.
+    OutputEof,
 }
 
 /// Starts one instance, reads its frames with their arrival times, and
@@ -516,6 +524,7 @@ pub struct Running {
     instance: Box<dyn Instance>,
     rx: mpsc::Receiver<Event>,
     reader: Option<std::thread::JoinHandle<()>>,
+    output_reader: Option<std::thread::JoinHandle<()>>,
     result: InstanceResult,
     spawned_at: Instant,
     startup_timeout: Duration,
@@ -563,16 +572,32 @@ impl Running {
         };
         let mut instance = env.spawn(launch).map_err(|e| fail(e.to_string()))?;
         let spawned_at = instance.spawned_at();
-        let Some(output) = instance.take_output() else {
+        let Some(streams) = instance.take_streams() else {
             let _ = instance.cleanup();
-            return Err(fail("instance has no output stream".into()));
+            return Err(fail("instance has no frames stream".into()));
         };
         let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || read_frames(output, &mut log_for_reader, tx));
+        let mut log_for_output = match (&streams.output, &log_for_reader) {
+            (Some(_), Some(log)) => match log.try_clone() {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let _ = instance.cleanup();
+                    return Err(fail(format!("duplicating the log handle: {e}")));
+                }
+            },
+            _ => None,
+        };
+        let output_reader = streams.output.map(|output| {
+            let tx = tx.clone();
+            std::thread::spawn(move || read_output(output, &mut log_for_output, tx))
+        });
+        let frames = streams.frames;
+        let reader = std::thread::spawn(move || read_frames(frames, &mut log_for_reader, tx));
         Ok(Running {
             instance,
             rx,
             reader: Some(reader),
+            output_reader,
             result: InstanceResult::default(),
             spawned_at,
             startup_timeout: env.startup_timeout(),
@@ -706,6 +731,7 @@ impl Running {
                     .get_or_insert(format!("unreadable frame: {text}"));
             }
             Event::Eof => self.ended = true,
+            Event::OutputEof => {}
         }
     }
 
@@ -793,7 +819,31 @@ impl Running {
         if result.error.is_none() {
             result.teardown = self.done_at.map(|d| cleaned_at - d);
         }
-        result
+        self.result = result;
+        self.drain_output();
+        std::mem::take(&mut self.result)
+    }
+
+    /// Takes in what is left of the instance's output, once it has been
+    /// torn down. Every writer of a container's or a guest's output is gone
+    /// by then; a native program's own orphan may still hold the pipe, so
+    /// the wait is bounded (its reader thread ends whenever the pipe does).
+    fn drain_output(&mut self) {
+        let Some(reader) = self.output_reader.take() else {
+            return;
+        };
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::OutputEof) => {
+                    let _ = reader.join();
+                    return;
+                }
+                Ok(event) => self.handle(event),
+                Err(_) => return,
+            }
+        }
     }
 }
 
@@ -829,11 +879,11 @@ impl<R: std::io::Read> std::io::Read for FirstByte<R> {
     }
 }
 
-/// The reader thread: copies the output stream to the log (if any) and
-/// passes frames on with their arrival time.
-fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
+/// The frames reader: copies the frames channel to the log (if any) and
+/// passes frames on with their arrival time. Only the agent writes here.
+fn read_frames(frames: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
     let mut reader = BufReader::new(FirstByte {
-        inner: output,
+        inner: frames,
         tx: Some(tx.clone()),
     });
     let mut line = Vec::new();
@@ -850,7 +900,7 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
                 let event = match Frame::parse_line(&text) {
                     Some(Ok(frame)) => Event::Frame(at, frame),
                     Some(Err(e)) => Event::Garbled(format!("{e}: {}", text.trim_end())),
-                    None => Event::Output(text.into_owned()),
+                    None => Event::Garbled(format!("not a frame: {}", text.trim_end())),
                 };
                 if tx.send(event).is_err() {
                     break;
@@ -859,6 +909,29 @@ fn read_frames(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
         }
     }
     let _ = tx.send(Event::Eof);
+}
+
+/// The output reader: copies the instance's output to the log (if any) and
+/// passes it on line by line, as data.
+fn read_output(output: File, log: &mut Option<File>, tx: mpsc::Sender<Event>) {
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(log) = log {
+                    let _ = log.write_all(&line);
+                }
+                let text = String::from_utf8_lossy(&line).into_owned();
+                if tx.send(Event::Output(text)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::OutputEof);
 }
 
 /// Whether every environment's series has a relative standard deviation
@@ -1166,7 +1239,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         let _ = std::fs::remove_dir(&dir);
     })?;
     for note in &testbed.notes {
-        eprintln!("note: {note}");
+        crate::say!("note: {note}");
     }
 
     let mut meta = Meta {
@@ -1209,7 +1282,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
         Recorder::create(&dir).map_err(io_err(format!("creating records in {}", dir.display())))?;
 
     let total = plan.instance_count();
-    eprintln!(
+    crate::say!(
         "run {run_id}: scenario `{}`, {} workload(s) × {} environment(s), {total} instances; results in {}",
         plan.name,
         plan.workloads.len(),
@@ -1291,9 +1364,11 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                         None => format!("rep {number}/{}", w.reps),
                     }
                 };
-                eprint!(
+                crate::say_part!(
                     "[{done:>3}/{total}] {:<10} {:<10} {:<14} ",
-                    w.name, kind, what
+                    w.name,
+                    kind,
+                    what
                 );
                 let log = dir.join(&log_rel);
                 let r = match commands.get(&w.name) {
@@ -1336,7 +1411,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     },
                 };
                 let metrics = metrics_of(&r);
-                eprintln!("{}", progress_line(&r, &metrics, &log_rel));
+                crate::say!("{}", progress_line(&r, &metrics, &log_rel));
                 if r.interrupted {
                     interrupted = true;
                 }
@@ -1441,7 +1516,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     w.name,
                     detail.join("; ")
                 );
-                eprintln!("{note}");
+                crate::say!("{note}");
                 meta.notes.push(note);
             }
         }
@@ -1528,7 +1603,7 @@ impl Density<'_> {
             *done += 1;
             let id = format!("{}-{kind}-i{k}", self.w.name);
             let log_rel = format!("logs/{id}.log");
-            eprint!(
+            crate::say_part!(
                 "[{:>3}/{total}] {:<10} {:<10} {:<14} ",
                 *done,
                 self.w.name,
@@ -1591,8 +1666,8 @@ impl Density<'_> {
                 Err(res) => error = res.error,
             }
             match &error {
-                Some(e) => eprintln!("FAILED: {e} (log: {log_rel})"),
-                None => eprintln!(
+                Some(e) => crate::say!("FAILED: {e} (log: {log_rel})"),
+                None => crate::say!(
                     "{}",
                     metrics
                         .iter()

@@ -1,37 +1,157 @@
 //! Runtime state of a run on the host, and `isobench clean`.
 //!
 //! Everything transient that a run creates on the host lives in one
-//! directory, `<base>/<run-id>/` (base: `/run/isobench` for root): the image,
-//! the initramfs, the container instance directories, and `state.json`,
-//! which names the isobench process that owns the run and every QEMU process
-//! it started (pid and start time). On success the run removes its
-//! directory. If isobench dies without removing it, `isobench clean` (and
-//! the start of every later run) finds it by that record — never by process
-//! name — kills the recorded processes that are still the same processes,
-//! detaches any mount left under the directory, and removes it.
+//! directory, `<runtime dir>/isobench/<run-id>/`: the image, the initramfs,
+//! the container instance directories, a marker written when the directory
+//! is made (`.isobench-run`: the run id and the isobench process that owns
+//! it), and `state.json`, which names every QEMU process the run started
+//! (pid and start time). The runtime directory is `/run` for root,
+//! `$XDG_RUNTIME_DIR` otherwise, or what `ISOBENCH_RUNTIME_DIR` names;
+//! isobench only ever works inside its own `isobench/` there, which it
+//! creates with mode 0700 and refuses to use unless it belongs to the caller
+//! and nobody else can write to it.
+//!
+//! On success the run removes its directory. If isobench dies without
+//! removing it, `isobench clean` (and the start of every later run) finds
+//! it — but only a directory whose name is a run id *and* which holds
+//! isobench's marker naming that run, and whose owner is dead: nothing else
+//! is ever removed, at most reported. It kills the recorded processes that
+//! are still the same processes (never by name), detaches any mount left
+//! under the directory, removes the run's cgroups, and removes it.
 
 use serde::{Deserialize, Serialize};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Environment variable that overrides the base directory.
+/// Environment variable naming the runtime directory; isobench works in
+/// its own `isobench/` subdirectory of it.
 pub const BASE_ENV: &str = "ISOBENCH_RUNTIME_DIR";
+/// isobench's own subdirectory of the runtime directory.
+pub const OWN_DIR: &str = "isobench";
 const STATE_FILE: &str = "state.json";
+/// The marker a run writes into its directory when it creates it.
+pub const MARKER: &str = ".isobench-run";
 
-/// The directory that holds the runtime state of every run.
-pub fn base_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os(BASE_ENV) {
-        return PathBuf::from(dir);
+/// Why isobench will not use a runtime directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDirError {
+    /// The directory exists but another user could tamper with it.
+    #[error(
+        "{path}: {reason}; isobench keeps its runtime state only in a directory that belongs to \
+         you and that nobody else can write to: remove it, or set {BASE_ENV} to a directory of \
+         your own"
+    )]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// It could not be created or inspected.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// The runtime directory the user has (`ISOBENCH_RUNTIME_DIR`, `/run` for
+/// root, `$XDG_RUNTIME_DIR`), or the private fallback
+/// `/tmp/isobench-<uid>`; the flag says whether it is that fallback, which
+/// isobench must create and verify itself.
+pub fn runtime_dir() -> (PathBuf, bool) {
+    if let Some(dir) = std::env::var_os(BASE_ENV).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return (std::path::absolute(&dir).unwrap_or(dir), false);
     }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/isobench");
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return (PathBuf::from("/run"), false);
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("isobench"),
-        None => std::env::temp_dir().join(format!("isobench-{}", nix::unistd::geteuid())),
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => (PathBuf::from(dir), false),
+        None => (std::env::temp_dir().join(format!("isobench-{uid}")), true),
     }
+}
+
+/// isobench's own directory for runtime state, `<runtime dir>/isobench`:
+/// created with mode 0700 when missing, and verified (see
+/// [`ensure_private`]) every time.
+pub fn base_dir() -> Result<PathBuf, RuntimeDirError> {
+    let (root, fallback) = runtime_dir();
+    if fallback {
+        ensure_private(&root)?;
+    } else {
+        std::fs::create_dir_all(&root).map_err(|source| RuntimeDirError::Io {
+            path: root.clone(),
+            source,
+        })?;
+    }
+    let base = root.join(OWN_DIR);
+    ensure_private(&base)?;
+    Ok(base)
+}
+
+/// Creates `path` with mode 0700 unless it exists, then checks that it is a
+/// real directory (not a symlink), owned by the caller, and not writable by
+/// group or others. Another user's directory at a predictable path (a
+/// `/tmp/isobench-1000` made mode 777 by someone else) is refused.
+pub fn ensure_private(path: &Path) -> Result<(), RuntimeDirError> {
+    let io_err = |source| RuntimeDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let md = std::fs::symlink_metadata(path).map_err(io_err)?;
+    let unsafe_because = |reason: String| RuntimeDirError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if md.file_type().is_symlink() {
+        return Err(unsafe_because("is a symbolic link".into()));
+    }
+    if !md.is_dir() {
+        return Err(unsafe_because("is not a directory".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me {
+        return Err(unsafe_because(format!(
+            "belongs to uid {}, not to you (uid {me})",
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(unsafe_because(format!(
+            "is writable by other users (mode {:04o})",
+            md.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` has the shape of a run id: `20261128T204700Z-04f0`,
+/// optionally prefixed `exec-` (see [`crate::run::new_run_id`]).
+pub fn is_run_id(name: &str) -> bool {
+    let id = name.strip_prefix("exec-").unwrap_or(name);
+    let b = id.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 /// A process recorded in a state file.
@@ -44,6 +164,16 @@ pub struct Tracked {
     pub start: u64,
     /// What it is (`qemu`).
     pub what: String,
+}
+
+/// The content of a run directory's marker: written once, when the
+/// directory is made, and never changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The run; must equal the directory's name.
+    pub run_id: String,
+    /// The isobench process that made the directory.
+    pub owner: Tracked,
 }
 
 /// The content of `state.json`.
@@ -103,19 +233,41 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `<base>/<run_id>/` and its state file.
+    /// Creates `<base>/<run_id>/` (mode 0700), its marker and its state
+    /// file. `base` is isobench's own directory ([`base_dir`]); if a
+    /// concurrent run removed it when it emptied, it is made again.
     pub fn create(base: &Path, run_id: &str) -> io::Result<RunDir> {
-        std::fs::create_dir_all(base)?;
         let path = base.join(run_id);
-        std::fs::create_dir(&path)?;
+        let mut tries = 0;
+        loop {
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => {
+                    tries += 1;
+                    ensure_private(base).map_err(io::Error::other)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let pid = std::process::id();
+        let owner = Tracked {
+            pid,
+            start: start_time(Path::new("/proc"), pid).unwrap_or(0),
+            what: "isobench".into(),
+        };
+        let marker = Marker {
+            run_id: run_id.to_string(),
+            owner: owner.clone(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path.join(MARKER))?;
+        io::Write::write_all(&mut file, &serde_json::to_vec(&marker)?)?;
         let state = State {
             run_id: run_id.to_string(),
-            owner: Tracked {
-                pid,
-                start: start_time(Path::new("/proc"), pid).unwrap_or(0),
-                what: "isobench".into(),
-            },
+            owner,
             tracked: Vec::new(),
         };
         let dir = RunDir {
@@ -173,9 +325,15 @@ impl RunDir {
         self.save()
     }
 
-    /// Removes the directory and everything in it.
+    /// Removes the directory and everything in it, and isobench's own
+    /// directory above it when that is then empty.
     pub fn remove(&self) -> io::Result<()> {
-        remove_tree(&self.path)
+        remove_tree(&self.path)?;
+        if let Some(base) = self.path.parent() {
+            // Fails, harmlessly, while another run has its directory there.
+            let _ = std::fs::remove_dir(base);
+        }
+        Ok(())
     }
 }
 
@@ -301,41 +459,19 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
         }
         Err(e) => return Err(e),
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
     for dir in dirs {
-        let state: Option<State> = std::fs::read(dir.join(STATE_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        match &state {
-            Some(s) if is_same_process(proc_root, &s.owner) => {
-                report.skipped.push((
-                    dir.clone(),
-                    format!("in use by running isobench pid {}", s.owner.pid),
-                ));
+        let marker = match stale_run(&dir, proc_root) {
+            Ok(marker) => marker,
+            Err(reason) => {
+                report.skipped.push((dir, reason));
                 continue;
             }
-            None => {
-                // A run writes its state right after creating the directory;
-                // give a run that is just starting the benefit of the doubt.
-                let young = std::fs::metadata(&dir)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age < Duration::from_secs(60));
-                if young {
-                    report
-                        .skipped
-                        .push((dir.clone(), "no state file yet (younger than 60 s)".into()));
-                    continue;
-                }
-            }
-            Some(_) => {}
-        }
+        };
+        let state: Option<State> = read_small(&dir.join(STATE_FILE), 1 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         for t in state.iter().flat_map(|s| s.tracked.iter()) {
             if !is_same_process(proc_root, t) {
                 continue;
@@ -344,8 +480,8 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
             // is ours: a QEMU of this run carries its initramfs path.
             let cmdline = std::fs::read(proc_root.join(t.pid.to_string()).join("cmdline"))
                 .unwrap_or_default();
-            let marker = dir.as_os_str().as_encoded_bytes();
-            if !cmdline.windows(marker.len()).any(|w| w == marker) {
+            let needle = dir.as_os_str().as_encoded_bytes();
+            if !cmdline.windows(needle.len()).any(|w| w == needle) {
                 continue;
             }
             if nix::sys::signal::kill(
@@ -365,11 +501,9 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
         }
         // Instance cgroups are named `<run-id>.<instance>` (see
         // `RunDir::unique_name`), so the run's id finds them all.
-        if let Some(run_id) = dir.file_name().and_then(|n| n.to_str()) {
-            for cg in run_cgroups(cgroup_root, run_id) {
-                if remove_cgroup(&cg) {
-                    report.cgroups.push(cg);
-                }
+        for cg in run_cgroups(cgroup_root, &marker.run_id) {
+            if remove_cgroup(&cg) {
+                report.cgroups.push(cg);
             }
         }
         let mountinfo =
@@ -382,10 +516,59 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
         remove_tree(&dir)?;
         report.removed.push(dir);
     }
+    // isobench's own directory goes too once it is empty (rmdir fails otherwise).
+    let _ = std::fs::remove_dir(base);
     report
         .cgroups
         .extend(crate::cgroup::remove_empty_parents(cgroup_root));
     Ok(report)
+}
+
+/// Whether `dir` is the directory of a dead run that isobench made: a
+/// directory (not a link) named like a run, holding isobench's marker that
+/// names the same run, whose owner is no longer running. Returns the
+/// marker, or why the entry is left alone.
+pub fn stale_run(dir: &Path, proc_root: &Path) -> Result<Marker, String> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    if !is_dir || !is_run_id(name) {
+        return Err("not an isobench run directory (isobench removes only its own runs)".into());
+    }
+    let marker: Marker = read_small(&dir.join(MARKER), 4096)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            format!("named like a run but without isobench's marker ({MARKER}): not removed")
+        })?;
+    if marker.run_id != name {
+        return Err(format!(
+            "its marker names another run ({}): not removed",
+            marker.run_id
+        ));
+    }
+    if is_same_process(proc_root, &marker.owner) {
+        return Err(format!(
+            "in use by running isobench pid {}",
+            marker.owner.pid
+        ));
+    }
+    Ok(marker)
+}
+
+/// Reads a small regular file (never a FIFO, device or link), at most
+/// `limit` bytes.
+fn read_small(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Removes a cgroup that a dead run recorded: every process still in it is
@@ -475,20 +658,28 @@ mod tests {
         );
     }
 
-    #[test]
-    fn clean_removes_dead_runs_and_keeps_live_ones() {
-        let base = temp("clean");
-        let live = RunDir::create(&base, "live").unwrap();
-        // A run whose owner is gone: a pid with a start time that cannot match.
-        let dead = base.join("dead");
+    const LIVE: &str = "20261128T100000Z-0a0a";
+    const DEAD: &str = "20261128T090000Z-dead";
+
+    /// A run directory as a killed isobench leaves it: marker and state
+    /// naming an owner that is gone (this pid with a start time that cannot
+    /// match), and a tracked "qemu" that is pid 1 (not ours).
+    fn dead_run(base: &Path, name: &str) -> PathBuf {
+        let dead = base.join(name);
         std::fs::create_dir_all(dead.join("instances/x/upper")).unwrap();
+        let owner = Tracked {
+            pid: std::process::id(),
+            start: 1,
+            what: "isobench".into(),
+        };
+        let marker = Marker {
+            run_id: name.into(),
+            owner: owner.clone(),
+        };
+        std::fs::write(dead.join(MARKER), serde_json::to_vec(&marker).unwrap()).unwrap();
         let state = State {
-            run_id: "dead".into(),
-            owner: Tracked {
-                pid: std::process::id(),
-                start: 1,
-                what: "isobench".into(),
-            },
+            run_id: name.into(),
+            owner,
             tracked: vec![Tracked {
                 pid: 1,
                 start: 1,
@@ -496,17 +687,25 @@ mod tests {
             }],
         };
         std::fs::write(dead.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
-        // A fixture cgroup tree with one of the dead run's cgroups, one of
-        // another run and a file that is not a cgroup directory.
+        dead
+    }
+
+    #[test]
+    fn clean_removes_dead_runs_and_keeps_live_ones() {
+        let base = temp("clean");
+        let live = RunDir::create(&base, LIVE).unwrap();
+        let dead = dead_run(&base, DEAD);
+        // A fixture cgroup tree with two of the dead run's cgroups and one
+        // of another run.
         let cg_root = temp("clean-cgroupfs");
         for d in [
-            "memory/isobench/dead.x-container-r1",
-            "memory/isobench/other.y",
-            "unified/isobench/dead.x-container-r2",
+            format!("memory/isobench/{DEAD}.x-container-r1"),
+            "memory/isobench/other.y".into(),
+            format!("unified/isobench/{DEAD}.x-container-r2"),
         ] {
             std::fs::create_dir_all(cg_root.join(d)).unwrap();
         }
-        assert_eq!(run_cgroups(&cg_root, "dead").len(), 2);
+        assert_eq!(run_cgroups(&cg_root, DEAD).len(), 2);
         let report = clean(&base, Path::new("/proc"), &cg_root).unwrap();
         // The dead run's two cgroups, and the parent that is then empty.
         let mut cgroups = report.cgroups.clone();
@@ -514,9 +713,9 @@ mod tests {
         assert_eq!(
             cgroups,
             [
-                cg_root.join("memory/isobench/dead.x-container-r1"),
+                cg_root.join(format!("memory/isobench/{DEAD}.x-container-r1")),
                 cg_root.join("unified/isobench"),
-                cg_root.join("unified/isobench/dead.x-container-r2"),
+                cg_root.join(format!("unified/isobench/{DEAD}.x-container-r2")),
             ],
             "{report:?}"
         );
@@ -527,14 +726,135 @@ mod tests {
         assert_eq!(report.removed, std::slice::from_ref(&dead));
         assert!(report.killed.is_empty(), "pid 1 is not ours: {report:?}");
         assert_eq!(report.skipped.len(), 1);
+        assert!(report.skipped[0].1.contains("in use"), "{report:?}");
         assert!(!dead.exists() && live.path().exists());
         live.remove().unwrap();
+        assert!(!base.exists(), "the emptied base goes with the last run");
+    }
+
+    /// The data-loss defect: a user's old project in the runtime directory
+    /// was taken for a leftover and removed. Only a directory named like a
+    /// run *and* holding a marker that names it is ever removed.
+    #[test]
+    fn clean_never_removes_what_isobench_did_not_make() {
+        let base = temp("clean-foreign");
+        let project = base.join("projectA");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("main.c"), "int main(){}").unwrap();
+        // Named like a run, but no marker.
+        let unmarked = base.join("20261128T080000Z-beef");
+        std::fs::create_dir_all(&unmarked).unwrap();
+        std::fs::write(unmarked.join("notes.txt"), "mine").unwrap();
+        // A marker of another run copied into a run-like name.
+        let copied = dead_run(&base, "20261128T070000Z-0001");
+        let renamed = base.join("20261128T070000Z-0002");
+        std::fs::rename(&copied, &renamed).unwrap();
+        // A link named like a run, pointing at the user's project.
+        let link = base.join("20261128T060000Z-0003");
+        std::os::unix::fs::symlink(&project, &link).unwrap();
+        // A plain file named like a run.
+        std::fs::write(base.join("20261128T050000Z-0004"), "x").unwrap();
+        // Make them all old: age must not matter.
+        for p in [&project, &unmarked, &renamed] {
+            let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+            let f = std::fs::File::open(p).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let report = clean(&base, Path::new("/proc"), Path::new("/nonexistent")).unwrap();
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(report.skipped.len(), 5, "{report:?}");
+        assert!(project.join("main.c").is_file());
+        assert!(unmarked.join("notes.txt").is_file());
+        assert!(renamed.join(MARKER).is_file());
+        assert!(link.symlink_metadata().is_ok());
+        let why = |p: &Path| {
+            report
+                .skipped
+                .iter()
+                .find(|(d, _)| d == p)
+                .map(|(_, w)| w.clone())
+                .unwrap()
+        };
+        assert!(why(&project).contains("not an isobench run"), "{report:?}");
+        assert!(why(&unmarked).contains("without isobench's marker"));
+        assert!(why(&renamed).contains("another run"));
+        assert!(why(&link).contains("not an isobench run"));
+    }
+
+    #[test]
+    fn run_ids_are_recognised_exactly() {
+        assert!(is_run_id("20261128T204700Z-04f0"));
+        assert!(is_run_id("exec-20261128T204700Z-04f0"));
+        assert!(is_run_id(&crate::run::new_run_id()));
+        for bad in [
+            "projectA",
+            "20261128T204700Z-04F0",
+            "20261128T204700Z-04f",
+            "20261128T204700Z-04f00",
+            "2026112xT204700Z-04f0",
+            "run-20261128T204700Z-04f0",
+            "",
+        ] {
+            assert!(!is_run_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_directories_are_made_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = temp("private");
+        let mine = root.join("mine");
+        ensure_private(&mine).unwrap();
+        assert_eq!(
+            std::fs::metadata(&mine).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        ensure_private(&mine).unwrap();
+        // A directory anyone may write to is refused (the /tmp takeover).
+        let open = root.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private(&open).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by other users") && err.contains(BASE_ENV),
+            "{err}"
+        );
+        // A link is refused, even to a good directory.
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        assert!(
+            ensure_private(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        // A file is refused.
+        let file = root.join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(
+            ensure_private(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        // Someone else's directory is refused (as root, chown it away).
+        if nix::unistd::geteuid().is_root() {
+            let theirs = root.join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let err = ensure_private(&theirs).unwrap_err().to_string();
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+        }
     }
 
     #[test]
     fn tracking_is_persisted() {
         let base = temp("track");
-        let dir = RunDir::create(&base, "r").unwrap();
+        let dir = RunDir::create(&base, LIVE).unwrap();
+        let marker: Marker =
+            serde_json::from_slice(&std::fs::read(dir.path().join(MARKER)).unwrap()).unwrap();
+        assert_eq!(marker.run_id, LIVE);
         dir.track(std::process::id(), "qemu").unwrap();
         let state: State =
             serde_json::from_slice(&std::fs::read(dir.path().join(STATE_FILE)).unwrap()).unwrap();
@@ -542,6 +862,6 @@ mod tests {
         assert_eq!(state.tracked[0].start, state.owner.start);
         dir.untrack(std::process::id()).unwrap();
         drop(dir);
-        assert!(!base.join("r").exists(), "dropping a RunDir removes it");
+        assert!(!base.join(LIVE).exists(), "dropping a RunDir removes it");
     }
 }

@@ -81,7 +81,8 @@ fn v2_bed_child() {
 
     // A real container, born into its cgroup2 directory.
     let prereqs = run::preflight(&[EnvKind::Container], None).unwrap();
-    let run_dir = Arc::new(RunDir::create(&isobench::runtime::base_dir(), "v2bed").unwrap());
+    let run_dir =
+        Arc::new(RunDir::create(&isobench::runtime::base_dir().unwrap(), "v2bed").unwrap());
     let image = isobench::image::build(
         &prereqs.agent,
         &run_dir.path().join("image"),

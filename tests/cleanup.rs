@@ -20,7 +20,7 @@ fn start_long_run(s: &Scratch, env: &str) -> Child {
     loop {
         let instance_running = match env {
             "vm" => !processes_mentioning(&s.runtime()).is_empty(),
-            _ => std::fs::read_dir(s.runtime())
+            _ => std::fs::read_dir(s.runs())
                 .into_iter()
                 .flatten()
                 .flatten()
@@ -129,7 +129,7 @@ fn sigkill_then_clean_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Its runtime directory is left behind, with the record that names it.
-    let runs: Vec<_> = std::fs::read_dir(s.runtime())
+    let runs: Vec<_> = std::fs::read_dir(s.runs())
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -160,7 +160,7 @@ fn clean_kills_a_recorded_qemu_that_is_still_running() {
     // A QEMU that outlived its isobench (as if PR_SET_PDEATHSIG had not
     // fired): clean must find it through the state record and kill it.
     let s = Scratch::new("orphan");
-    let run = s.runtime().join("20260101T000000Z-dead");
+    let run = s.runs().join("20260101T000000Z-dead");
     std::fs::create_dir_all(&run).unwrap();
     let marker = run.join("initramfs.cpio");
     std::fs::write(&marker, b"").unwrap();
@@ -178,7 +178,11 @@ fn clean_kills_a_recorded_qemu_that_is_still_running() {
         .unwrap()
         .parse()
         .unwrap();
-    // The owner is a process that no longer exists: our pid with a wrong start time.
+    // The owner is a process that no longer exists: our pid with a wrong
+    // start time. The marker says isobench made the directory.
+    let owner = serde_json::json!({"pid": std::process::id(), "start": 1, "what": "isobench"});
+    let run_marker = serde_json::json!({"run_id": "20260101T000000Z-dead", "owner": owner});
+    std::fs::write(run.join(".isobench-run"), run_marker.to_string()).unwrap();
     let state = serde_json::json!({
         "run_id": "20260101T000000Z-dead",
         "owner": {"pid": std::process::id(), "start": 1, "what": "isobench"},

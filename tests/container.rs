@@ -431,7 +431,7 @@ fn sigkill_of_isobench_then_clean_removes_cgroups_and_dirs() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let cgroups: Vec<PathBuf> = loop {
-        let run_id = std::fs::read_dir(s.runtime())
+        let run_id = std::fs::read_dir(s.runs())
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())
@@ -484,7 +484,7 @@ fn sigterm_to_exec_kills_the_container_and_cleans_up() {
         .unwrap();
     // Wait until the container runs: its instance directory exists.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_dir(s.runtime())
+    while !std::fs::read_dir(s.runs())
         .into_iter()
         .flatten()
         .flatten()

@@ -2,13 +2,18 @@
 //! a container's init does (Docker's `--init`, tini).
 //!
 //! The program inherits the agent's standard streams, so its output goes
-//! where the agent's goes. When frames share standard output with it (a
-//! run, where the host reads the program's figures from that stream), its
-//! standard error is sent there too, so the host sees all it printed. The agent forwards the termination signals it
-//! receives (TERM, INT, HUP, QUIT, USR1, USR2) to the program, reaps every
-//! orphan that is re-parented to it (it is PID 1 in a container or a VM),
-//! and reports the program's exit status; it then exits with that status,
-//! or 128 + the signal number when a signal ended the program.
+//! where the agent's goes: in a run, stdout and stderr are one pipe the host
+//! reads as data (the metric rules read it); with `exec`, the user's. It
+//! never gets the frames channel: that descriptor is close-on-exec, and the
+//! agent makes itself non-dumpable first, so the program cannot reopen it
+//! through `/proc/<agent>/fd` either (that needs CAP_SYS_PTRACE, which a
+//! container does not have); in a guest, the program runs with Docker's
+//! default capabilities only, so it cannot reopen the frames port, which
+//! the agent holds in exclusive mode. The agent forwards the termination
+//! signals it receives (TERM, INT, HUP, QUIT, USR1, USR2) to the program,
+//! reaps every orphan that is re-parented to it (it is PID 1 in a container
+//! or a VM), and reports the program's exit status; it then exits with that
+//! status, or 128 + the signal number when a signal ended the program.
 
 use super::workloads::Outcome;
 use crate::workload::Metric;
@@ -39,8 +44,13 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// Runs `argv` to its end; the outcome carries its exit status.
-pub fn run(argv: &[String]) -> Result<Outcome, String> {
+/// Runs `argv` to its end; the outcome carries its exit status. With
+/// `drop_caps`, the program keeps only these capabilities (a guest's
+/// programs get Docker's default set, as a container's do).
+pub fn run(
+    argv: &[String],
+    drop_caps: Option<&'static [(u32, &'static str)]>,
+) -> Result<Outcome, String> {
     let (program, args) = argv.split_first().ok_or("no program given")?;
     let handler = SigAction::new(
         SigHandler::Handler(forward),
@@ -53,16 +63,20 @@ pub fn run(argv: &[String]) -> Result<Outcome, String> {
         unsafe { sigaction(sig, &handler) }
             .map_err(|e| format!("installing a handler for {sig}: {e}"))?;
     }
+    // Non-dumpable: /proc/<agent>/fd is then closed to the program.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     let start = Instant::now();
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).env_remove(crate::env::FRAME_FD_ENV);
-    if std::env::var_os(crate::env::FRAME_FD_ENV).is_none() {
-        use std::os::fd::AsFd;
-        let stdout = std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("duplicating stdout for {program}'s stderr: {e}"))?;
-        cmd.stderr(stdout);
+    if let Some(keep) = drop_caps {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: runs in the forked child before exec; drop_capabilities
+        // makes only prctl/capset calls and does not allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::env::container::drop_capabilities(keep).map_err(std::io::Error::from)
+            });
+        }
     }
     let child = cmd
         .spawn()

@@ -1,11 +1,12 @@
 //! The frame protocol between the agent and the host.
 //!
-//! The agent writes one frame per line, `@@isobench {json}`, on its standard
-//! output (native, container) or the serial console (vm). Everything else on
-//! the stream (a program's own output, kernel messages) is kept in the
-//! instance's log but is not a frame. A frame is found anywhere in a line, so
-//! one that follows unrelated bytes on the same line (a kernel message
-//! without its newline) is still read.
+//! The agent writes one frame per line, `@@isobench {json}`, on a channel of
+//! its own: descriptor [`crate::env::FRAME_FD`] (native, container) or the
+//! guest's second serial port (vm). Nothing else writes there: a program the
+//! agent runs cannot reach that channel, and what an instance prints on its
+//! standard streams or a guest's console is data, which the host never
+//! reads as frames (a line there that looks like a frame stays a line of
+//! output).
 
 use crate::workload::Metric;
 use serde::{Deserialize, Serialize};

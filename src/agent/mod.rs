@@ -195,7 +195,7 @@ pub fn main() -> ! {
     if mode == Mode::Vm && matches!(spec, WorkloadSpec::Command { .. }) {
         guest::raw_console();
     }
-    let code = match workloads::run(&spec) {
+    let code = match workloads::run(&spec, mode == Mode::Vm) {
         Ok(None) => 0,
         Ok(Some(outcome)) => {
             let code = outcome.status.unwrap_or(0);
@@ -225,8 +225,9 @@ pub fn main() -> ! {
     finish(mode, code)
 }
 
-/// The descriptor frames go to: `$ISOBENCH_FRAME_FD` when the host keeps
-/// standard output for a program's own output, else stdout.
+/// The descriptor frames go to: `$ISOBENCH_FRAME_FD`, which the host sets
+/// for native and container instances (their standard streams are data),
+/// else stdout (the agent started by hand).
 fn frame_fd() -> i32 {
     static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *FD.get_or_init(|| {
@@ -320,6 +321,16 @@ mod guest {
         if let Ok(mut t) = nix::sys::termios::tcgetattr(&file) {
             nix::sys::termios::cfmakeraw(&mut t);
             let _ = nix::sys::termios::tcsetattr(&file, nix::sys::termios::SetArg::TCSANOW, &t);
+        }
+        // Exclusive: a second open fails (EBUSY) without CAP_SYS_ADMIN,
+        // which a program the agent runs does not have, so it cannot write
+        // frames of its own. (The descriptor itself is close-on-exec.)
+        // SAFETY: TIOCEXCL takes no argument and only sets a flag on the tty.
+        if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::TIOCEXCL) } < 0 {
+            return Err(format!(
+                "cannot make the frames port {dev} exclusive: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(file)
     }

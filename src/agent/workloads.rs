@@ -33,8 +33,10 @@ impl Outcome {
     }
 }
 
-/// Runs one workload. `Ok(None)`: the workload measures nothing itself (`noop`).
-pub fn run(spec: &WorkloadSpec) -> Result<Option<Outcome>, String> {
+/// Runs one workload. `Ok(None)`: the workload measures nothing itself
+/// (`noop`). `in_guest`: the agent is a guest's PID 1 (a `command`
+/// workload's program then keeps Docker's default capabilities only).
+pub fn run(spec: &WorkloadSpec, in_guest: bool) -> Result<Option<Outcome>, String> {
     match *spec {
         WorkloadSpec::Noop => Ok(None),
         WorkloadSpec::Idle { duration_ms } => Ok(Some(idle(duration_ms))),
@@ -53,7 +55,10 @@ pub fn run(spec: &WorkloadSpec) -> Result<Option<Outcome>, String> {
             block_kib,
             ops,
         } => fileio(&scratch_dir(), file_mib, block_kib, ops).map(Some),
-        WorkloadSpec::Command { ref argv } => super::command::run(argv).map(Some),
+        WorkloadSpec::Command { ref argv } => {
+            let keep = in_guest.then_some(crate::env::container::DEFAULT_CAPS);
+            super::command::run(argv, keep).map(Some)
+        }
         // A density instance just stays up; the host reads its memory and
         // ends it.
         WorkloadSpec::Density { .. } => loop {
@@ -566,11 +571,14 @@ mod tests {
 
     #[test]
     fn cpu_reports_score_and_the_same_digest_as_the_reference() {
-        let o = run(&WorkloadSpec::Cpu {
-            rounds: 3,
-            buffer_kib: 1,
-            threads: 2,
-        })
+        let o = run(
+            &WorkloadSpec::Cpu {
+                rounds: 3,
+                buffer_kib: 1,
+                threads: 2,
+            },
+            false,
+        )
         .unwrap()
         .unwrap();
         assert_eq!(
@@ -578,7 +586,7 @@ mod tests {
             Some(cpu_digest(3, &cpu_buffer(1), 2).as_str())
         );
         assert!(metric(&o, "score") > 0.0 && metric(&o, "score").is_finite());
-        assert_eq!(run(&WorkloadSpec::Noop), Ok(None));
+        assert_eq!(run(&WorkloadSpec::Noop, false), Ok(None));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use super::native::{cgroup_metrics, die_with_parent, join_cgroup};
 use super::stdio::Stdio;
 use super::{
     EnvError, EnvKind, Environment, FRAME_FD, FRAME_FD_ENV, Instance, Launch, ProcessHandle,
+    Streams,
 };
 use crate::cgroup::{Cgroup, CgroupUse, Driver, Limits};
 use crate::runtime::RunDir;
@@ -227,7 +228,7 @@ impl Step {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
             Step::WaitForMaps => "wait for the user namespace's id maps".into(),
-            Step::Detach => "prctl(PR_SET_PDEATHSIG) and setsid".into(),
+            Step::Detach => "prctl(PR_SET_PDEATHSIG), default SIGPIPE and setsid".into(),
             Step::JoinCgroup(p) => format!("join cgroup {}", s(p)),
             Step::Unshare(f) => format!("unshare {f:?}"),
             Step::Mount {
@@ -501,6 +502,32 @@ pub fn plan(
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(b"mode=1777"),
     ));
+    // What the image holds under /tmp (a program packed from the host's
+    // /tmp) would be hidden by that tmpfs: bind it back in, read-only,
+    // lowest layer first so that an upper layer's file wins.
+    for layer in config.layers.iter().rev() {
+        let mut entries = Vec::new();
+        image_tmp_entries(&layer.join("tmp"), Path::new("tmp"), &mut entries);
+        for (rel, kind) in entries {
+            let target = at(&rel.to_string_lossy());
+            match kind {
+                TmpEntry::Dir => steps.push(Step::MakeDir(target, 0o755)),
+                TmpEntry::Link(to) => steps.push(Step::Symlink(cpath(&to), target)),
+                TmpEntry::File => {
+                    steps.push(Step::MakeFile(target.clone()));
+                    steps.push(mount(
+                        Some(cpath(&layer.join(&rel)).as_bytes()),
+                        target.clone(),
+                        None,
+                        MsFlags::MS_BIND,
+                        None,
+                    ));
+                    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    steps.push(mount(None, target, None, remount, None));
+                }
+            }
+        }
+    }
 
     for v in &config.volumes {
         // mkdir -p of the mount point inside the container (in the upper layer).
@@ -545,6 +572,40 @@ pub fn plan(
     steps.push(Step::DropCaps);
     steps.push(Step::Exec);
     Ok(steps)
+}
+
+/// An entry of an image layer under `tmp/`.
+enum TmpEntry {
+    Dir,
+    File,
+    Link(PathBuf),
+}
+
+/// Every entry under `dir` (a layer's `tmp/`), parents before children, as
+/// paths relative to the layer (`tmp/...`), in name order.
+fn image_tmp_entries(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, TmpEntry)>) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<_> = read.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = rel.join(&name);
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if md.file_type().is_symlink() {
+            if let Ok(to) = std::fs::read_link(&path) {
+                out.push((rel, TmpEntry::Link(to)));
+            }
+        } else if md.is_dir() {
+            out.push((rel.clone(), TmpEntry::Dir));
+            image_tmp_entries(&path, &rel, out);
+        } else {
+            out.push((rel, TmpEntry::File));
+        }
+    }
 }
 
 /// The privileged system calls of the set-up, so that their order can be
@@ -664,6 +725,10 @@ impl Sys for Linux<'_> {
     }
     fn detach(&self) -> nix::Result<()> {
         die_with_parent().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        // isobench ignores SIGPIPE; an ignored signal stays ignored across
+        // execve, and the workload must start with the default.
+        // SAFETY: signal(2) with a constant disposition, no handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         nix::unistd::setsid().map(drop)
     }
     fn join_cgroup(&self, procs: &CString) -> nix::Result<()> {
@@ -931,7 +996,7 @@ impl Environment for Container {
         let mut instance = ContainerInstance {
             dir,
             spawned_at,
-            output: None,
+            streams: None,
             process: None,
             cgroup: None,
         };
@@ -977,9 +1042,7 @@ impl Environment for Container {
             c"ISOBENCH_ENV=container".to_owned(),
         ];
         let stdio = Stdio::prepare(&launch.io)?;
-        if stdio.frames_on_fd {
-            env.push(c(format!("{FRAME_FD_ENV}={FRAME_FD}").as_bytes()));
-        }
+        env.push(c(format!("{FRAME_FD_ENV}={FRAME_FD}").as_bytes()));
         for (k, v) in &launch.env {
             env.push(c(format!("{k}={v}").as_bytes()));
         }
@@ -1071,9 +1134,7 @@ impl Environment for Container {
             }
         }
         drop(sync_w);
-        let Stdio {
-            output, targets, ..
-        } = stdio;
+        let Stdio { streams, targets } = stdio;
         drop(targets);
 
         // Blocks until the child execs (the pipe is close-on-exec) or reports.
@@ -1093,7 +1154,7 @@ impl Environment for Container {
                 source: errno,
             });
         }
-        instance.output = Some(output);
+        instance.streams = Some(streams);
         Ok(Box::new(instance))
     }
 }
@@ -1130,7 +1191,7 @@ fn write_id_maps(pid: i32) -> std::io::Result<()> {
 struct ContainerInstance {
     dir: PathBuf,
     spawned_at: Instant,
-    output: Option<File>,
+    streams: Option<Streams>,
     process: Option<ProcessHandle>,
     cgroup: Option<Cgroup>,
 }
@@ -1140,8 +1201,8 @@ impl Instance for ContainerInstance {
         self.spawned_at
     }
 
-    fn take_output(&mut self) -> Option<File> {
-        self.output.take()
+    fn take_streams(&mut self) -> Option<Streams> {
+        self.streams.take()
     }
 
     fn process(&mut self) -> &mut ProcessHandle {

@@ -114,8 +114,11 @@ impl EnvError {
     }
 }
 
-/// The file descriptor the agent writes frames to when the program's own
-/// standard output must stay clean (`isobench exec`).
+/// The file descriptor the agent writes frames to, in every environment
+/// but a VM (whose agent writes them to its second serial port). It is the
+/// only channel frames travel on: the agent marks it close-on-exec, so a
+/// program it runs cannot write to it, and everything an instance prints
+/// on its standard streams is data, never a frame.
 pub const FRAME_FD: i32 = 3;
 
 /// Environment variable telling the agent where to write frames.
@@ -123,16 +126,27 @@ pub const FRAME_FD_ENV: &str = "ISOBENCH_FRAME_FD";
 
 /// Where an instance's standard streams go.
 pub enum Io {
-    /// Stdout (frames and program output) on the pipe the harness reads,
-    /// stderr into this log file, stdin from /dev/null. Used by runs.
+    /// Stdout and stderr on one pipe the harness reads as the instance's
+    /// output (the metric rules of a `command` workload read it; the harness
+    /// copies it into the log), stdin from /dev/null. Used by runs.
     Captured {
-        /// The instance's log; the harness appends the output stream too.
+        /// The instance's log, for the environment's own notes.
         log: File,
     },
     /// Stdin, stdout and stderr are isobench's own, so a program's output
-    /// streams straight to the user; frames come on fd [`FRAME_FD`].
-    /// Used by `isobench exec`.
+    /// streams straight to the user. Used by `isobench exec`.
     Inherited,
+}
+
+/// What an instance sends the harness: the frames, and (for [`Io::Captured`])
+/// its output. Two pipes, so that nothing the workload prints can pass for
+/// a frame.
+pub struct Streams {
+    /// The read end of the frames channel.
+    pub frames: File,
+    /// The read end of the instance's output (stdout and stderr, or a
+    /// guest's console), when captured.
+    pub output: Option<File>,
 }
 
 /// What an environment needs to start one instance.
@@ -170,9 +184,9 @@ pub trait Instance {
     /// Host monotonic time just before the spawn.
     fn spawned_at(&self) -> Instant;
 
-    /// The stream that carries the agent's frames (read end of a pipe). The
-    /// harness takes it once.
-    fn take_output(&mut self) -> Option<File>;
+    /// The frames and output streams (read ends of pipes). The harness
+    /// takes them once.
+    fn take_streams(&mut self) -> Option<Streams>;
 
     /// The host process that is the instance (agent, container init, QEMU).
     fn process(&mut self) -> &mut ProcessHandle;

@@ -6,12 +6,13 @@
 //! gets one, joined before exec, exactly as a container does.
 
 use super::stdio::Stdio;
-use super::{EnvError, EnvKind, Environment, FRAME_FD_ENV, Instance, Launch, ProcessHandle};
+use super::{
+    EnvError, EnvKind, Environment, FRAME_FD_ENV, Instance, Launch, ProcessHandle, Streams,
+};
 use crate::cgroup::{Cgroup, CgroupUse, Driver, Limits};
 use crate::runtime::RunDir;
 use crate::workload::Metric;
 use std::ffi::CString;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -140,9 +141,7 @@ impl Environment for Native {
         cmd.args(launch.spec.to_args())
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        if stdio.frames_on_fd {
-            cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string());
-        }
+        cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string());
         // SAFETY: the closure runs in the forked child before exec; it only
         // makes async-signal-safe system calls (prctl, open, write, close,
         // dup2) on data prepared before the fork, and does not allocate.
@@ -161,10 +160,10 @@ impl Environment for Native {
             .map_err(|e| EnvError::io(format!("starting {}", self.agent.display()), e))?;
         let process = ProcessHandle::new(child.id())
             .map_err(|e| EnvError::io("opening a pidfd for the agent", e))?;
-        let Stdio { output, .. } = stdio;
+        let Stdio { streams, .. } = stdio;
         Ok(Box::new(NativeInstance {
             spawned_at,
-            output: Some(output),
+            streams: Some(streams),
             process,
             cgroup,
         }))
@@ -173,7 +172,7 @@ impl Environment for Native {
 
 struct NativeInstance {
     spawned_at: Instant,
-    output: Option<File>,
+    streams: Option<Streams>,
     process: ProcessHandle,
     cgroup: Option<Cgroup>,
 }
@@ -183,8 +182,8 @@ impl Instance for NativeInstance {
         self.spawned_at
     }
 
-    fn take_output(&mut self) -> Option<File> {
-        self.output.take()
+    fn take_streams(&mut self) -> Option<Streams> {
+        self.streams.take()
     }
 
     fn process(&mut self) -> &mut ProcessHandle {

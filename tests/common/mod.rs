@@ -30,8 +30,14 @@ impl Scratch {
         cmd
     }
 
+    /// The runtime directory isobench is pointed at (ISOBENCH_RUNTIME_DIR).
     pub fn runtime(&self) -> PathBuf {
         self.path.join("runtime")
+    }
+
+    /// isobench's own directory in it, which holds one directory per run.
+    pub fn runs(&self) -> PathBuf {
+        self.runtime().join("isobench")
     }
 
     pub fn reports(&self) -> PathBuf {

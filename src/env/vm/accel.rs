@@ -231,7 +231,7 @@ pub fn choose_accel(
                     if let Some(c) = cache
                         && let Err(e) = c.store(&verdict)
                     {
-                        eprintln!(
+                        crate::say!(
                             "warning: cannot cache the KVM probe verdict in {}: {e}",
                             c.path.display()
                         );

@@ -44,7 +44,7 @@ pub use qemu::{
 };
 
 use super::native::die_with_parent;
-use super::{EnvError, EnvKind, Environment, Exit, Instance, Io, Launch, ProcessHandle};
+use super::{EnvError, EnvKind, Environment, Exit, Instance, Io, Launch, ProcessHandle, Streams};
 use crate::image::{self, Node};
 use crate::runtime::RunDir;
 use crate::workload::{Metric, WorkloadSpec};
@@ -419,9 +419,9 @@ impl Environment for Vm {
                 Ok::<_, EnvError>(path)
             })
             .transpose()?;
-        // Where the console goes: between the frames, to the harness, which
-        // logs it (a run); or to the user's terminal (exec), with QEMU's own
-        // errors on isobench's stderr.
+        // Where the console goes: to the harness as the instance's output,
+        // which it logs (a run); or to the user's terminal (exec), with
+        // QEMU's own errors on isobench's stderr.
         let dup = |log: &File| {
             log.try_clone()
                 .map_err(|e| EnvError::io("duplicating the instance log", e))
@@ -431,10 +431,9 @@ impl Environment for Vm {
             Io::Inherited => None,
         };
         let stderr_log = log.as_ref().map(dup).transpose()?;
-        let console_to_harness = log.is_some();
         let mut instance = VmInstance {
             spawned_at: Instant::now(),
-            output: None,
+            streams: None,
             process: None,
             console: None,
             tail: Arc::new(Mutex::new(Tail::default())),
@@ -454,14 +453,20 @@ impl Environment for Vm {
 
         let (frames_read, frames_write) = pipe()?;
         let (console_read, console_write) = pipe()?;
-        let (stderr_read, stderr) = match &launch.io {
+        // In a run, the console is the instance's output (data for the
+        // harness, never frames) and QEMU's stderr goes to the log.
+        let (output, stderr_read, stderr) = match &launch.io {
             Io::Captured { .. } => {
+                let (out_read, out_write) = pipe()?;
                 let (read, write) = pipe()?;
-                (Some(read), Stdio::from(write))
+                (
+                    Some((File::from(out_read), File::from(out_write))),
+                    Some(read),
+                    Stdio::from(write),
+                )
             }
-            Io::Inherited => (None, Stdio::inherit()),
+            Io::Inherited => (None, None, Stdio::inherit()),
         };
-        let (harness_read, harness_write) = pipe()?;
         let mut cmd = Command::new(&self.config.qemu);
         cmd.args(&args)
             .stdin(Stdio::null())
@@ -470,8 +475,8 @@ impl Environment for Vm {
             .process_group(0);
         let frames_fd = frames_write.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and makes
-        // only async-signal-safe system calls (prctl, dup2, fcntl) on file
-        // descriptors that are open in the child.
+        // only async-signal-safe system calls (prctl, dup2, fcntl,
+        // close_range) on file descriptors that are open in the child.
         unsafe {
             cmd.pre_exec(move || {
                 die_with_parent()?;
@@ -483,6 +488,8 @@ impl Environment for Vm {
                 } else if libc::dup2(frames_fd, FRAMES_FD) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // Nothing else of isobench's caller reaches QEMU.
+                crate::env::stdio::cloexec_from(FRAMES_FD + 1)?;
                 Ok(())
             });
         }
@@ -505,17 +512,19 @@ impl Environment for Vm {
         self.run_dir
             .track(pid, "qemu")
             .map_err(|e| EnvError::io("recording the QEMU pid in the run's state file", e))?;
-        instance.output = Some(File::from(harness_read));
-        let streams = Streams {
+        let (output_read, output_write) = output.unzip();
+        instance.streams = Some(Streams {
             frames: File::from(frames_read),
+            output: output_read,
+        });
+        let console = Console {
             console: File::from(console_read),
             stderr: stderr_read.map(File::from),
-            harness: File::from(harness_write),
-            console_to_harness,
+            output: output_write,
             stderr_log,
         };
         let tail = Arc::clone(&instance.tail);
-        instance.console = Some(std::thread::spawn(move || streams.run(&tail)));
+        instance.console = Some(std::thread::spawn(move || console.run(&tail)));
         Ok(Box::new(instance))
     }
 }
@@ -538,123 +547,95 @@ impl Tail {
     }
 }
 
-/// A guest's streams on the host, until QEMU exits. The harness reads one
-/// stream (the read end of `harness`): the frames, and in a run the console
-/// too, merged line by line so that neither cuts into the other's lines.
-struct Streams {
-    /// The frames port (`ttyS1`).
-    frames: File,
+/// A guest's console and QEMU's stderr on the host, until QEMU exits.
+/// The frames do not pass here: their pipe goes straight to the harness,
+/// and nothing on the console is ever read as a frame.
+struct Console {
     /// The console (`ttyS0`, QEMU's stdout).
     console: File,
     /// QEMU's stderr, in a run (it is isobench's own stderr for exec).
     stderr: Option<File>,
-    /// The write end of the stream the harness reads.
-    harness: File,
-    /// Console lines go to the harness (a run), or else to stdout (exec).
-    console_to_harness: bool,
+    /// Where console bytes go: the instance's output pipe (a run), or
+    /// isobench's stdout (exec) when `None`.
+    output: Option<File>,
     /// Where QEMU's stderr goes.
     stderr_log: Option<File>,
 }
 
-/// The sources of [`Streams`], by index.
-const FRAMES: usize = 0;
-const CONSOLE: usize = 1;
-const STDERR: usize = 2;
-
-impl Streams {
-    /// Moves bytes until every source has ended; keeps the console's and
-    /// QEMU's stderr's tail for [`explain`].
+impl Console {
+    /// Moves bytes until both sources have ended; keeps their tail for
+    /// [`explain`].
     fn run(mut self, tail: &Mutex<Tail>) {
         use rustix::event::{PollFd, PollFlags, poll};
-        // A harness that stopped reading must not kill isobench with SIGPIPE
-        // (which `main` restores to its default): get EPIPE instead. The
-        // signal for a broken pipe goes to the writing thread, this one.
+        // A harness that stopped reading must not kill isobench with
+        // SIGPIPE: get EPIPE instead. The signal for a broken pipe goes to
+        // the writing thread, this one.
         let mut pipe_sig = nix::sys::signal::SigSet::empty();
         pipe_sig.add(nix::sys::signal::Signal::SIGPIPE);
         let _ = pipe_sig.thread_block();
-        let mut open = [true; 3];
-        open[STDERR] = self.stderr.is_some();
-        let mut pending: [Vec<u8>; 3] = Default::default();
+        let mut console_open = true;
+        let mut stderr_open = self.stderr.is_some();
         let mut buf = vec![0u8; 16 * 1024];
-        while open.iter().any(|o| *o) {
-            let sources: Vec<usize> = (0..3).filter(|i| open[*i]).collect();
-            let ready: Vec<bool> = {
-                let files: Vec<&File> = sources
-                    .iter()
-                    .map(|i| match *i {
-                        FRAMES => &self.frames,
-                        CONSOLE => &self.console,
-                        _ => self.stderr.as_ref().unwrap_or(&self.console),
-                    })
-                    .collect();
-                let mut fds: Vec<PollFd<'_>> = files
-                    .iter()
-                    .map(|f| PollFd::new(*f, PollFlags::IN))
-                    .collect();
+        while console_open || stderr_open {
+            let (console_ready, stderr_ready) = {
+                let mut fds = Vec::with_capacity(2);
+                if console_open {
+                    fds.push(PollFd::new(&self.console, PollFlags::IN));
+                }
+                if let (true, Some(f)) = (stderr_open, self.stderr.as_ref()) {
+                    fds.push(PollFd::new(f, PollFlags::IN));
+                }
                 match poll(&mut fds, None) {
-                    Ok(_) => fds.iter().map(|f| !f.revents().is_empty()).collect(),
+                    Ok(_) => {}
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(_) => break,
                 }
+                let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+                match (console_open, stderr_open) {
+                    (true, true) => (ready[0], ready[1]),
+                    (true, false) => (ready[0], false),
+                    _ => (false, ready[0]),
+                }
             };
-            for (k, i) in sources.iter().enumerate() {
-                if !ready[k] {
-                    continue;
-                }
-                let read = match *i {
-                    FRAMES => self.frames.read(&mut buf),
-                    CONSOLE => self.console.read(&mut buf),
-                    _ => match self.stderr.as_mut() {
-                        Some(f) => f.read(&mut buf),
-                        None => Ok(0),
-                    },
-                };
-                let n = match read {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => 0,
-                };
-                if n == 0 {
-                    open[*i] = false;
-                    let rest = std::mem::take(&mut pending[*i]);
-                    self.deliver(*i, &rest);
-                    continue;
-                }
-                let data = &buf[..n];
-                if *i != FRAMES {
-                    tail.lock().unwrap_or_else(|e| e.into_inner()).push(data);
-                }
-                if *i == FRAMES || (*i == CONSOLE && self.console_to_harness) {
-                    // Whole lines only, so the two never interleave mid-line.
-                    pending[*i].extend_from_slice(data);
-                    if let Some(end) = pending[*i].iter().rposition(|b| *b == b'\n') {
-                        let lines: Vec<u8> = pending[*i].drain(..=end).collect();
-                        self.deliver(*i, &lines);
+            if console_ready {
+                match read_some(&mut self.console, &mut buf) {
+                    Some(data) => {
+                        tail.lock().unwrap_or_else(|e| e.into_inner()).push(data);
+                        let _ = match self.output.as_mut() {
+                            Some(out) => out.write_all(data),
+                            None => {
+                                let mut out = std::io::stdout().lock();
+                                out.write_all(data).and_then(|()| out.flush())
+                            }
+                        };
                     }
-                } else {
-                    self.deliver(*i, data);
+                    None => console_open = false,
+                }
+            }
+            if stderr_ready && let Some(f) = self.stderr.as_mut() {
+                match read_some(f, &mut buf) {
+                    Some(data) => {
+                        tail.lock().unwrap_or_else(|e| e.into_inner()).push(data);
+                        if let Some(log) = self.stderr_log.as_mut() {
+                            let _ = log.write_all(data);
+                        }
+                    }
+                    None => stderr_open = false,
                 }
             }
         }
     }
+}
 
-    /// Sends bytes of one source where they belong.
-    fn deliver(&mut self, source: usize, data: &[u8]) {
-        if data.is_empty() {
-            return;
+/// One read; `None` at the end of the stream (or on an error).
+fn read_some<'a>(f: &mut File, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    loop {
+        match f.read(buf) {
+            Ok(0) => return None,
+            Ok(n) => return Some(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
         }
-        let _ = match source {
-            FRAMES => self.harness.write_all(data),
-            CONSOLE if self.console_to_harness => self.harness.write_all(data),
-            CONSOLE => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(data).and_then(|()| out.flush())
-            }
-            _ => match self.stderr_log.as_mut() {
-                Some(log) => log.write_all(data),
-                None => Ok(()),
-            },
-        };
     }
 }
 
@@ -699,7 +680,7 @@ pub fn explain(exit: Option<Exit>, console: &str) -> Option<String> {
 
 struct VmInstance {
     spawned_at: Instant,
-    output: Option<File>,
+    streams: Option<Streams>,
     process: Option<ProcessHandle>,
     console: Option<JoinHandle<()>>,
     tail: Arc<Mutex<Tail>>,
@@ -723,7 +704,7 @@ impl VmInstance {
             Some(log) => {
                 let _ = writeln!(log, "isobench: {text}");
             }
-            None => eprintln!("isobench: {text}"),
+            None => crate::say!("isobench: {text}"),
         }
     }
 }
@@ -733,8 +714,8 @@ impl Instance for VmInstance {
         self.spawned_at
     }
 
-    fn take_output(&mut self) -> Option<File> {
-        self.output.take()
+    fn take_streams(&mut self) -> Option<Streams> {
+        self.streams.take()
     }
 
     fn process(&mut self) -> &mut ProcessHandle {
