@@ -381,9 +381,11 @@ mod guest {
             )
             .map_err(|e| format!("guest setup: mount {dev} (ext4) on {SCRATCH}: {e}"))?;
         }
+        // SAFETY: PID 1 of the guest is single-threaded here; nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var(crate::env::ENV_NAME_VAR, "vm") };
         for (key, value) in &opts.env {
-            // SAFETY: PID 1 of the guest is single-threaded here; nothing
-            // reads the environment concurrently.
+            // SAFETY: as above.
             unsafe { std::env::set_var(key, value) };
         }
         Ok(())

@@ -1039,7 +1039,7 @@ impl Environment for Container {
         argv.extend(launch.spec.to_args().iter().map(|a| c(a.as_bytes())));
         let mut env = vec![
             c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-            c"ISOBENCH_ENV=container".to_owned(),
+            c(format!("{}=container", super::ENV_NAME_VAR).as_bytes()),
         ];
         let stdio = Stdio::prepare(&launch.io)?;
         env.push(c(format!("{FRAME_FD_ENV}={FRAME_FD}").as_bytes()));

@@ -124,6 +124,10 @@ pub const FRAME_FD: i32 = 3;
 /// Environment variable telling the agent where to write frames.
 pub const FRAME_FD_ENV: &str = "ISOBENCH_FRAME_FD";
 
+/// Environment variable that tells a workload which environment it runs
+/// in (`native`, `container`, `vm`).
+pub const ENV_NAME_VAR: &str = "ISOBENCH_ENV";
+
 /// Where an instance's standard streams go.
 pub enum Io {
     /// Stdout and stderr on one pipe the harness reads as the instance's

@@ -141,7 +141,8 @@ impl Environment for Native {
         cmd.args(launch.spec.to_args())
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string());
+        cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string())
+            .env(super::ENV_NAME_VAR, "native");
         // SAFETY: the closure runs in the forked child before exec; it only
         // makes async-signal-safe system calls (prctl, open, write, close,
         // dup2) on data prepared before the fork, and does not allocate.
