@@ -746,6 +746,11 @@ impl Running {
     /// Reaps the instance, reads its host-side figures, tears it down.
     pub fn finish(mut self) -> InstanceResult {
         let mut result = std::mem::take(&mut self.result);
+        // The sampler stops now, without being waited for: its work must
+        // not end up in `teardown_ms`. Its figures are read at the end.
+        if let Some(s) = &self.sampler {
+            s.request_stop();
+        }
         let process = self.instance.process();
         match process.wait_timeout(EXIT_TIMEOUT) {
             Ok(Some(exit)) => result.exit = Some(exit),
@@ -761,25 +766,6 @@ impl Running {
                     .error
                     .get_or_insert(format!("waiting for the instance: {e}"));
             }
-        }
-        if let Some(s) = self.sampler.take() {
-            let collected = s.stop();
-            if let Some(sum) = crate::sample::summarize(&collected.samples) {
-                result
-                    .host_metrics
-                    .push(Metric::lower("rss_peak_mib", "MiB", sum.rss_peak_mib));
-                if let Some(p) = sum.pss_peak_mib {
-                    result
-                        .host_metrics
-                        .push(Metric::lower("pss_peak_mib", "MiB", p));
-                }
-                if let Some(p) = sum.pss_steady_mib {
-                    result
-                        .host_metrics
-                        .push(Metric::lower("pss_steady_mib", "MiB", p));
-                }
-            }
-            result.samples = Some(collected);
         }
         if let Some(u) = self.instance.process().usage() {
             result
@@ -818,6 +804,25 @@ impl Running {
         }
         if result.error.is_none() {
             result.teardown = self.done_at.map(|d| cleaned_at - d);
+        }
+        if let Some(s) = self.sampler.take() {
+            let collected = s.stop();
+            if let Some(sum) = crate::sample::summarize(&collected.samples) {
+                result
+                    .host_metrics
+                    .push(Metric::lower("rss_peak_mib", "MiB", sum.rss_peak_mib));
+                if let Some(p) = sum.pss_peak_mib {
+                    result
+                        .host_metrics
+                        .push(Metric::lower("pss_peak_mib", "MiB", p));
+                }
+                if let Some(p) = sum.pss_steady_mib {
+                    result
+                        .host_metrics
+                        .push(Metric::lower("pss_steady_mib", "MiB", p));
+                }
+            }
+            result.samples = Some(collected);
         }
         self.result = result;
         self.drain_output();

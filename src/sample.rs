@@ -232,7 +232,7 @@ impl Sampler {
             // The first PSS reading waits a full PSS period: a short-lived
             // instance is not worth a page-table walk.
             let mut next_pss = interval * pss_every;
-            while !flag.load(Ordering::Relaxed) {
+            while !flag.load(Ordering::SeqCst) {
                 let now = start.elapsed();
                 let with_pss = pss_every > 0 && now >= next_pss;
                 match take(&mut reader, pid, with_pss, now.as_secs_f64() * 1e3) {
@@ -254,7 +254,10 @@ impl Sampler {
                     .max(u32::try_from(due).unwrap_or(u32::MAX));
                 let next = interval * tick;
                 if let Some(wait) = next.checked_sub(elapsed) {
-                    std::thread::sleep(wait);
+                    // Parked, not asleep: `stop` unparks the thread, so the
+                    // end of an instance never waits for the next tick (that
+                    // wait used to land in its `teardown_ms`).
+                    std::thread::park_timeout(wait);
                 }
             }
             Collected {
@@ -266,9 +269,16 @@ impl Sampler {
         Sampler { stop, handle }
     }
 
+    /// Tells the sampler to stop now, without waiting for it: it wakes at
+    /// once and takes no further sample.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.thread().unpark();
+    }
+
     /// Stops sampling and returns what was collected.
     pub fn stop(self) -> Collected {
-        self.stop.store(true, Ordering::Relaxed);
+        self.request_stop();
         self.handle.join().unwrap_or_default()
     }
 }
@@ -444,5 +454,25 @@ mod tests {
         let empty = samples.iter().filter(|s| s.rss_kib == 0).count();
         assert!(empty <= 1, "{samples:?}");
         assert!(samples.iter().any(|s| s.pss_kib.is_some_and(|p| p > 0)));
+    }
+
+    /// Stopping never waits for the next tick: with a 20 s interval, a
+    /// sampler asked to stop right after its first sample is back at once
+    /// (the wait used to end up in every instance's `teardown_ms`).
+    #[test]
+    fn stopping_does_not_wait_for_the_next_tick() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let sampler = Sampler::start(Path::new("/proc"), child.id(), Duration::from_secs(20), 0);
+        std::thread::sleep(Duration::from_millis(50));
+        let asked = Instant::now();
+        let collected = sampler.stop();
+        let took = asked.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(collected.samples.len(), 1);
+        assert!(took < Duration::from_secs(10), "stop took {took:?}");
     }
 }
