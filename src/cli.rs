@@ -73,6 +73,10 @@ struct ExecArgs {
     /// Bind mount HOST:GUEST[:ro] (repeatable; container only).
     #[arg(long, value_name = "HOST:GUEST[:ro]", value_parser = Volume::parse)]
     volume: Vec<Volume>,
+    /// System-call filter (container only): `default` (Docker's default
+    /// profile), `none`, or a JSON profile in Docker's format.
+    #[arg(long, value_name = "default|none|PATH")]
+    seccomp: Option<crate::seccomp::SeccompChoice>,
     /// Kill the program after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
@@ -330,6 +334,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
             pids: args.pids,
         },
         volumes: args.volume,
+        seccomp: args.seccomp,
         timeout: std::time::Duration::from_secs(args.timeout),
         stats: args.stats,
         accel: args.vm.accel,

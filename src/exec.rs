@@ -8,12 +8,13 @@
 //! on a separate descriptor, and isobench exits with the program's status.
 
 use crate::cgroup::{Driver, Limits};
-use crate::env::container::{Container, ContainerConfig, Volume};
+use crate::env::container::{Container, ContainerConfig, Volume, seccomp_filters};
 use crate::env::native::Native;
 use crate::env::{EnvKind, Environment};
 use crate::image;
 use crate::run::{self, RunError};
 use crate::runtime::{self, RunDir};
+use crate::seccomp::SeccompChoice;
 use crate::workload::{Metric, WorkloadSpec};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct ExecSettings {
     pub limits: Limits,
     /// Bind mounts (container only).
     pub volumes: Vec<Volume>,
+    /// The seccomp profile (container only; `None`: Docker's default).
+    pub seccomp: Option<SeccompChoice>,
     /// Longest run time after the environment is ready.
     pub timeout: Duration,
     /// Print a one-line summary (startup, CPU, memory) on stderr at the end.
@@ -84,6 +87,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                 "--volume needs --env container (a VM has no shared host directories here)".into(),
             ));
         }
+        EnvKind::Vm | EnvKind::Native if s.seccomp.is_some() => {
+            return Err(RunError::Prerequisite(
+                "--seccomp needs --env container (isobench filters system calls only in its containers)"
+                    .into(),
+            ));
+        }
         EnvKind::Vm => return exec_vm(s, &program, args, stop),
         EnvKind::Native if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
@@ -93,6 +102,11 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         }
         _ => {}
     }
+    let seccomp = match s.env {
+        EnvKind::Container => seccomp_filters(&s.seccomp.clone().unwrap_or_default())
+            .map_err(|e| RunError::Prerequisite(format!("--seccomp: {e}")))?,
+        _ => None,
+    };
     let prereqs = run::preflight(&[s.env], None)?;
     let rootless = !nix::unistd::geteuid().is_root();
     let mut messages = Vec::new();
@@ -141,6 +155,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                 },
                 cgroups: crate::cgroup::CgroupUse::Auto,
                 rootless,
+                seccomp,
             };
             (
                 Box::new(Container::new(config, driver, Arc::clone(&run_dir))),

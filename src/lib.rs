@@ -19,6 +19,7 @@
 //! - [`run`]: the harness that drives instances and records what they did;
 //! - [`exec`]: one program, once, in a fresh environment (`isobench exec`);
 //! - [`cgroup`]: per-instance cgroups for limits and accounting;
+//! - [`seccomp`]: Docker's default system-call filter, and profiles in its format;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
 //! - [`compare`]: the regression gate between two runs;
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
@@ -43,6 +44,7 @@ pub mod run;
 pub mod runtime;
 pub mod sample;
 pub mod scenario;
+pub mod seccomp;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -319,12 +319,15 @@ impl Testbed {
                                 .map_err(|e| RunError::Prerequisite(e.to_string()))?,
                         )
                     };
+                    let seccomp = crate::env::container::seccomp_filters(&container.seccomp)
+                        .map_err(|e| RunError::Prerequisite(format!("[container] seccomp: {e}")))?;
                     let config = ContainerConfig {
                         layers: vec![image.dir.clone()],
                         volumes: container.volumes.clone(),
                         limits: container.limits,
                         cgroups: container.cgroups,
                         rootless,
+                        seccomp,
                     };
                     envs.push(Box::new(Container::new(
                         config,

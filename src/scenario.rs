@@ -11,6 +11,7 @@ use crate::env::EnvKind;
 use crate::env::container::Volume;
 use crate::env::vm::Machine;
 use crate::extract::MetricRule;
+use crate::seccomp::SeccompChoice;
 use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -199,6 +200,7 @@ struct ContainerSection {
     volumes: Vec<Spanned<String>>,
     #[serde(default)]
     cgroups: CgroupUse,
+    seccomp: Option<Spanned<String>>,
 }
 
 /// Declares `WorkloadEntry` with one optional field per workload parameter
@@ -368,6 +370,9 @@ pub struct ContainerSettings {
     pub volumes: Vec<Volume>,
     /// Which cgroup hierarchies container instances use.
     pub cgroups: CgroupUse,
+    /// The seccomp profile (`"default"`: Docker's; `"none"`; or a path,
+    /// relative to the scenario file's directory).
+    pub seccomp: SeccompChoice,
 }
 
 /// A validated scenario with command-line overrides applied.
@@ -621,6 +626,24 @@ impl Plan {
                 Volume::parse(v.get_ref())
                     .map_err(|e| invalid(Some(v.span()), &format!("container.volumes[{i}]"), e))?,
             );
+        }
+
+        if let Some(v) = &file.container.seccomp {
+            let key = "container.seccomp";
+            let mut choice: SeccompChoice = v
+                .get_ref()
+                .parse()
+                .map_err(|e| invalid(Some(v.span()), key, e))?;
+            if let SeccompChoice::Profile(p) = &choice
+                && p.is_relative()
+                && origin != BUILTIN_NAME
+                && let Some(dir) = Path::new(origin).parent()
+            {
+                choice = SeccompChoice::Profile(dir.join(p));
+            }
+            crate::env::container::seccomp_filters(&choice)
+                .map_err(|e| invalid(Some(v.span()), key, e.to_string()))?;
+            container.seccomp = choice;
         }
 
         let mut environments = file.environments.clone();
@@ -1121,6 +1144,55 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             msg.contains("container.volumes[0]") && msg.contains("does not exist"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn container_seccomp_is_validated() {
+        let scenario = |v: &str| {
+            format!("name = \"x\"\n[container]\nseccomp = \"{v}\"\n[[workload]]\nkind = \"noop\"\n")
+        };
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.container.seccomp, SeccompChoice::Default);
+        assert_eq!(
+            parse(&scenario("none")).unwrap().container.seccomp,
+            SeccompChoice::None
+        );
+        // A relative path is the scenario file's neighbour.
+        let dir = crate::testutil::TempDir::new("scenario-seccomp");
+        std::fs::write(
+            dir.join("p.json"),
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "keyctl", "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let origin = dir.join("t.toml").display().to_string();
+        let plan = Plan::parse(&scenario("p.json"), &origin, &Overrides::default()).unwrap();
+        assert_eq!(
+            plan.container.seccomp,
+            SeccompChoice::Profile(dir.join("p.json"))
+        );
+        // A missing file, or a bad profile: the key, the file and the fix.
+        let msg = error(&scenario("/nope-isobench.json"));
+        assert!(
+            msg.starts_with(
+                "t.toml:3:11: container.seccomp: cannot read seccomp profile /nope-isobench.json"
+            ) && msg.contains("\"none\""),
+            "{msg}"
+        );
+        std::fs::write(
+            dir.join("bad.json"),
+            r#"{"defaultAction": "SCMP_ACT_PERMIT"}"#,
+        )
+        .unwrap();
+        let msg = Plan::parse(&scenario("bad.json"), &origin, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("container.seccomp")
+                && msg.contains("bad.json")
+                && msg.contains("SCMP_ACT_PERMIT"),
+            "{msg}"
+        );
+        assert!(error(&scenario("")).contains("container.seccomp"));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!    tmpfs `/tmp`, and the volumes;
 //! 3. `pivot_root`s into it and detaches the old root; sets its hostname;
 //! 4. installs its standard streams, sets `no_new_privs`, drops every
-//!    capability outside Docker's default set, and execs `/init`.
+//!    capability outside Docker's default set, installs the seccomp
+//!    filters (Docker's default profile unless configured otherwise; see
+//!    [`crate::seccomp`]), and execs `/init`.
 //!
 //! Every mount lives only in the child's mount namespace: the host sees
 //! none of them, and the kernel removes them all when the instance ends,
@@ -36,6 +38,7 @@ use super::{
 };
 use crate::cgroup::{Cgroup, CgroupUse, Driver, Limits};
 use crate::runtime::RunDir;
+use crate::seccomp::{Filters, SeccompChoice, SeccompError};
 use crate::workload::Metric;
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -167,6 +170,17 @@ pub struct ContainerConfig {
     /// Whether isobench runs unprivileged: a user namespace maps the
     /// caller's uid to 0, and cgroups are not used.
     pub rootless: bool,
+    /// The seccomp filters, compiled once per environment by
+    /// [`seccomp_filters`]; `None`: no filter. (Recorded by `knobs`.)
+    #[serde(skip)]
+    pub seccomp: Option<Arc<Filters>>,
+}
+
+/// Compiles the chosen seccomp profile for this runtime's containers,
+/// which keep [`DEFAULT_CAPS`].
+pub fn seccomp_filters(choice: &SeccompChoice) -> Result<Option<Arc<Filters>>, SeccompError> {
+    let caps: Vec<&str> = DEFAULT_CAPS.iter().map(|(_, n)| *n).collect();
+    Ok(crate::seccomp::compile(choice, &caps)?.map(Arc::new))
 }
 
 /// One set-up step of the child, with every string it needs.
@@ -218,6 +232,9 @@ pub enum Step {
     NoNewPrivs,
     /// Drop every capability outside [`DEFAULT_CAPS`].
     DropCaps,
+    /// Install the seccomp filters (after `no_new_privs`, which lets an
+    /// unprivileged task do it; before execve, which they allow).
+    Seccomp,
     /// `execve` the agent.
     Exec,
 }
@@ -258,6 +275,7 @@ impl Step {
             Step::Stdio => "install the standard streams".into(),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::DropCaps => "drop capabilities to Docker's default set".into(),
+            Step::Seccomp => "install the seccomp filters".into(),
             Step::Exec => "execve /init".into(),
         }
     }
@@ -570,6 +588,9 @@ pub fn plan(
     steps.push(Step::Stdio);
     steps.push(Step::NoNewPrivs);
     steps.push(Step::DropCaps);
+    if config.seccomp.is_some() {
+        steps.push(Step::Seccomp);
+    }
     steps.push(Step::Exec);
     Ok(steps)
 }
@@ -650,6 +671,8 @@ pub trait Sys {
     fn no_new_privs(&self) -> nix::Result<()>;
     /// Drops capabilities outside `keep`.
     fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()>;
+    /// Installs the seccomp filters.
+    fn seccomp(&self) -> nix::Result<()>;
     /// execve; returns only on failure.
     fn exec(&self) -> nix::Error;
 }
@@ -694,6 +717,7 @@ pub fn execute(steps: &[Step], sys: &dyn Sys) -> (usize, Errno) {
             Step::Stdio => sys.stdio(),
             Step::NoNewPrivs => sys.no_new_privs(),
             Step::DropCaps => sys.drop_caps(DEFAULT_CAPS),
+            Step::Seccomp => sys.seccomp(),
             Step::Exec => Err(sys.exec()),
         };
         if let Err(e) = r {
@@ -710,6 +734,7 @@ struct Linux<'a> {
     init: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
+    seccomp: Option<&'a Filters>,
 }
 
 fn check(ret: libc::c_int) -> nix::Result<()> {
@@ -801,6 +826,9 @@ impl Sys for Linux<'_> {
     }
     fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()> {
         drop_capabilities(keep)
+    }
+    fn seccomp(&self) -> nix::Result<()> {
+        self.seccomp.map_or(Ok(()), Filters::install)
     }
     fn exec(&self) -> nix::Error {
         // SAFETY: `init` is NUL-terminated; `argv` and `envp` are
@@ -974,6 +1002,10 @@ impl Environment for Container {
             "cgroup_driver": self.driver,
             "capabilities": DEFAULT_CAPS.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
             "no_new_privs": true,
+            "seccomp": match &self.config.seccomp {
+                Some(f) => serde_json::json!(f.summary()),
+                None => serde_json::json!({ "profile": "none" }),
+            },
             "masked_paths": MASKED_FILES.iter().chain(MASKED_DIRS).collect::<Vec<_>>(),
             "read_only_paths": READ_ONLY,
         })
@@ -1062,6 +1094,7 @@ impl Environment for Container {
             init: c"/init",
             argv: &argv_ptrs,
             envp: &envp_ptrs,
+            seccomp: config.seccomp.as_deref(),
         };
         let report_fd = report_w.as_raw_fd();
         let mut flags = CloneFlags::CLONE_NEWPID
@@ -1261,6 +1294,7 @@ mod tests {
             limits: Limits::default(),
             cgroups: CgroupUse::Auto,
             rootless,
+            seccomp: seccomp_filters(&SeccompChoice::Default).unwrap(),
         }
     }
 
@@ -1369,11 +1403,12 @@ mod tests {
         assert!(pos("(tmpfs) on /r/i/merged/dev") < pos("mknod /r/i/merged/dev/null c 1 3"));
         assert!(pos("(devpts) on /r/i/merged/dev/pts") < pos("pivot_root"));
         assert!(pos("chdir /r/i/merged") < pos("pivot_root"));
-        let tail: Vec<&Step> = steps.iter().rev().take(7).collect();
+        let tail: Vec<&Step> = steps.iter().rev().take(8).collect();
         assert_eq!(
             tail,
             [
                 &Step::Exec,
+                &Step::Seccomp,
                 &Step::DropCaps,
                 &Step::NoNewPrivs,
                 &Step::Stdio,
@@ -1402,6 +1437,15 @@ mod tests {
             overlay.to_bytes(),
             b"lowerdir=/r/app:/r/image,upperdir=/r/i/upper,workdir=/r/i/work"
         );
+    }
+
+    #[test]
+    fn seccomp_none_leaves_the_filter_step_out() {
+        let mut c = config(false, vec![]);
+        c.seccomp = seccomp_filters(&SeccompChoice::None).unwrap();
+        let steps = plan(&c, Path::new("/r/i"), &[], "h").unwrap();
+        assert!(!steps.contains(&Step::Seccomp));
+        assert_eq!(&steps[steps.len() - 2..], [Step::DropCaps, Step::Exec]);
     }
 
     #[test]
@@ -1526,6 +1570,9 @@ mod tests {
         fn drop_caps(&self, keep: &[(u32, &str)]) -> nix::Result<()> {
             self.call(format!("caps {}", keep.len()))
         }
+        fn seccomp(&self) -> nix::Result<()> {
+            self.call("seccomp".into())
+        }
         fn exec(&self) -> nix::Error {
             let _ = self.call("exec".into());
             Errno::ENOENT
@@ -1547,10 +1594,13 @@ mod tests {
         );
         assert_eq!(all.calls.borrow().len(), steps.len());
         assert_eq!(all.calls.borrow().last().map(String::as_str), Some("exec"));
+        let calls = all.calls.borrow();
+        assert_eq!(calls[calls.len() - 2], "seccomp");
         assert_eq!(
-            all.calls.borrow()[all.calls.borrow().len() - 2],
+            calls[calls.len() - 3],
             format!("caps {}", DEFAULT_CAPS.len())
         );
+        drop(calls);
 
         // A failing mandatory mount stops everything after it.
         let failing = Recording {
