@@ -121,7 +121,7 @@ struct RunArgs {
     workload: Option<Vec<String>>,
     /// Repetitions per workload and environment (overrides the scenario).
     #[arg(long, value_name = "N")]
-    reps: Option<u32>,
+    reps: Option<u64>,
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,

@@ -54,60 +54,96 @@ pub enum ScenarioError {
     Override(String),
 }
 
-/// An integer greater than zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Positive(pub u64);
+/// Most repetitions (`reps`, `max_reps`, `--reps`) a workload may have.
+pub const MAX_REPS: u64 = 100_000;
+/// Most warm-up runs (`warmups`) a workload may have.
+pub const MAX_WARMUPS: u64 = 100_000;
+/// Longest `timeout_s` and `vm.boot_timeout_s` (and `exec --timeout`): 7 days.
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// Longest sampling interval (`sample_ms`): a minute.
+pub const MAX_SAMPLE_MS: u64 = 60_000;
+/// Most vCPUs of a guest (`vm.cpus`, as QEMU's `microvm` and `pc` take).
+pub const MAX_VCPUS: u64 = 255;
+/// Largest guest disk (`vm.disk_mib`): 1 TiB.
+pub const MAX_DISK_MIB: u64 = 1 << 20;
+/// Largest pids limit (`container.pids`, `exec --pids`): the kernel's own
+/// ceiling on process ids (`PID_MAX_LIMIT` on 64-bit).
+pub const MAX_PIDS: u64 = 4 * 1024 * 1024;
 
-/// An integer zero or greater.
+/// An integer from `MIN` to `MAX`, checked while the file is read, so a bad
+/// value is named with its key, line and column like any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Count(pub u64);
+pub struct Int<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<const MIN: u64, const MAX: u64> Int<MIN, MAX> {
+    /// The value as a `u32`: only for types whose cap fits, checked when
+    /// the program is compiled, so nothing is ever cut.
+    pub fn to_u32(self) -> u32 {
+        const { assert!(MAX <= u32::MAX as u64) };
+        self.0 as u32
+    }
+}
+
+/// An integer greater than zero.
+pub type Positive = Int<1, { u64::MAX }>;
+/// An integer zero or greater.
+pub type Count = Int<0, { u64::MAX }>;
+/// Repetitions: 1 to [`MAX_REPS`].
+pub type Reps = Int<1, MAX_REPS>;
+/// Warm-ups: 0 to [`MAX_WARMUPS`].
+pub type Warmups = Int<0, MAX_WARMUPS>;
+/// A timeout in seconds: 1 to [`MAX_TIMEOUT_S`].
+pub type Seconds = Int<1, MAX_TIMEOUT_S>;
 
 struct IntVisitor {
-    min: i64,
-    what: &'static str,
+    min: u64,
+    max: u64,
+}
+
+impl IntVisitor {
+    /// What is expected; the cap is named only to a value above it.
+    fn what(&self, above: bool) -> String {
+        let low = match self.min {
+            0 => "a non-negative integer".to_string(),
+            1 => "a positive integer".to_string(),
+            n => format!("an integer of at least {n}"),
+        };
+        if above {
+            format!("{low} no larger than {}", self.max)
+        } else {
+            low
+        }
+    }
+    fn check<E: de::Error>(&self, v: i128) -> Result<u64, E> {
+        if v < self.min as i128 || v > self.max as i128 {
+            let above = v > self.max as i128;
+            return Err(E::custom(format!("expected {}, got {v}", self.what(above))));
+        }
+        Ok(v as u64)
+    }
 }
 
 impl Visitor<'_> for IntVisitor {
     type Value = u64;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.what)
+        f.write_str(&self.what(false))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        if v < self.min {
-            return Err(E::custom(format!("expected {}, got {v}", self.what)));
-        }
-        Ok(v as u64)
+        self.check(v.into())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        if (v as i128) < self.min as i128 {
-            return Err(E::custom(format!("expected {}, got {v}", self.what)));
-        }
-        Ok(v)
+        self.check(v.into())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-        Err(E::custom(format!("expected {}, got {v}", self.what)))
+        Err(E::custom(format!("expected {}, got {v}", self.what(false))))
     }
 }
 
-impl<'de> Deserialize<'de> for Positive {
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Int<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_i64(IntVisitor {
-            min: 1,
-            what: "a positive integer",
-        })
-        .map(Positive)
-    }
-}
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_i64(IntVisitor {
-            min: 0,
-            what: "a non-negative integer",
-        })
-        .map(Count)
+        d.deserialize_i64(IntVisitor { min: MIN, max: MAX })
+            .map(Int)
     }
 }
 
@@ -121,16 +157,16 @@ struct File {
     #[serde(default = "all_environments")]
     environments: Vec<EnvKind>,
     #[serde(default = "default_reps")]
-    reps: Positive,
+    reps: Reps,
     /// Adaptive repetitions: repeat until the spread is small enough.
-    max_reps: Option<Spanned<Positive>>,
+    max_reps: Option<Spanned<Reps>>,
     target_rsd: Option<Spanned<f64>>,
     #[serde(default = "default_warmups")]
-    warmups: Count,
+    warmups: Warmups,
     #[serde(default = "default_timeout")]
-    timeout_s: Positive,
+    timeout_s: Seconds,
     #[serde(default = "default_sample_ms")]
-    sample_ms: Count,
+    sample_ms: Int<0, MAX_SAMPLE_MS>,
     #[serde(default)]
     vm: VmSection,
     #[serde(default)]
@@ -142,17 +178,17 @@ struct File {
 fn all_environments() -> Vec<EnvKind> {
     EnvKind::ALL.to_vec()
 }
-fn default_reps() -> Positive {
-    Positive(3)
+fn default_reps() -> Reps {
+    Int(3)
 }
-fn default_warmups() -> Count {
-    Count(1)
+fn default_warmups() -> Warmups {
+    Int(1)
 }
-fn default_sample_ms() -> Count {
-    Count(10)
+fn default_sample_ms() -> Int<0, MAX_SAMPLE_MS> {
+    Int(10)
 }
-fn default_timeout() -> Positive {
-    Positive(300)
+fn default_timeout() -> Seconds {
+    Int(300)
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,20 +197,20 @@ struct VmSection {
     #[serde(default = "default_vm_memory")]
     memory_mib: Positive,
     #[serde(default = "default_vm_cpus")]
-    cpus: Positive,
-    boot_timeout_s: Option<Positive>,
+    cpus: Int<1, MAX_VCPUS>,
+    boot_timeout_s: Option<Seconds>,
     #[serde(default)]
     machine: Machine,
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
-    disk_mib: Option<Positive>,
+    disk_mib: Option<Int<1, MAX_DISK_MIB>>,
 }
 
 fn default_vm_memory() -> Positive {
-    Positive(256)
+    Int(256)
 }
-fn default_vm_cpus() -> Positive {
-    Positive(1)
+fn default_vm_cpus() -> Int<1, MAX_VCPUS> {
+    Int(1)
 }
 
 impl Default for VmSection {
@@ -195,7 +231,7 @@ impl Default for VmSection {
 struct ContainerSection {
     memory: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
-    pids: Option<Positive>,
+    pids: Option<Int<1, MAX_PIDS>>,
     #[serde(default)]
     volumes: Vec<Spanned<String>>,
     #[serde(default)]
@@ -215,11 +251,11 @@ macro_rules! workload_entry {
         struct WorkloadEntry {
             kind: WorkloadKind,
             name: Option<Spanned<String>>,
-            reps: Option<Positive>,
-            max_reps: Option<Spanned<Positive>>,
+            reps: Option<Reps>,
+            max_reps: Option<Spanned<Reps>>,
             target_rsd: Option<Spanned<f64>>,
-            warmups: Option<Count>,
-            timeout_s: Option<Positive>,
+            warmups: Option<Warmups>,
+            timeout_s: Option<Seconds>,
             // `fileio` workloads only:
             target: Option<Spanned<FileTarget>>,
             // `command` workloads only:
@@ -402,8 +438,8 @@ pub struct Overrides {
     pub environments: Option<Vec<EnvKind>>,
     /// Run only the workloads with these names.
     pub workloads: Option<Vec<String>>,
-    /// Repetitions for every workload.
-    pub reps: Option<u32>,
+    /// Repetitions for every workload (1 to [`MAX_REPS`]).
+    pub reps: Option<u64>,
 }
 
 impl Plan {
@@ -463,7 +499,7 @@ impl Plan {
             let key = |k: &str| format!("workload[{index}].{k}");
             let given = entry.params();
             for (param, value) in &given {
-                if entry.kind.default_of(param).is_none() {
+                let Some(known) = entry.kind.params().iter().find(|p| p.name == *param) else {
                     return Err(invalid(
                         Some(value.span()),
                         &key(param),
@@ -471,6 +507,17 @@ impl Plan {
                             "workload kind `{}` has no parameter `{param}` (its parameters: {})",
                             entry.kind,
                             param_list(entry.kind)
+                        ),
+                    ));
+                };
+                if value.get_ref().0 > known.max {
+                    return Err(invalid(
+                        Some(value.span()),
+                        &key(param),
+                        format!(
+                            "expected a positive integer no larger than {}, got {}",
+                            known.max,
+                            value.get_ref().0
                         ),
                     ));
                 }
@@ -573,7 +620,7 @@ impl Plan {
                     .target
                     .as_ref()
                     .map_or(FileTarget::Rootfs, |t| *t.get_ref()),
-                reps: to_u32(entry.reps.unwrap_or(file.reps).0),
+                reps: entry.reps.unwrap_or(file.reps).to_u32(),
                 adaptive: adaptive(
                     entry.max_reps.as_ref().or(file.max_reps.as_ref()),
                     entry.target_rsd.as_ref().or(file.target_rsd.as_ref()),
@@ -582,7 +629,7 @@ impl Plan {
                 .map_err(|(at, k, msg)| {
                     invalid(at.or_else(|| Some(span.clone())), &key(&k), msg)
                 })?,
-                warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
+                warmups: entry.warmups.unwrap_or(file.warmups).to_u32(),
                 timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
             });
         }
@@ -695,11 +742,12 @@ impl Plan {
             self.workloads.retain(|w| chosen.contains(&w.name));
         }
         if let Some(reps) = o.reps {
-            if reps == 0 {
-                return Err(ScenarioError::Override(
-                    "--reps: expected a positive integer, got 0".into(),
-                ));
+            if !(1..=MAX_REPS).contains(&reps) {
+                return Err(ScenarioError::Override(format!(
+                    "--reps: expected a positive integer no larger than {MAX_REPS}, got {reps}"
+                )));
             }
+            let reps = Int::<1, MAX_REPS>(reps).to_u32();
             for w in &mut self.workloads {
                 // An explicit count replaces adaptive repetitions.
                 w.reps = reps;
@@ -709,17 +757,19 @@ impl Plan {
         Ok(())
     }
 
-    /// Number of instances the plan starts, warm-ups included.
+    /// Number of instances the plan starts, warm-ups included. Counted in
+    /// 64 bits and saturating, so no plan, however built, can wrap it.
     pub fn instance_count(&self) -> usize {
-        let per_env: u32 = self
+        let per_env = self
             .workloads
             .iter()
             .map(|w| match w.spec {
-                WorkloadSpec::Density { instances, .. } => to_u32(instances),
-                _ => w.adaptive.map_or(w.reps, |a| a.max_reps) + w.warmups,
+                WorkloadSpec::Density { instances, .. } => instances,
+                _ => u64::from(w.adaptive.map_or(w.reps, |a| a.max_reps)) + u64::from(w.warmups),
             })
-            .sum();
-        per_env as usize * self.environments.len()
+            .fold(0u64, u64::saturating_add);
+        let total = per_env.saturating_mul(self.environments.len() as u64);
+        usize::try_from(total).unwrap_or(usize::MAX)
     }
 }
 
@@ -727,7 +777,7 @@ type EntryError = (Option<std::ops::Range<usize>>, String, String);
 
 /// Validates `max_reps` and `target_rsd` (both or neither).
 fn adaptive(
-    max: Option<&Spanned<Positive>>,
+    max: Option<&Spanned<Reps>>,
     target: Option<&Spanned<f64>>,
     min: u64,
 ) -> Result<Option<Adaptive>, EntryError> {
@@ -761,7 +811,7 @@ fn adaptive(
                 ));
             }
             Ok(Some(Adaptive {
-                max_reps: to_u32(m.get_ref().0),
+                max_reps: m.get_ref().to_u32(),
                 target_rsd: rsd,
             }))
         }
@@ -830,10 +880,6 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
         files,
         metrics,
     })
-}
-
-fn to_u32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Lower-case hex of some bytes.
@@ -1003,6 +1049,112 @@ mod tests {
         );
         let msg = error("name = = 3\n");
         assert!(msg.starts_with("t.toml:1:"), "{msg}");
+    }
+
+    #[test]
+    fn numbers_above_their_caps_name_the_key_and_the_cap() {
+        let msg = error("name = \"x\"\nreps = 4294967296\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:2:8: reps: expected a positive integer no larger than 100000, got 4294967296"
+            ),
+            "{msg}"
+        );
+        let noop = "[[workload]]\nkind = \"noop\"\n";
+        for (line, key, cap) in [
+            ("warmups = 4294967296", "warmups", "100000"),
+            ("max_reps = 100001\ntarget_rsd = 1.0", "max_reps", "100000"),
+            ("timeout_s = 18446744073", "timeout_s", "604800"),
+            ("sample_ms = 9223372036854775807", "sample_ms", "60000"),
+            (
+                "[vm]\nboot_timeout_s = 99999999999",
+                "vm.boot_timeout_s",
+                "604800",
+            ),
+            ("[vm]\ncpus = 4294967297", "vm.cpus", "255"),
+            ("[vm]\ndisk_mib = 17592186044416", "vm.disk_mib", "1048576"),
+            (
+                "[container]\npids = 99999999999",
+                "container.pids",
+                "4194304",
+            ),
+        ] {
+            let msg = error(&format!("name = \"x\"\n{line}\n{noop}"));
+            assert!(
+                msg.contains(&format!(": {key}: expected "))
+                    && msg.contains(&format!("no larger than {cap}, got")),
+                "{line}: {msg}"
+            );
+        }
+        // In a [[workload]] table too, and for a kind's parameters.
+        for (line, key, cap) in [
+            ("reps = 4294967296", "workload[0].reps", "100000"),
+            ("warmups = 100001", "workload[0].warmups", "100000"),
+            (
+                "array_mib = 17592186044416",
+                "workload[0].array_mib",
+                "1048576",
+            ),
+        ] {
+            let msg = error(&format!(
+                "name = \"x\"\n[[workload]]\nkind = \"memory\"\n{line}\n"
+            ));
+            assert!(
+                msg.starts_with("t.toml:4:")
+                    && msg.contains(&format!("{key}: expected "))
+                    && msg.contains(&format!("integer no larger than {cap}, got")),
+                "{line}: {msg}"
+            );
+        }
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"density\"\ninstances = 4294967296\n");
+        assert!(
+            msg.contains("workload[0].instances: expected a positive integer no larger than 10000"),
+            "{msg}"
+        );
+        // The caps themselves are fine.
+        let plan =
+            parse("name = \"x\"\nreps = 100000\nwarmups = 100000\n[[workload]]\nkind = \"noop\"\n")
+                .unwrap();
+        assert_eq!(
+            (plan.workloads[0].reps, plan.workloads[0].warmups),
+            (100_000, 100_000)
+        );
+        // --reps, as the command line gives it.
+        let o = Overrides {
+            reps: Some(4_294_967_296),
+            ..Overrides::default()
+        };
+        let msg = Plan::parse(noop_named("x").as_str(), "t.toml", &o)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "--reps: expected a positive integer no larger than 100000, got 4294967296"
+        );
+    }
+
+    fn noop_named(name: &str) -> String {
+        format!("name = \"{name}\"\n[[workload]]\nkind = \"noop\"\n")
+    }
+
+    #[test]
+    fn the_instance_count_cannot_wrap() {
+        let mut plan = parse(&noop_named("x")).unwrap();
+        plan.workloads[0].reps = u32::MAX;
+        plan.workloads[0].warmups = u32::MAX;
+        let mut second = plan.workloads[0].clone();
+        second.name = "y".into();
+        second.spec = WorkloadSpec::Density {
+            instances: u64::MAX,
+            settle_ms: 1,
+        };
+        plan.workloads.push(second);
+        assert_eq!(plan.instance_count(), usize::MAX);
+        plan.workloads.pop();
+        assert_eq!(
+            plan.instance_count(),
+            2 * u32::MAX as usize * plan.environments.len()
+        );
     }
 
     #[test]

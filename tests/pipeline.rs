@@ -62,11 +62,46 @@ fn negative_repetitions_exit_2_with_the_key_path() {
 }
 
 #[test]
+fn repetitions_above_the_cap_exit_2_naming_key_and_cap() {
+    // 4294967296 used to be cut to u32::MAX; with `reps = 4294967296` in a
+    // [[workload]] it became 0 and the run said "0 instances".
+    let s = Scratch::new("hugereps");
+    for (scenario, expected) in [
+        (
+            "name = \"x\"\nreps = 4294967296\n[[workload]]\nkind = \"noop\"\n",
+            "huge.toml:2:8: reps: expected a positive integer no larger than 100000, got 4294967296",
+        ),
+        (
+            "name = \"x\"\n[[workload]]\nkind = \"noop\"\nwarmups = 4294967296\n",
+            "huge.toml:4:11: workload[0].warmups: expected a non-negative integer no larger than 100000, got 4294967296",
+        ),
+    ] {
+        let out = s.run("huge.toml", scenario, &["--env", "native"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
+    let out = s.run(
+        "ok.toml",
+        "name = \"x\"\n[[workload]]\nkind = \"noop\"\n",
+        &["--env", "native", "--reps", "100001"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--reps: expected a positive integer no larger than 100000, got 100001"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
     for args in [
         vec!["run", "--env", "native,vmm"],
         vec!["run", "--reps", "0"],
+        vec!["run", "--reps", "4294967296"],
         vec!["run", "--workload", "nosuch"],
         vec!["report", "/nonexistent/run"],
     ] {
