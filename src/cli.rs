@@ -88,7 +88,7 @@ struct ExecArgs {
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
-    crate::cgroup::parse_size(s)
+    crate::cgroup::parse_memory_limit(s)
 }
 
 fn parse_cpus(s: &str) -> Result<f64, String> {

@@ -6,7 +6,7 @@
 //! `scenarios/quick.toml` is embedded in the binary and is the default, so
 //! `isobench run` works from any directory.
 
-use crate::cgroup::{CgroupUse, Limits, parse_size};
+use crate::cgroup::{CgroupUse, Limits, parse_memory_limit};
 use crate::env::EnvKind;
 use crate::env::container::Volume;
 use crate::env::vm::Machine;
@@ -650,7 +650,7 @@ impl Plan {
         let mut container = ContainerSettings::default();
         if let Some(m) = &file.container.memory {
             container.limits.memory_bytes = Some(
-                parse_size(m.get_ref())
+                parse_memory_limit(m.get_ref())
                     .map_err(|e| invalid(Some(m.span()), "container.memory", e))?,
             );
         }
@@ -1283,6 +1283,14 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
         );
         let msg = error("name = \"x\"\n[container]\ncpus = 0\n[[workload]]\nkind = \"noop\"\n");
         assert!(msg.starts_with("t.toml:3:8: container.cpus"), "{msg}");
+        let msg =
+            error("name = \"x\"\n[container]\nmemory = \"4k\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:3:10: container.memory: `4k`: a memory limit must be at least 6M"
+            ),
+            "{msg}"
+        );
         let msg = error(
             "name = \"x\"\n[container]\nvolumes = [\"/nope-isobench:/x\"]\n[[workload]]\nkind = \"noop\"\n",
         );

@@ -96,6 +96,46 @@ fn repetitions_above_the_cap_exit_2_naming_key_and_cap() {
 }
 
 #[test]
+fn memory_limits_that_overflow_or_are_below_6m_exit_2() {
+    let s = Scratch::new("badmem");
+    for (args, expected) in [
+        (
+            vec!["run", "--memory", "99999999T"],
+            "`99999999T`: too large",
+        ),
+        (
+            vec!["exec", "--memory", "99999999T", "--", "true"],
+            "`99999999T`: too large",
+        ),
+        (
+            vec!["exec", "--env", "native", "--memory", "4k", "--", "true"],
+            "`4k`: a memory limit must be at least 6M",
+        ),
+        (
+            vec!["run", "--memory", "4k"],
+            "`4k`: a memory limit must be at least 6M",
+        ),
+    ] {
+        let out = s.isobench().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let out = s.run(
+        "mem.toml",
+        "name = \"x\"\n[container]\nmemory = \"4k\"\n[[workload]]\nkind = \"noop\"\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mem.toml:3:10: container.memory: `4k`: a memory limit must be at least 6M"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
     for args in [
