@@ -136,6 +136,39 @@ fn memory_limits_that_overflow_or_are_below_6m_exit_2() {
 }
 
 #[test]
+fn volumes_over_the_root_or_proc_sys_dev_exit_2() {
+    let s = Scratch::new("badvol");
+    let host = s.path.display().to_string();
+    for (guest, expected) in [
+        ("/", "cannot mount over the container's root `/`"),
+        ("/proc/sys", "the container mounts its own /proc"),
+        ("/dev", "the container mounts its own /dev"),
+    ] {
+        let volume = format!("{host}:{guest}");
+        let out = s
+            .isobench()
+            .args(["exec", "--volume", &volume, "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{volume}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{volume}: {err}");
+    }
+    let scenario = format!(
+        "name = \"x\"\n[container]\nvolumes = [\"{host}:/\"]\n[[workload]]\nkind = \"noop\"\n"
+    );
+    let out = s.run("vol.toml", &scenario, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vol.toml:3:12: container.volumes[0]")
+            && err.contains("cannot mount over the container's root"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
     for args in [
