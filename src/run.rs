@@ -973,8 +973,11 @@ fn resolve_commands(plan: &Plan) -> BTreeMap<String, Result<(PathBuf, WorkloadSp
                     argv[0] = path.display().to_string();
                     Ok((path, WorkloadSpec::Command { argv }))
                 }
+                None if name.contains('/') => Err(format!(
+                    "program `{name}` not found on the host, or not executable (fix the path in argv)"
+                )),
                 None => Err(format!(
-                    "program `{name}` not found on the host (install it, or give its path in argv)"
+                    "program `{name}` not found on the host in $PATH (install it, or give its path in argv)"
                 )),
             };
             Some((w.name.clone(), resolved))
@@ -1121,6 +1124,17 @@ fn choose_accel(
 pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let plan = &settings.plan;
+    // A `command` workload's program missing on the host is a bad plan:
+    // exit 2 before anything starts, not a run whose every instance fails.
+    let commands = resolve_commands(plan);
+    for w in &plan.workloads {
+        if let Some(Err(why)) = commands.get(&w.name) {
+            return Err(RunError::Prerequisite(format!(
+                "workload `{}`: {why}",
+                w.name
+            )));
+        }
+    }
     let prereqs = preflight_with(
         &plan.environments,
         settings.kernel.as_deref(),
@@ -1129,7 +1143,6 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     if let Some(files) = &prereqs.kernel_files {
         check_vm_scratch(plan, files)?;
     }
-    let commands = resolve_commands(plan);
     let programs: Vec<PathBuf> = commands
         .values()
         .filter_map(|c| c.as_ref().ok().map(|s| s.0.clone()))

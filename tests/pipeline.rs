@@ -169,6 +169,29 @@ fn volumes_over_the_root_or_proc_sys_dev_exit_2() {
 }
 
 #[test]
+fn a_command_workload_whose_program_is_missing_exits_2_before_anything_starts() {
+    let s = Scratch::new("noprog");
+    let out = s.run(
+        "apps.toml",
+        "name = \"apps\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"command\"\nname = \"tool\"\nargv = [\"isobench-no-such-program\", \"--help\"]\n",
+        &["--env", "native"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "workload `tool`: program `isobench-no-such-program` not found on the host in $PATH"
+        ) && err.contains("install it, or give its path in argv"),
+        "{err}"
+    );
+    assert!(
+        !s.reports().exists(),
+        "no run directory for a plan that cannot run"
+    );
+    assert!(!s.runtime().exists());
+}
+
+#[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
     for args in [
