@@ -431,6 +431,81 @@ pub struct Plan {
     pub sample_interval: Option<Duration>,
 }
 
+/// What this host can give an instance: the ceilings a plan is checked
+/// against before anything starts (a guest cannot have more memory or
+/// vCPUs than its host, and a disk must fit where it is made). `None`: not
+/// known, not checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostCapacity {
+    /// The host's memory, `MemTotal` of `/proc/meminfo`, in MiB.
+    pub memory_mib: Option<u64>,
+    /// The CPUs isobench may use (`available_parallelism`: the affinity
+    /// mask and cgroup quota count).
+    pub cpus: Option<u64>,
+    /// Free space where guests' disks are made (the runtime directory),
+    /// with that directory, in MiB.
+    pub disk_free: Option<(PathBuf, u64)>,
+}
+
+impl HostCapacity {
+    /// This host's figures; VM disks are made under `runtime_dir`.
+    pub fn detect(runtime_dir: &Path) -> HostCapacity {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        // The runtime directory may not exist yet: its nearest ancestor
+        // that does is on the same file system, in all likelihood.
+        let disk_free = runtime_dir
+            .ancestors()
+            .find(|d| d.is_dir())
+            .and_then(|d| rustix::fs::statvfs(d).ok())
+            .map(|v| {
+                let free = v.f_bavail.saturating_mul(v.f_frsize) >> 20;
+                (runtime_dir.to_path_buf(), free)
+            });
+        HostCapacity {
+            memory_mib: crate::meta::meminfo_kib(&meminfo, "MemTotal").map(|kib| kib / 1024),
+            cpus: std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u64),
+            disk_free,
+        }
+    }
+
+    /// Whether a guest of `mib` MiB fits; the message says why not.
+    pub fn check_memory(&self, mib: u64) -> Result<(), String> {
+        match self.memory_mib {
+            Some(host) if mib > host => Err(format!(
+                "{mib} MiB is more than this host's memory ({host} MiB, MemTotal in \
+                 /proc/meminfo); a guest cannot have more than its host, lower it"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `cpus` (a VM's vCPUs, a container's CPU bandwidth) fit.
+    pub fn check_cpus(&self, cpus: f64) -> Result<(), String> {
+        match self.cpus {
+            Some(host) if cpus > host as f64 => Err(format!(
+                "{cpus} CPUs are more than this host's {host} (available_parallelism); lower it \
+                 (Docker refuses this too)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a guest disk of `mib` MiB (allocated in full) fits.
+    pub fn check_disk(&self, mib: u64) -> Result<(), String> {
+        match &self.disk_free {
+            Some((dir, free)) if mib > *free => Err(format!(
+                "a guest disk of {mib} MiB is more than the {free} MiB free in {} (the runtime \
+                 directory, where guests' disks are made in full); make it smaller or free space \
+                 (ISOBENCH_RUNTIME_DIR picks another directory)",
+                dir.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Command-line changes to a scenario.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -702,6 +777,51 @@ impl Plan {
         };
         plan.apply(overrides)?;
         Ok(plan)
+    }
+
+    /// Checks the plan against this host, before anything starts: a VM's
+    /// memory, vCPUs and disk (only when the plan has the `vm` environment),
+    /// a container's CPUs (only with `container`). Values the command line
+    /// set were checked where they were given (`cli::apply_resources`).
+    pub fn check_host(&self, host: &HostCapacity) -> Result<(), ScenarioError> {
+        let invalid = |key: &str, message: String| ScenarioError::Invalid {
+            location: self.source.clone(),
+            key: key.to_string(),
+            message,
+            snippet: String::new(),
+        };
+        if self.environments.contains(&EnvKind::Vm) {
+            host.check_memory(self.vm.memory_mib)
+                .map_err(|m| invalid("vm.memory_mib", m))?;
+            host.check_cpus(self.vm.cpus as f64)
+                .map_err(|m| invalid("vm.cpus", m))?;
+            let base = crate::env::vm::Devices {
+                disk_mib: self.vm.disk_mib,
+                scratch_mib: None,
+            };
+            if let Some(mib) = base.disk_size_mib() {
+                host.check_disk(mib)
+                    .map_err(|m| invalid("vm.disk_mib", m))?;
+            }
+            for w in &self.workloads {
+                let devices = base.for_workload(&w.spec);
+                if let (Some(mib), Some(_)) = (devices.disk_size_mib(), devices.scratch_mib) {
+                    host.check_disk(mib).map_err(|m| {
+                        invalid(
+                            &format!("workload `{}`", w.name),
+                            format!("{m} (a `fileio` guest's disk holds its file_mib and more)"),
+                        )
+                    })?;
+                }
+            }
+        }
+        if self.environments.contains(&EnvKind::Container)
+            && let Some(cpus) = self.container.limits.cpus
+        {
+            host.check_cpus(cpus)
+                .map_err(|m| invalid("container.cpus", m))?;
+        }
+        Ok(())
     }
 
     fn apply(&mut self, o: &Overrides) -> Result<(), ScenarioError> {
@@ -1135,6 +1255,63 @@ mod tests {
 
     fn noop_named(name: &str) -> String {
         format!("name = \"{name}\"\n[[workload]]\nkind = \"noop\"\n")
+    }
+
+    #[test]
+    fn a_vm_or_container_larger_than_the_host_is_refused() {
+        let host = HostCapacity {
+            memory_mib: Some(1024),
+            cpus: Some(2),
+            disk_free: Some((PathBuf::from("/run/isobench"), 500)),
+        };
+        let check = |text: &str| parse(text).unwrap().check_host(&host);
+        let ok = "name = \"x\"\n[vm]\nmemory_mib = 1024\ncpus = 2\ndisk_mib = 500\n[container]\ncpus = 2.0\n[[workload]]\nkind = \"noop\"\n";
+        check(ok).unwrap();
+        for (section, expected) in [
+            (
+                "[vm]\nmemory_mib = 1025",
+                "t.toml: vm.memory_mib: 1025 MiB is more than this host's memory (1024 MiB, MemTotal in /proc/meminfo)",
+            ),
+            (
+                "[vm]\ncpus = 3",
+                "t.toml: vm.cpus: 3 CPUs are more than this host's 2 (available_parallelism)",
+            ),
+            (
+                "[vm]\ndisk_mib = 501",
+                "t.toml: vm.disk_mib: a guest disk of 501 MiB is more than the 500 MiB free in /run/isobench",
+            ),
+            (
+                "[container]\ncpus = 2.5",
+                "t.toml: container.cpus: 2.5 CPUs are more than this host's 2",
+            ),
+        ] {
+            let text = format!("name = \"x\"\n{section}\n[[workload]]\nkind = \"noop\"\n");
+            let msg = check(&text).unwrap_err().to_string();
+            assert!(msg.starts_with(expected), "{msg}");
+            // Only when the plan has the environment.
+            let mut plan = parse(&text).unwrap();
+            plan.environments = vec![EnvKind::Native];
+            plan.check_host(&host).unwrap();
+        }
+        // A fileio guest's scratch disk: 400 + 50 + 64 MiB.
+        let msg = check("name = \"x\"\n[[workload]]\nkind = \"fileio\"\nfile_mib = 400\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("t.toml: workload `fileio`: a guest disk of 514 MiB"),
+            "{msg}"
+        );
+        // Figures not known: nothing is refused.
+        let unknown = HostCapacity::default();
+        parse("name = \"x\"\n[vm]\nmemory_mib = 99999999\n[[workload]]\nkind = \"noop\"\n")
+            .unwrap()
+            .check_host(&unknown)
+            .unwrap();
+        // This host's own figures are found.
+        let here = HostCapacity::detect(Path::new("/nonexistent-isobench/run"));
+        assert!(here.memory_mib.is_some_and(|m| m > 0), "{here:?}");
+        assert!(here.cpus.is_some_and(|c| c > 0), "{here:?}");
+        assert!(here.disk_free.is_some(), "{here:?}");
     }
 
     #[test]

@@ -191,6 +191,118 @@ fn a_command_workload_whose_program_is_missing_exits_2_before_anything_starts() 
     assert!(!s.runtime().exists());
 }
 
+/// This host's MemTotal in MiB and its CPUs.
+fn host_figures() -> (u64, u64) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    (kib / 1024, cpus)
+}
+
+#[test]
+fn a_vm_or_container_larger_than_the_host_exits_2_with_the_hosts_figure() {
+    let (mem, cpus) = host_figures();
+    let s = Scratch::new("toobig");
+    let big_mem = format!("{}M", mem + 1);
+    let big_cpus = (cpus + 1).to_string();
+    let host_mem = format!("this host's memory ({mem} MiB, MemTotal in /proc/meminfo)");
+    let host_cpus = format!("CPUs are more than this host's {cpus} (available_parallelism)");
+    for (args, expected) in [
+        (
+            vec!["run", "--env", "vm", "--memory", &big_mem],
+            host_mem.as_str(),
+        ),
+        (vec!["run", "--env", "vm", "--cpus", &big_cpus], &host_cpus),
+        (
+            vec!["run", "--env", "container", "--cpus", "1e308"],
+            "--cpus: ",
+        ),
+        (
+            vec!["exec", "--env", "vm", "--memory", &big_mem, "--", "true"],
+            &host_mem,
+        ),
+        (
+            vec!["exec", "--env", "vm", "--cpus", &big_cpus, "--", "true"],
+            &host_cpus,
+        ),
+        (vec!["exec", "--cpus", "1e308", "--", "true"], "--cpus: "),
+    ] {
+        let out = s.isobench().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    // In the scenario: named by its key, but only when the plan has a VM.
+    let scenario = format!(
+        "name = \"x\"\nreps = 1\nwarmups = 0\n[vm]\nmemory_mib = {}\n[[workload]]\nkind = \"noop\"\n",
+        mem + 1
+    );
+    let out = s.run("big.toml", &scenario, &["--env", "vm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "big.toml: vm.memory_mib: {} MiB is more than {host_mem}",
+            mem + 1
+        )),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+    let out = s.run("big.toml", &scenario, &["--env", "native"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn exec_values_that_would_fail_later_exit_2() {
+    let s = Scratch::new("badexec");
+    for (args, expected) in [
+        (vec!["--timeout", "18446744073709551615"], "--timeout"),
+        (vec!["--timeout", "604801"], "--timeout"),
+        (vec!["--pids", "99999999999"], "--pids"),
+    ] {
+        let out = s
+            .isobench()
+            .arg("exec")
+            .args(&args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!s.runtime().exists());
+}
+
+#[test]
+fn an_output_directory_that_is_a_file_exits_2_before_anything_starts() {
+    let s = Scratch::new("outfile");
+    let file = s.write("not-a-dir", "x");
+    let out = s
+        .isobench()
+        .args(["run", "--env", "native", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "--out {0}: {0} is not a directory",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!s.runtime().exists(), "nothing started");
+}
+
 #[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
