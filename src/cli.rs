@@ -174,7 +174,8 @@ pub fn apply_resources(
             ));
         }
         if vm {
-            host.check_memory(mib)
+            scenario::check_vm_memory(mib)
+                .and_then(|()| host.check_memory(mib))
                 .map_err(|e| format!("--memory (a VM's memory): {e}"))?;
         }
         plan.vm.memory_mib = mib.max(1);
@@ -201,7 +202,8 @@ pub fn check_exec_limits(env: EnvKind, limits: &Limits, host: &HostCapacity) -> 
     if env == EnvKind::Vm
         && let Some(bytes) = limits.memory_bytes
     {
-        host.check_memory(bytes >> 20)
+        scenario::check_vm_memory(bytes >> 20)
+            .and_then(|()| host.check_memory(bytes >> 20))
             .map_err(|e| format!("--memory (a VM's memory): {e}"))?;
     }
     if let Some(n) = limits.cpus {
@@ -559,6 +561,13 @@ mod tests {
             "{err}"
         );
         check_exec_limits(EnvKind::Container, &limits(Some(4096 << 20), None), &host).unwrap();
+        // Too little for a guest to boot, but fine for a container.
+        let err = check_exec_limits(EnvKind::Vm, &limits(Some(64 << 20), None), &host).unwrap_err();
+        assert!(err.contains("64 MiB is too little for a guest"), "{err}");
+        check_exec_limits(EnvKind::Container, &limits(Some(64 << 20), None), &host).unwrap();
+        let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
+        let err = apply_resources(&mut plan, Some(64 << 20), None, &host).unwrap_err();
+        assert!(err.contains("64 MiB is too little for a guest"), "{err}");
         for env in [EnvKind::Vm, EnvKind::Container, EnvKind::Native] {
             let err = check_exec_limits(env, &limits(None, Some(1e308)), &host).unwrap_err();
             assert!(err.starts_with("--cpus: "), "{err}");

@@ -230,6 +230,15 @@ fn a_vm_or_container_larger_than_the_host_exits_2_with_the_hosts_figure() {
             &host_cpus,
         ),
         (vec!["exec", "--cpus", "1e308", "--", "true"], "--cpus: "),
+        // Too little to boot: the guest kernel used to panic out of memory.
+        (
+            vec!["exec", "--env", "vm", "--memory", "64M", "--", "true"],
+            "--memory (a VM's memory): 64 MiB is too little for a guest",
+        ),
+        (
+            vec!["run", "--env", "vm", "--memory", "32M"],
+            "--memory (a VM's memory): 32 MiB is too little for a guest",
+        ),
     ] {
         let out = s.isobench().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
