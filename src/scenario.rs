@@ -779,8 +779,7 @@ impl Plan {
             );
         }
 
-        let mut environments = file.environments.clone();
-        environments.dedup();
+        let environments = first_of_each(&file.environments);
         let mut plan = Plan {
             name: file.name,
             description: file.description,
@@ -861,9 +860,7 @@ impl Plan {
                     "--env: the list is empty; name at least one of native, container, vm".into(),
                 ));
             }
-            let mut chosen = envs.clone();
-            chosen.dedup();
-            self.environments = chosen;
+            self.environments = first_of_each(envs);
         }
         if let Some(names) = &o.workloads {
             let have: HashSet<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
@@ -921,6 +918,19 @@ impl Plan {
         let total = per_env.saturating_mul(self.environments.len() as u64);
         usize::try_from(total).unwrap_or(usize::MAX)
     }
+}
+
+/// Each environment once, where it is first named: `dedup` alone kept the
+/// second `native` of `native, container, native`, which then ran twice
+/// per repetition under the same instance names.
+fn first_of_each(envs: &[EnvKind]) -> Vec<EnvKind> {
+    let mut once: Vec<EnvKind> = Vec::new();
+    for e in envs {
+        if !once.contains(e) {
+            once.push(*e);
+        }
+    }
+    once
 }
 
 type EntryError = (Option<std::ops::Range<usize>>, String, String);
@@ -993,6 +1003,16 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
                 Some(f.span()),
                 key(&format!("files[{i}]")),
                 format!("`{}`: give an absolute host path", f.get_ref()),
+            ));
+        }
+        if p.symlink_metadata().is_err() {
+            return Err((
+                Some(f.span()),
+                key(&format!("files[{i}]")),
+                format!(
+                    "`{}` does not exist on the host; fix the path or drop it",
+                    f.get_ref()
+                ),
             ));
         }
         files.push(p);
@@ -1454,6 +1474,13 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             msg.contains("workload[0].files[0]") && msg.contains("absolute"),
             "{msg}"
         );
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nfiles = [\"/etc\", \"/nonexistent-isobench\"]\n",
+        );
+        assert!(
+            msg.starts_with("t.toml:5:18: workload[0].files[1]: `/nonexistent-isobench` does not exist on the host"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1562,6 +1589,19 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             .unwrap_err()
             .to_string();
         assert!(msg.contains("w19, … and 980 more)"), "{msg}");
+    }
+
+    #[test]
+    fn every_environment_runs_once() {
+        let plan = parse("name = \"x\"\nenvironments = [\"native\", \"container\", \"native\", \"container\"]\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.environments, [EnvKind::Native, EnvKind::Container]);
+        let o = Overrides {
+            environments: Some(vec![EnvKind::Vm, EnvKind::Native, EnvKind::Vm]),
+            ..Overrides::default()
+        };
+        let plan = Plan::parse(&noop_named("x"), "t.toml", &o).unwrap();
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::Native]);
+        assert_eq!(plan.instance_count(), 2 * (3 + 1));
     }
 
     #[test]
