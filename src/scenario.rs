@@ -708,6 +708,23 @@ impl Plan {
                     ),
                 ));
             }
+            let timeout_s = entry.timeout_s.unwrap_or(file.timeout_s).0;
+            if let WorkloadSpec::Idle { duration_ms } = spec
+                && duration_ms >= timeout_s.saturating_mul(1000)
+            {
+                let at = given
+                    .iter()
+                    .find(|(n, _)| *n == "duration_ms")
+                    .map(|(_, v)| v.span());
+                return Err(invalid(
+                    at,
+                    &key("duration_ms"),
+                    format!(
+                        "{duration_ms} ms is not shorter than the timeout ({timeout_s} s): every \
+                         instance would be killed; raise `timeout_s` or shorten `duration_ms`"
+                    ),
+                ));
+            }
             workloads.push(PlannedWorkload {
                 name,
                 spec,
@@ -726,7 +743,7 @@ impl Plan {
                     invalid(at.or_else(|| Some(span.clone())), &key(&k), msg)
                 })?,
                 warmups: entry.warmups.unwrap_or(file.warmups).to_u32(),
-                timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
+                timeout: Duration::from_secs(timeout_s),
             });
         }
 
@@ -1305,6 +1322,19 @@ mod tests {
 
     fn noop_named(name: &str) -> String {
         format!("name = \"{name}\"\n[[workload]]\nkind = \"noop\"\n")
+    }
+
+    #[test]
+    fn an_idle_workload_longer_than_its_timeout_is_refused() {
+        let msg = error(
+            "name = \"x\"\ntimeout_s = 10\n[[workload]]\nkind = \"idle\"\nduration_ms = 10000\n",
+        );
+        assert!(
+            msg.starts_with("t.toml:5:15: workload[0].duration_ms: 10000 ms is not shorter than the timeout (10 s)"),
+            "{msg}"
+        );
+        parse("name = \"x\"\n[[workload]]\nkind = \"idle\"\nduration_ms = 10000\ntimeout_s = 11\n")
+            .unwrap();
     }
 
     #[test]
