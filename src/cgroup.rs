@@ -121,9 +121,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if !(value.is_finite() && value > 0.0) {
         return Err(format!("`{text}`: a size must be positive"));
     }
-    let bytes = (value * mult as f64).round() as u64;
+    let exact = (value * mult as f64).round();
+    // `as u64` would saturate: 99999999T would become 16 EiB.
+    if exact >= u64::MAX as f64 {
+        return Err(format!(
+            "`{text}`: too large; a size must be below 16777216T (2^64 bytes)"
+        ));
+    }
+    let bytes = exact as u64;
     if bytes < 4096 {
         return Err(format!("`{text}`: at least 4k is needed"));
+    }
+    Ok(bytes)
+}
+
+/// The smallest memory limit taken: 6 MiB, Docker's minimum too. Below it
+/// a program is OOM-killed as it starts, which reads as a failed run, not as
+/// the bad limit it is.
+pub const MIN_MEMORY_LIMIT: u64 = 6 << 20;
+
+/// Parses a memory limit (`run --memory`, `exec --memory`, `[container]
+/// memory`): a size of at least [`MIN_MEMORY_LIMIT`].
+pub fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < MIN_MEMORY_LIMIT {
+        return Err(format!(
+            "`{text}`: a memory limit must be at least 6M (as Docker requires: less \
+             leaves no room for the program to start)"
+        ));
     }
     Ok(bytes)
 }
@@ -734,6 +759,24 @@ mod tests {
         assert!(parse_size("-5M").is_err());
         assert!(parse_size("lots").is_err());
         assert!(parse_size("10").unwrap_err().contains("4k"));
+        // Past 2^64 bytes: refused, not saturated.
+        let err = parse_size("99999999T").unwrap_err();
+        assert!(err.contains("`99999999T`: too large"), "{err}");
+        assert!(parse_size("1e20").unwrap_err().contains("too large"));
+        assert_eq!(parse_size("16777215T"), Ok(16_777_215 << 40));
+        // A memory limit has Docker's minimum.
+        let err = parse_memory_limit("4k").unwrap_err();
+        assert!(
+            err.contains("`4k`: a memory limit must be at least 6M"),
+            "{err}"
+        );
+        assert!(parse_memory_limit("5.9M").is_err());
+        assert_eq!(parse_memory_limit("6M"), Ok(6 << 20));
+        assert!(
+            parse_memory_limit("99999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
         let l = Limits {
             cpus: Some(1.5),
             ..Limits::default()

@@ -16,7 +16,7 @@ use crate::kernel;
 use crate::report;
 use crate::run::{self, Settings};
 use crate::runtime;
-use crate::scenario::{Overrides, Plan};
+use crate::scenario::{self, HostCapacity, Overrides, Plan};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,7 +68,7 @@ struct ExecArgs {
     #[arg(long, value_name = "N", value_parser = parse_cpus)]
     cpus: Option<f64>,
     /// Maximum number of processes and threads.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=scenario::MAX_PIDS))]
     pids: Option<u64>,
     /// Bind mount HOST:GUEST[:ro] (repeatable; container only).
     #[arg(long, value_name = "HOST:GUEST[:ro]", value_parser = Volume::parse)]
@@ -77,8 +77,8 @@ struct ExecArgs {
     /// profile), `none`, or a JSON profile in Docker's format.
     #[arg(long, value_name = "default|none|PATH")]
     seccomp: Option<crate::seccomp::SeccompChoice>,
-    /// Kill the program after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Kill the program after this many seconds (at most 604800, 7 days).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=scenario::MAX_TIMEOUT_S))]
     timeout: u64,
     /// Print startup time, CPU time and peak memory on stderr at the end.
     #[arg(long)]
@@ -92,7 +92,7 @@ struct ExecArgs {
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
-    crate::cgroup::parse_size(s)
+    crate::cgroup::parse_memory_limit(s)
 }
 
 fn parse_cpus(s: &str) -> Result<f64, String> {
@@ -125,7 +125,7 @@ struct RunArgs {
     workload: Option<Vec<String>>,
     /// Repetitions per workload and environment (overrides the scenario).
     #[arg(long, value_name = "N")]
-    reps: Option<u32>,
+    reps: Option<u64>,
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
@@ -160,19 +160,27 @@ pub struct VmBootArgs {
 }
 
 /// Applies `--memory` and `--cpus` to a plan: a VM's RAM and vCPUs, a
-/// container's limits. A VM needs whole MiB and whole vCPUs.
+/// container's limits. A VM needs whole MiB and whole vCPUs, and neither a
+/// VM nor a container more than the host has.
 pub fn apply_resources(
     plan: &mut Plan,
     memory: Option<u64>,
     cpus: Option<f64>,
+    host: &HostCapacity,
 ) -> Result<(), String> {
     let vm = plan.environments.contains(&EnvKind::Vm);
+    let container = plan.environments.contains(&EnvKind::Container);
     if let Some(bytes) = memory {
         let mib = bytes / (1024 * 1024);
         if vm && (mib == 0 || bytes % (1024 * 1024) != 0) {
             return Err(format!(
                 "--memory: a VM's memory is a whole number of MiB (at least 1M), got {bytes} bytes"
             ));
+        }
+        if vm {
+            scenario::check_vm_memory(mib)
+                .and_then(|()| host.check_memory(mib))
+                .map_err(|e| format!("--memory (a VM's memory): {e}"))?;
         }
         plan.vm.memory_mib = mib.max(1);
         plan.container.limits.memory_bytes = Some(bytes);
@@ -183,10 +191,46 @@ pub fn apply_resources(
                 "--cpus {n}: a VM has a whole number of vCPUs (1 to 255); containers alone take fractions"
             ));
         }
+        if vm || container {
+            host.check_cpus(n).map_err(|e| format!("--cpus: {e}"))?;
+        }
         plan.vm.cpus = (n as u64).max(1);
         plan.container.limits.cpus = Some(n);
     }
     Ok(())
+}
+
+/// `exec`'s limits against the host: a VM's memory and vCPUs, any
+/// environment's CPU bandwidth.
+pub fn check_exec_limits(env: EnvKind, limits: &Limits, host: &HostCapacity) -> Result<(), String> {
+    if env == EnvKind::Vm
+        && let Some(bytes) = limits.memory_bytes
+    {
+        scenario::check_vm_memory(bytes >> 20)
+            .and_then(|()| host.check_memory(bytes >> 20))
+            .map_err(|e| format!("--memory (a VM's memory): {e}"))?;
+    }
+    if let Some(n) = limits.cpus {
+        host.check_cpus(n).map_err(|e| format!("--cpus: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `--out DIR` must be a directory, or creatable as one: a file there (or
+/// above it) would fail the run only once its preflight passed.
+pub fn check_out_dir(out: &Path) -> Result<(), String> {
+    let existing = out
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.symlink_metadata().is_ok());
+    match existing {
+        Some(a) if !a.is_dir() => Err(format!(
+            "--out {}: {} is not a directory; give a directory for run directories",
+            out.display(),
+            a.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,7 +302,14 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    if let Err(e) = apply_resources(&mut plan, args.memory, args.cpus) {
+    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    if let Err(e) = apply_resources(&mut plan, args.memory, args.cpus, &host) {
+        return fail(2, e);
+    }
+    if let Err(e) = plan.check_host(&host) {
+        return fail(2, e);
+    }
+    if let Err(e) = check_out_dir(&args.out) {
         return fail(2, e);
     }
     let stop = match stop_flag() {
@@ -321,6 +372,15 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 fn cmd_exec(args: ExecArgs) -> ExitCode {
+    let limits = Limits {
+        memory_bytes: args.memory,
+        cpus: args.cpus,
+        pids: args.pids,
+    };
+    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    if let Err(e) = check_exec_limits(args.env, &limits, &host) {
+        return fail(2, e);
+    }
     let stop = match stop_flag() {
         Ok(s) => s,
         Err(e) => return fail(1, e),
@@ -328,11 +388,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
     let settings = ExecSettings {
         env: args.env,
         argv: args.command,
-        limits: Limits {
-            memory_bytes: args.memory,
-            cpus: args.cpus,
-            pids: args.pids,
-        },
+        limits,
         volumes: args.volume,
         seccomp: args.seccomp,
         timeout: std::time::Duration::from_secs(args.timeout),
@@ -459,20 +515,93 @@ fn cmd_clean() -> ExitCode {
 mod tests {
     use super::*;
 
+    fn host() -> HostCapacity {
+        HostCapacity {
+            memory_mib: Some(2048),
+            cpus: Some(2),
+            disk_free: None,
+        }
+    }
+
     #[test]
     fn resources_apply_to_vms_and_containers() {
+        let host = host();
         let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
-        apply_resources(&mut plan, Some(512 * 1024 * 1024), Some(2.0)).unwrap();
+        apply_resources(&mut plan, Some(512 * 1024 * 1024), Some(2.0), &host).unwrap();
         assert_eq!((plan.vm.memory_mib, plan.vm.cpus), (512, 2));
         assert_eq!(plan.container.limits.memory_bytes, Some(512 * 1024 * 1024));
         assert_eq!(plan.container.limits.cpus, Some(2.0));
-        let err = apply_resources(&mut plan, None, Some(1.5)).unwrap_err();
+        let err = apply_resources(&mut plan, None, Some(1.5), &host).unwrap_err();
         assert!(err.contains("whole number of vCPUs"), "{err}");
-        let err = apply_resources(&mut plan, Some(1000), None).unwrap_err();
+        let err = apply_resources(&mut plan, Some(1000), None, &host).unwrap_err();
         assert!(err.contains("whole number of MiB"), "{err}");
         // Without VMs, fractions are fine.
         plan.environments = vec![EnvKind::Container];
-        apply_resources(&mut plan, Some(1000), Some(0.5)).unwrap();
+        apply_resources(&mut plan, Some(1000), Some(0.5), &host).unwrap();
         assert_eq!(plan.container.limits.cpus, Some(0.5));
+    }
+
+    #[test]
+    fn resources_beyond_the_host_are_refused() {
+        let host = host();
+        let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
+        let err = apply_resources(&mut plan, Some(4096 << 20), None, &host).unwrap_err();
+        assert_eq!(
+            err,
+            "--memory (a VM's memory): 4096 MiB is more than this host's memory (2048 MiB, \
+             MemTotal in /proc/meminfo); a guest cannot have more than its host, lower it"
+        );
+        let err = apply_resources(&mut plan, None, Some(3.0), &host).unwrap_err();
+        assert!(
+            err.starts_with("--cpus: 3 CPUs are more than this host's 2"),
+            "{err}"
+        );
+        // A container's CPUs too; `1e308` is no longer a quota that saturates.
+        plan.environments = vec![EnvKind::Container];
+        let err = apply_resources(&mut plan, None, Some(1e308), &host).unwrap_err();
+        assert!(err.contains("more than this host's 2"), "{err}");
+        // A container may have a memory limit above the host's memory (as in Docker).
+        apply_resources(&mut plan, Some(4096 << 20), None, &host).unwrap();
+        // Native alone uses neither.
+        plan.environments = vec![EnvKind::Native];
+        apply_resources(&mut plan, Some(4096 << 20), Some(64.0), &host).unwrap();
+
+        let limits = |memory_bytes, cpus| Limits {
+            memory_bytes,
+            cpus,
+            pids: None,
+        };
+        let err =
+            check_exec_limits(EnvKind::Vm, &limits(Some(4096 << 20), None), &host).unwrap_err();
+        assert!(
+            err.starts_with("--memory (a VM's memory): 4096 MiB"),
+            "{err}"
+        );
+        check_exec_limits(EnvKind::Container, &limits(Some(4096 << 20), None), &host).unwrap();
+        // Too little for a guest to boot, but fine for a container.
+        let err = check_exec_limits(EnvKind::Vm, &limits(Some(64 << 20), None), &host).unwrap_err();
+        assert!(err.contains("64 MiB is too little for a guest"), "{err}");
+        check_exec_limits(EnvKind::Container, &limits(Some(64 << 20), None), &host).unwrap();
+        let mut plan = Plan::load(None, &crate::scenario::Overrides::default()).unwrap();
+        let err = apply_resources(&mut plan, Some(64 << 20), None, &host).unwrap_err();
+        assert!(err.contains("64 MiB is too little for a guest"), "{err}");
+        for env in [EnvKind::Vm, EnvKind::Container, EnvKind::Native] {
+            let err = check_exec_limits(env, &limits(None, Some(1e308)), &host).unwrap_err();
+            assert!(err.starts_with("--cpus: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_output_directory_must_be_a_directory() {
+        check_out_dir(Path::new("reports")).unwrap();
+        check_out_dir(Path::new("/tmp")).unwrap();
+        check_out_dir(Path::new("/tmp/isobench-nonexistent/a/b")).unwrap();
+        let err = check_out_dir(Path::new("/etc/hostname")).unwrap_err();
+        assert_eq!(
+            err,
+            "--out /etc/hostname: /etc/hostname is not a directory; give a directory for run directories"
+        );
+        let err = check_out_dir(Path::new("/etc/hostname/runs")).unwrap_err();
+        assert!(err.contains(": /etc/hostname is not a directory"), "{err}");
     }
 }

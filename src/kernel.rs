@@ -50,9 +50,100 @@ pub enum KernelError {
     /// `--kernel` names no file.
     #[error("--kernel {0}: no such file")]
     NotFound(PathBuf),
+    /// `--kernel` names a file that is no kernel QEMU can boot.
+    #[error(
+        "--kernel {}: not a guest kernel: {why}; pass a bzImage (such as /boot/vmlinuz-*) or an uncompressed x86-64 vmlinux with a PVH entry point, or leave --kernel out and get one with `{FIX}`",
+        path.display()
+    )]
+    NotAKernel {
+        /// The file given.
+        path: PathBuf,
+        /// What it is not.
+        why: String,
+    },
+    /// `--kernel` names a file that cannot be read.
+    #[error("--kernel {}: cannot read it: {source}", path.display())]
+    Unreadable {
+        /// The file given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A fetch step failed.
     #[error("kernel fetch: {0}")]
     Fetch(String),
+}
+
+/// The two kinds of kernel image QEMU boots directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// A bzImage: the `HdrS` boot-protocol magic at offset 0x202.
+    BzImage,
+    /// An uncompressed vmlinux: an ELF64 x86-64 executable with a PVH
+    /// entry point.
+    PvhElf,
+}
+
+/// The format of a kernel image from its bytes, or what it is not.
+pub fn image_format(bytes: &[u8]) -> Result<ImageFormat, String> {
+    if bytes.get(0x202..0x206) == Some(b"HdrS") {
+        return Ok(ImageFormat::BzImage);
+    }
+    if !bytes.starts_with(b"\x7fELF") {
+        return Err(
+            "neither a bzImage (no `HdrS` magic at offset 0x202) nor an ELF file".to_string(),
+        );
+    }
+    let elf = goblin::elf::Elf::parse(bytes).map_err(|e| format!("a damaged ELF file ({e})"))?;
+    let h = &elf.header;
+    if !elf.is_64 || h.e_machine != goblin::elf::header::EM_X86_64 {
+        return Err(format!(
+            "an ELF file for {} ({}-bit), not for x86-64",
+            goblin::elf::header::machine_to_str(h.e_machine),
+            if elf.is_64 { 64 } else { 32 }
+        ));
+    }
+    if h.e_type != goblin::elf::header::ET_EXEC {
+        return Err(format!(
+            "an x86-64 ELF {}, not an executable kernel",
+            goblin::elf::header::et_to_str(h.e_type)
+        ));
+    }
+    if !is_pvh_elf(bytes) {
+        return Err(
+            "an x86-64 ELF executable without a PVH entry point (no `Xen` note of type 18, \
+             XEN_ELFNOTE_PHYS32_ENTRY, in a PT_NOTE segment), which QEMU needs to boot it"
+                .to_string(),
+        );
+    }
+    Ok(ImageFormat::PvhElf)
+}
+
+/// Checks that `--kernel PATH` is a bootable kernel image before anything
+/// starts (QEMU would otherwise fail at the first boot).
+pub fn check_image(path: &Path) -> Result<ImageFormat, KernelError> {
+    use std::io::Read;
+    let unreadable = |source| KernelError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    // The boot header is enough for a bzImage; only an ELF file is read whole.
+    let mut head = Vec::with_capacity(4096);
+    file.by_ref()
+        .take(4096)
+        .read_to_end(&mut head)
+        .map_err(unreadable)?;
+    let bytes = if head.starts_with(b"\x7fELF") {
+        file.read_to_end(&mut head).map_err(unreadable)?;
+        head
+    } else {
+        head
+    };
+    image_format(&bytes).map_err(|why| KernelError::NotAKernel {
+        path: path.to_path_buf(),
+        why,
+    })
 }
 
 /// A guest kernel on disk.
@@ -109,15 +200,18 @@ pub fn installed(cache: &Path) -> Option<GuestKernel> {
 /// The kernel to boot: `--kernel PATH` if given, else the fetched one.
 pub fn resolve(cli: Option<&Path>, cache: &Path) -> Result<GuestKernel, KernelError> {
     match cli {
-        Some(path) if path.is_file() => Ok(GuestKernel {
-            version: path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
-            vmlinuz: path.to_path_buf(),
-            vmlinux: None,
-            modules: None,
-        }),
+        Some(path) if path.is_file() => {
+            check_image(path)?;
+            Ok(GuestKernel {
+                version: path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                vmlinuz: path.to_path_buf(),
+                vmlinux: None,
+                modules: None,
+            })
+        }
         Some(path) => Err(KernelError::NotFound(path.to_path_buf())),
         None => installed(cache).ok_or_else(|| KernelError::Missing {
             cache: kernels_dir(cache).display().to_string(),
@@ -438,10 +532,99 @@ mod tests {
         std::fs::write(dir.join("vmlinux"), b"elf").unwrap();
         let k = resolve(None, &cache).unwrap();
         assert_eq!(k.boot_image(), dir.join("vmlinux"));
+        // `--kernel` must be a kernel image.
+        let err = resolve(Some(&dir.join("vmlinuz")), &cache).unwrap_err();
+        assert!(matches!(err, KernelError::NotAKernel { .. }), "{err}");
+        std::fs::write(dir.join("vmlinuz"), fake_bzimage()).unwrap();
         let flag = resolve(Some(&dir.join("vmlinuz")), &cache).unwrap();
         assert_eq!(flag.modules, None);
         assert_eq!(flag.boot_image(), dir.join("vmlinuz"));
         std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    /// The smallest file with a bzImage boot header.
+    fn fake_bzimage() -> Vec<u8> {
+        let mut image = vec![0u8; 1024];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image
+    }
+
+    /// A minimal ELF64 executable for `machine`, with one PT_NOTE segment
+    /// holding one note (`name`, `n_type`).
+    fn elf(machine: u16, e_type: u16, name: &[u8], n_type: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b[6] = 1; // version
+        b[16..18].copy_from_slice(&e_type.to_le_bytes());
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        b[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let mut note = Vec::new();
+        note.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        note.extend_from_slice(&4u32.to_le_bytes());
+        note.extend_from_slice(&n_type.to_le_bytes());
+        note.extend_from_slice(name);
+        note.push(0);
+        while note.len() % 4 != 0 {
+            note.push(0);
+        }
+        note.extend_from_slice(&0x0100_0000u32.to_le_bytes());
+        let ph = 64;
+        b[ph..ph + 4].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+        b[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
+        b[ph + 32..ph + 40].copy_from_slice(&(note.len() as u64).to_le_bytes());
+        b[ph + 40..ph + 48].copy_from_slice(&(note.len() as u64).to_le_bytes());
+        b[ph + 48..ph + 56].copy_from_slice(&4u64.to_le_bytes()); // p_align
+        b.extend_from_slice(&note);
+        b
+    }
+
+    #[test]
+    fn kernel_images_are_recognised_and_anything_else_is_named() {
+        use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC};
+        assert_eq!(image_format(&fake_bzimage()), Ok(ImageFormat::BzImage));
+        let pvh = elf(EM_X86_64, ET_EXEC, b"Xen", 18);
+        assert_eq!(image_format(&pvh), Ok(ImageFormat::PvhElf));
+        assert!(is_pvh_elf(&pvh));
+        let err = image_format(b"myhost\n").unwrap_err();
+        assert!(
+            err.contains("neither a bzImage") && err.contains("0x202"),
+            "{err}"
+        );
+        let err = image_format(&elf(EM_X86_64, ET_EXEC, b"GNU", 18)).unwrap_err();
+        assert!(err.contains("without a PVH entry point"), "{err}");
+        let err = image_format(&elf(EM_X86_64, ET_EXEC, b"Xen", 3)).unwrap_err();
+        assert!(err.contains("without a PVH entry point"), "{err}");
+        let err = image_format(&elf(EM_AARCH64, ET_EXEC, b"Xen", 18)).unwrap_err();
+        assert!(err.contains("not for x86-64"), "{err}");
+        let err = image_format(&elf(EM_X86_64, ET_DYN, b"Xen", 18)).unwrap_err();
+        assert!(err.contains("not an executable kernel"), "{err}");
+
+        let dir = crate::testutil::TempDir::new("kimage");
+        let path = dir.join("hostname");
+        std::fs::write(&path, "myhost\n").unwrap();
+        let msg = resolve(Some(&path), &dir.join("cache"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "--kernel {}: not a guest kernel: neither",
+                path.display()
+            )) && msg.contains("isobench kernel fetch"),
+            "{msg}"
+        );
+        // The kernel `isobench kernel fetch` keeps, when there is one here.
+        if let Some(k) = installed(&cache_dir()) {
+            assert_eq!(check_image(&k.vmlinuz).unwrap(), ImageFormat::BzImage);
+            if let Some(x) = &k.vmlinux {
+                assert_eq!(check_image(x).unwrap(), ImageFormat::PvhElf);
+            }
+        }
     }
 
     #[test]

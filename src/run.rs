@@ -1041,26 +1041,31 @@ impl Drop for Scratch {
 }
 
 /// The host program of every `command` workload, by workload name: its
-/// absolute path and the spec the agent runs, or why it cannot run.
-fn resolve_commands(plan: &Plan) -> BTreeMap<String, Result<(PathBuf, WorkloadSpec), String>> {
-    plan.workloads
-        .iter()
-        .filter_map(|w| {
-            let c = w.command.as_ref()?;
-            let name = &c.argv[0];
-            let resolved = match image::find_program(name) {
-                Some(path) => {
-                    let mut argv = c.argv.clone();
-                    argv[0] = path.display().to_string();
-                    Ok((path, WorkloadSpec::Command { argv }))
+/// absolute path and the spec the agent runs. A program that is not on the
+/// host is a prerequisite error, before anything starts.
+fn resolve_commands(plan: &Plan) -> Result<BTreeMap<String, (PathBuf, WorkloadSpec)>, RunError> {
+    let mut out = BTreeMap::new();
+    for w in &plan.workloads {
+        let Some(c) = w.command.as_ref() else {
+            continue;
+        };
+        let name = &c.argv[0];
+        let path = image::find_program(name).ok_or_else(|| {
+            RunError::Prerequisite(format!(
+                "workload `{}`: {}",
+                w.name,
+                if name.contains('/') {
+                    format!("program `{name}` not found on the host, or not executable (fix the path in argv)")
+                } else {
+                    format!("program `{name}` not found on the host in $PATH (install it, or give its path in argv)")
                 }
-                None => Err(format!(
-                    "program `{name}` not found on the host (install it, or give its path in argv)"
-                )),
-            };
-            Some((w.name.clone(), resolved))
-        })
-        .collect()
+            ))
+        })?;
+        let mut argv = c.argv.clone();
+        argv[0] = path.display().to_string();
+        out.insert(w.name.clone(), (path, WorkloadSpec::Command { argv }));
+    }
+    Ok(out)
 }
 
 /// For a `command` workload that ran: its exit status and the figures its
@@ -1202,6 +1207,9 @@ fn choose_accel(
 pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let plan = &settings.plan;
+    // A `command` workload's program missing on the host is a bad plan:
+    // exit 2 before anything starts, not a run whose every instance fails.
+    let commands = resolve_commands(plan)?;
     let prereqs = preflight_with(
         &plan.environments,
         settings.kernel.as_deref(),
@@ -1210,15 +1218,11 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     if let Some(files) = &prereqs.kernel_files {
         check_vm_scratch(plan, files)?;
     }
-    let commands = resolve_commands(plan);
-    let programs: Vec<PathBuf> = commands
-        .values()
-        .filter_map(|c| c.as_ref().ok().map(|s| s.0.clone()))
-        .collect();
+    let programs: Vec<PathBuf> = commands.values().map(|c| c.0.clone()).collect();
     let files: Vec<PathBuf> = plan
         .workloads
         .iter()
-        .filter(|w| commands.get(&w.name).is_some_and(Result::is_ok))
+        .filter(|w| commands.contains_key(&w.name))
         .flat_map(|w| w.command.iter().flat_map(|c| c.files.iter().cloned()))
         .collect();
 
@@ -1380,13 +1384,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                 );
                 let log = dir.join(&log_rel);
                 let r = match commands.get(&w.name) {
-                    // A program not on the host: every instance of it fails
-                    // with that reason, and the rest of the run goes on.
-                    Some(Err(e)) => InstanceResult {
-                        error: Some(e.clone()),
-                        ..InstanceResult::default()
-                    },
-                    Some(Ok((_, spec))) => {
+                    Some((_, spec)) => {
                         let extras = Extras {
                             sample_every: plan.sample_interval,
                             ..Extras::default()

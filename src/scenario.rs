@@ -6,7 +6,7 @@
 //! `scenarios/quick.toml` is embedded in the binary and is the default, so
 //! `isobench run` works from any directory.
 
-use crate::cgroup::{CgroupUse, Limits, parse_size};
+use crate::cgroup::{CgroupUse, Limits, parse_memory_limit};
 use crate::env::EnvKind;
 use crate::env::container::Volume;
 use crate::env::vm::Machine;
@@ -16,6 +16,7 @@ use crate::workload::{WorkloadKind, WorkloadSpec, param_list};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,60 +55,114 @@ pub enum ScenarioError {
     Override(String),
 }
 
-/// An integer greater than zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Positive(pub u64);
+/// Most repetitions (`reps`, `max_reps`, `--reps`) a workload may have.
+pub const MAX_REPS: u64 = 100_000;
+/// Most warm-up runs (`warmups`) a workload may have.
+pub const MAX_WARMUPS: u64 = 100_000;
+/// Longest `timeout_s` and `vm.boot_timeout_s` (and `exec --timeout`): 7 days.
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// Longest sampling interval (`sample_ms`): a minute.
+pub const MAX_SAMPLE_MS: u64 = 60_000;
+/// Most vCPUs of a guest (`vm.cpus`, as QEMU's `microvm` and `pc` take).
+pub const MAX_VCPUS: u64 = 255;
+/// Largest guest disk (`vm.disk_mib`): 1 TiB.
+pub const MAX_DISK_MIB: u64 = 1 << 20;
+/// Largest pids limit (`container.pids`, `exec --pids`): the kernel's own
+/// ceiling on process ids (`PID_MAX_LIMIT` on 64-bit).
+pub const MAX_PIDS: u64 = 4 * 1024 * 1024;
 
-/// An integer zero or greater.
+/// The least memory a guest boots with, in MiB: the kernel and the image
+/// (the initramfs, unpacked in RAM) must fit. Measured here: a Debian cloud
+/// kernel with isobench's image panics out of memory at 64 MiB and boots at
+/// 80 MiB; 128 leaves room for what workloads add.
+pub const MIN_VM_MEMORY_MIB: u64 = 128;
+
+/// Whether a guest of `mib` MiB can boot; the message says why not.
+pub fn check_vm_memory(mib: u64) -> Result<(), String> {
+    if mib < MIN_VM_MEMORY_MIB {
+        return Err(format!(
+            "{mib} MiB is too little for a guest: it needs at least {MIN_VM_MEMORY_MIB} MiB \
+             (the kernel and the image, unpacked in RAM; at 64 MiB the guest kernel panics \
+             out of memory)"
+        ));
+    }
+    Ok(())
+}
+
+/// An integer from `MIN` to `MAX`, checked while the file is read, so a bad
+/// value is named with its key, line and column like any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Count(pub u64);
+pub struct Int<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<const MIN: u64, const MAX: u64> Int<MIN, MAX> {
+    /// The value as a `u32`: only for types whose cap fits, checked when
+    /// the program is compiled, so nothing is ever cut.
+    pub fn to_u32(self) -> u32 {
+        const { assert!(MAX <= u32::MAX as u64) };
+        self.0 as u32
+    }
+}
+
+/// An integer greater than zero.
+pub type Positive = Int<1, { u64::MAX }>;
+/// An integer zero or greater.
+pub type Count = Int<0, { u64::MAX }>;
+/// Repetitions: 1 to [`MAX_REPS`].
+pub type Reps = Int<1, MAX_REPS>;
+/// Warm-ups: 0 to [`MAX_WARMUPS`].
+pub type Warmups = Int<0, MAX_WARMUPS>;
+/// A timeout in seconds: 1 to [`MAX_TIMEOUT_S`].
+pub type Seconds = Int<1, MAX_TIMEOUT_S>;
 
 struct IntVisitor {
-    min: i64,
-    what: &'static str,
+    min: u64,
+    max: u64,
+}
+
+impl IntVisitor {
+    /// What is expected; the cap is named only to a value above it.
+    fn what(&self, above: bool) -> String {
+        let low = match self.min {
+            0 => "a non-negative integer".to_string(),
+            1 => "a positive integer".to_string(),
+            n => format!("an integer of at least {n}"),
+        };
+        if above {
+            format!("{low} no larger than {}", self.max)
+        } else {
+            low
+        }
+    }
+    fn check<E: de::Error>(&self, v: i128) -> Result<u64, E> {
+        if v < self.min as i128 || v > self.max as i128 {
+            let above = v > self.max as i128;
+            return Err(E::custom(format!("expected {}, got {v}", self.what(above))));
+        }
+        Ok(v as u64)
+    }
 }
 
 impl Visitor<'_> for IntVisitor {
     type Value = u64;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.what)
+        f.write_str(&self.what(false))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        if v < self.min {
-            return Err(E::custom(format!("expected {}, got {v}", self.what)));
-        }
-        Ok(v as u64)
+        self.check(v.into())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        if (v as i128) < self.min as i128 {
-            return Err(E::custom(format!("expected {}, got {v}", self.what)));
-        }
-        Ok(v)
+        self.check(v.into())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-        Err(E::custom(format!("expected {}, got {v}", self.what)))
+        Err(E::custom(format!("expected {}, got {v}", self.what(false))))
     }
 }
 
-impl<'de> Deserialize<'de> for Positive {
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Int<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_i64(IntVisitor {
-            min: 1,
-            what: "a positive integer",
-        })
-        .map(Positive)
-    }
-}
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_i64(IntVisitor {
-            min: 0,
-            what: "a non-negative integer",
-        })
-        .map(Count)
+        d.deserialize_i64(IntVisitor { min: MIN, max: MAX })
+            .map(Int)
     }
 }
 
@@ -121,16 +176,16 @@ struct File {
     #[serde(default = "all_environments")]
     environments: Vec<EnvKind>,
     #[serde(default = "default_reps")]
-    reps: Positive,
+    reps: Reps,
     /// Adaptive repetitions: repeat until the spread is small enough.
-    max_reps: Option<Spanned<Positive>>,
+    max_reps: Option<Spanned<Reps>>,
     target_rsd: Option<Spanned<f64>>,
     #[serde(default = "default_warmups")]
-    warmups: Count,
+    warmups: Warmups,
     #[serde(default = "default_timeout")]
-    timeout_s: Positive,
+    timeout_s: Seconds,
     #[serde(default = "default_sample_ms")]
-    sample_ms: Count,
+    sample_ms: Int<0, MAX_SAMPLE_MS>,
     #[serde(default)]
     vm: VmSection,
     #[serde(default)]
@@ -142,45 +197,48 @@ struct File {
 fn all_environments() -> Vec<EnvKind> {
     EnvKind::ALL.to_vec()
 }
-fn default_reps() -> Positive {
-    Positive(3)
+fn default_reps() -> Reps {
+    Int(3)
 }
-fn default_warmups() -> Count {
-    Count(1)
+fn default_warmups() -> Warmups {
+    Int(1)
 }
-fn default_sample_ms() -> Count {
-    Count(10)
+fn default_sample_ms() -> Int<0, MAX_SAMPLE_MS> {
+    Int(10)
 }
-fn default_timeout() -> Positive {
-    Positive(300)
+fn default_timeout() -> Seconds {
+    Int(300)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VmSection {
-    #[serde(default = "default_vm_memory")]
-    memory_mib: Positive,
+    #[serde(default = "default_vm_memory_spanned")]
+    memory_mib: Spanned<Positive>,
     #[serde(default = "default_vm_cpus")]
-    cpus: Positive,
-    boot_timeout_s: Option<Positive>,
+    cpus: Int<1, MAX_VCPUS>,
+    boot_timeout_s: Option<Seconds>,
     #[serde(default)]
     machine: Machine,
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
-    disk_mib: Option<Positive>,
+    disk_mib: Option<Int<1, MAX_DISK_MIB>>,
 }
 
 fn default_vm_memory() -> Positive {
-    Positive(256)
+    Int(256)
 }
-fn default_vm_cpus() -> Positive {
-    Positive(1)
+fn default_vm_memory_spanned() -> Spanned<Positive> {
+    Spanned::new(0..0, default_vm_memory())
+}
+fn default_vm_cpus() -> Int<1, MAX_VCPUS> {
+    Int(1)
 }
 
 impl Default for VmSection {
     fn default() -> Self {
         VmSection {
-            memory_mib: default_vm_memory(),
+            memory_mib: default_vm_memory_spanned(),
             cpus: default_vm_cpus(),
             boot_timeout_s: None,
             machine: Machine::default(),
@@ -195,7 +253,7 @@ impl Default for VmSection {
 struct ContainerSection {
     memory: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
-    pids: Option<Positive>,
+    pids: Option<Int<1, MAX_PIDS>>,
     #[serde(default)]
     volumes: Vec<Spanned<String>>,
     #[serde(default)]
@@ -216,11 +274,11 @@ macro_rules! workload_entry {
         struct WorkloadEntry {
             kind: WorkloadKind,
             name: Option<Spanned<String>>,
-            reps: Option<Positive>,
-            max_reps: Option<Spanned<Positive>>,
+            reps: Option<Reps>,
+            max_reps: Option<Spanned<Reps>>,
             target_rsd: Option<Spanned<f64>>,
-            warmups: Option<Count>,
-            timeout_s: Option<Positive>,
+            warmups: Option<Warmups>,
+            timeout_s: Option<Seconds>,
             // `fileio` workloads only:
             target: Option<Spanned<FileTarget>>,
             // `command` workloads only:
@@ -399,6 +457,81 @@ pub struct Plan {
     pub sample_interval: Option<Duration>,
 }
 
+/// What this host can give an instance: the ceilings a plan is checked
+/// against before anything starts (a guest cannot have more memory or
+/// vCPUs than its host, and a disk must fit where it is made). `None`: not
+/// known, not checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostCapacity {
+    /// The host's memory, `MemTotal` of `/proc/meminfo`, in MiB.
+    pub memory_mib: Option<u64>,
+    /// The CPUs isobench may use (`available_parallelism`: the affinity
+    /// mask and cgroup quota count).
+    pub cpus: Option<u64>,
+    /// Free space where guests' disks are made (the runtime directory),
+    /// with that directory, in MiB.
+    pub disk_free: Option<(PathBuf, u64)>,
+}
+
+impl HostCapacity {
+    /// This host's figures; VM disks are made under `runtime_dir`.
+    pub fn detect(runtime_dir: &Path) -> HostCapacity {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        // The runtime directory may not exist yet: its nearest ancestor
+        // that does is on the same file system, in all likelihood.
+        let disk_free = runtime_dir
+            .ancestors()
+            .find(|d| d.is_dir())
+            .and_then(|d| rustix::fs::statvfs(d).ok())
+            .map(|v| {
+                let free = v.f_bavail.saturating_mul(v.f_frsize) >> 20;
+                (runtime_dir.to_path_buf(), free)
+            });
+        HostCapacity {
+            memory_mib: crate::meta::meminfo_kib(&meminfo, "MemTotal").map(|kib| kib / 1024),
+            cpus: std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u64),
+            disk_free,
+        }
+    }
+
+    /// Whether a guest of `mib` MiB fits; the message says why not.
+    pub fn check_memory(&self, mib: u64) -> Result<(), String> {
+        match self.memory_mib {
+            Some(host) if mib > host => Err(format!(
+                "{mib} MiB is more than this host's memory ({host} MiB, MemTotal in \
+                 /proc/meminfo); a guest cannot have more than its host, lower it"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `cpus` (a VM's vCPUs, a container's CPU bandwidth) fit.
+    pub fn check_cpus(&self, cpus: f64) -> Result<(), String> {
+        match self.cpus {
+            Some(host) if cpus > host as f64 => Err(format!(
+                "{cpus} CPUs are more than this host's {host} (available_parallelism); lower it \
+                 (Docker refuses this too)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a guest disk of `mib` MiB (allocated in full) fits.
+    pub fn check_disk(&self, mib: u64) -> Result<(), String> {
+        match &self.disk_free {
+            Some((dir, free)) if mib > *free => Err(format!(
+                "a guest disk of {mib} MiB is more than the {free} MiB free in {} (the runtime \
+                 directory, where guests' disks are made in full); make it smaller or free space \
+                 (ISOBENCH_RUNTIME_DIR picks another directory)",
+                dir.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Command-line changes to a scenario.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -406,8 +539,8 @@ pub struct Overrides {
     pub environments: Option<Vec<EnvKind>>,
     /// Run only the workloads with these names.
     pub workloads: Option<Vec<String>>,
-    /// Repetitions for every workload.
-    pub reps: Option<u32>,
+    /// Repetitions for every workload (1 to [`MAX_REPS`]).
+    pub reps: Option<u64>,
 }
 
 impl Plan {
@@ -457,14 +590,17 @@ impl Plan {
             ));
         }
 
-        let mut workloads: Vec<PlannedWorkload> = Vec::new();
+        let mut workloads: Vec<PlannedWorkload> = Vec::with_capacity(file.workload.len());
+        // Names taken so far: a set, so a scenario of n workloads is checked
+        // in O(n), not O(n²) (200,000 workloads took 94 s with a list scan).
+        let mut names: HashSet<String> = HashSet::with_capacity(file.workload.len());
         for (index, entry) in file.workload.iter().enumerate() {
             let span = entry.span();
             let entry = entry.get_ref();
             let key = |k: &str| format!("workload[{index}].{k}");
             let given = entry.params();
             for (param, value) in &given {
-                if entry.kind.default_of(param).is_none() {
+                let Some(known) = entry.kind.params().iter().find(|p| p.name == *param) else {
                     return Err(invalid(
                         Some(value.span()),
                         &key(param),
@@ -472,6 +608,17 @@ impl Plan {
                             "workload kind `{}` has no parameter `{param}` (its parameters: {})",
                             entry.kind,
                             param_list(entry.kind)
+                        ),
+                    ));
+                };
+                if value.get_ref().0 > known.max {
+                    return Err(invalid(
+                        Some(value.span()),
+                        &key(param),
+                        format!(
+                            "expected a positive integer no larger than {}, got {}",
+                            known.max,
+                            value.get_ref().0
                         ),
                     ));
                 }
@@ -547,7 +694,7 @@ impl Plan {
                     ),
                 ));
             }
-            if workloads.iter().any(|w| w.name == name) {
+            if !names.insert(name.clone()) {
                 return Err(invalid(
                     Some(name_span),
                     &key("name"),
@@ -566,6 +713,23 @@ impl Plan {
                     ),
                 ));
             }
+            let timeout_s = entry.timeout_s.unwrap_or(file.timeout_s).0;
+            if let WorkloadSpec::Idle { duration_ms } = spec
+                && duration_ms >= timeout_s.saturating_mul(1000)
+            {
+                let at = given
+                    .iter()
+                    .find(|(n, _)| *n == "duration_ms")
+                    .map(|(_, v)| v.span());
+                return Err(invalid(
+                    at,
+                    &key("duration_ms"),
+                    format!(
+                        "{duration_ms} ms is not shorter than the timeout ({timeout_s} s): every \
+                         instance would be killed; raise `timeout_s` or shorten `duration_ms`"
+                    ),
+                ));
+            }
             workloads.push(PlannedWorkload {
                 name,
                 spec,
@@ -574,7 +738,7 @@ impl Plan {
                     .target
                     .as_ref()
                     .map_or(FileTarget::Rootfs, |t| *t.get_ref()),
-                reps: to_u32(entry.reps.unwrap_or(file.reps).0),
+                reps: entry.reps.unwrap_or(file.reps).to_u32(),
                 adaptive: adaptive(
                     entry.max_reps.as_ref().or(file.max_reps.as_ref()),
                     entry.target_rsd.as_ref().or(file.target_rsd.as_ref()),
@@ -583,8 +747,8 @@ impl Plan {
                 .map_err(|(at, k, msg)| {
                     invalid(at.or_else(|| Some(span.clone())), &key(&k), msg)
                 })?,
-                warmups: to_u32(entry.warmups.unwrap_or(file.warmups).0),
-                timeout: Duration::from_secs(entry.timeout_s.unwrap_or(file.timeout_s).0),
+                warmups: entry.warmups.unwrap_or(file.warmups).to_u32(),
+                timeout: Duration::from_secs(timeout_s),
             });
         }
 
@@ -601,10 +765,19 @@ impl Plan {
             }
         }
 
+        let memory = &file.vm.memory_mib;
+        check_vm_memory(memory.get_ref().0).map_err(|m| {
+            invalid(
+                Some(memory.span()).filter(|s| !s.is_empty()),
+                "vm.memory_mib",
+                m,
+            )
+        })?;
+
         let mut container = ContainerSettings::default();
         if let Some(m) = &file.container.memory {
             container.limits.memory_bytes = Some(
-                parse_size(m.get_ref())
+                parse_memory_limit(m.get_ref())
                     .map_err(|e| invalid(Some(m.span()), "container.memory", e))?,
             );
         }
@@ -646,8 +819,7 @@ impl Plan {
             container.seccomp = choice;
         }
 
-        let mut environments = file.environments.clone();
-        environments.dedup();
+        let environments = first_of_each(&file.environments);
         let mut plan = Plan {
             name: file.name,
             description: file.description,
@@ -656,7 +828,7 @@ impl Plan {
             environments,
             workloads,
             vm: VmSettings {
-                memory_mib: file.vm.memory_mib.0,
+                memory_mib: file.vm.memory_mib.get_ref().0,
                 cpus: file.vm.cpus.0,
                 boot_timeout: file.vm.boot_timeout_s.map(|s| Duration::from_secs(s.0)),
                 machine: file.vm.machine,
@@ -676,6 +848,51 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Checks the plan against this host, before anything starts: a VM's
+    /// memory, vCPUs and disk (only when the plan has the `vm` environment),
+    /// a container's CPUs (only with `container`). Values the command line
+    /// set were checked where they were given (`cli::apply_resources`).
+    pub fn check_host(&self, host: &HostCapacity) -> Result<(), ScenarioError> {
+        let invalid = |key: &str, message: String| ScenarioError::Invalid {
+            location: self.source.clone(),
+            key: key.to_string(),
+            message,
+            snippet: String::new(),
+        };
+        if self.environments.contains(&EnvKind::Vm) {
+            host.check_memory(self.vm.memory_mib)
+                .map_err(|m| invalid("vm.memory_mib", m))?;
+            host.check_cpus(self.vm.cpus as f64)
+                .map_err(|m| invalid("vm.cpus", m))?;
+            let base = crate::env::vm::Devices {
+                disk_mib: self.vm.disk_mib,
+                scratch_mib: None,
+            };
+            if let Some(mib) = base.disk_size_mib() {
+                host.check_disk(mib)
+                    .map_err(|m| invalid("vm.disk_mib", m))?;
+            }
+            for w in &self.workloads {
+                let devices = base.for_workload(&w.spec);
+                if let (Some(mib), Some(_)) = (devices.disk_size_mib(), devices.scratch_mib) {
+                    host.check_disk(mib).map_err(|m| {
+                        invalid(
+                            &format!("workload `{}`", w.name),
+                            format!("{m} (a `fileio` guest's disk holds its file_mib and more)"),
+                        )
+                    })?;
+                }
+            }
+        }
+        if self.environments.contains(&EnvKind::Container)
+            && let Some(cpus) = self.container.limits.cpus
+        {
+            host.check_cpus(cpus)
+                .map_err(|m| invalid("container.cpus", m))?;
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, o: &Overrides) -> Result<(), ScenarioError> {
         if let Some(envs) = &o.environments {
             if envs.is_empty() {
@@ -683,14 +900,24 @@ impl Plan {
                     "--env: the list is empty; name at least one of native, container, vm".into(),
                 ));
             }
-            let mut chosen = envs.clone();
-            chosen.dedup();
-            self.environments = chosen;
+            self.environments = first_of_each(envs);
         }
         if let Some(names) = &o.workloads {
+            let have: HashSet<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
             for name in names {
-                if !self.workloads.iter().any(|w| &w.name == name) {
-                    let known: Vec<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
+                if !have.contains(name.as_str()) {
+                    // A long list is cut: a large scenario would print pages.
+                    const SHOWN: usize = 20;
+                    let mut known: Vec<&str> = self
+                        .workloads
+                        .iter()
+                        .take(SHOWN)
+                        .map(|w| w.name.as_str())
+                        .collect();
+                    let more = format!("… and {} more", self.workloads.len().saturating_sub(SHOWN));
+                    if self.workloads.len() > SHOWN {
+                        known.push(&more);
+                    }
                     return Err(ScenarioError::Override(format!(
                         "--workload: scenario `{}` has no workload named `{name}` (it has: {})",
                         self.name,
@@ -698,14 +925,16 @@ impl Plan {
                     )));
                 }
             }
-            self.workloads.retain(|w| names.contains(&w.name));
+            let chosen: HashSet<&String> = names.iter().collect();
+            self.workloads.retain(|w| chosen.contains(&w.name));
         }
         if let Some(reps) = o.reps {
-            if reps == 0 {
-                return Err(ScenarioError::Override(
-                    "--reps: expected a positive integer, got 0".into(),
-                ));
+            if !(1..=MAX_REPS).contains(&reps) {
+                return Err(ScenarioError::Override(format!(
+                    "--reps: expected a positive integer no larger than {MAX_REPS}, got {reps}"
+                )));
             }
+            let reps = Int::<1, MAX_REPS>(reps).to_u32();
             for w in &mut self.workloads {
                 // An explicit count replaces adaptive repetitions.
                 w.reps = reps;
@@ -715,25 +944,40 @@ impl Plan {
         Ok(())
     }
 
-    /// Number of instances the plan starts, warm-ups included.
+    /// Number of instances the plan starts, warm-ups included. Counted in
+    /// 64 bits and saturating, so no plan, however built, can wrap it.
     pub fn instance_count(&self) -> usize {
-        let per_env: u32 = self
+        let per_env = self
             .workloads
             .iter()
             .map(|w| match w.spec {
-                WorkloadSpec::Density { instances, .. } => to_u32(instances),
-                _ => w.adaptive.map_or(w.reps, |a| a.max_reps) + w.warmups,
+                WorkloadSpec::Density { instances, .. } => instances,
+                _ => u64::from(w.adaptive.map_or(w.reps, |a| a.max_reps)) + u64::from(w.warmups),
             })
-            .sum();
-        per_env as usize * self.environments.len()
+            .fold(0u64, u64::saturating_add);
+        let total = per_env.saturating_mul(self.environments.len() as u64);
+        usize::try_from(total).unwrap_or(usize::MAX)
     }
+}
+
+/// Each environment once, where it is first named: `dedup` alone kept the
+/// second `native` of `native, container, native`, which then ran twice
+/// per repetition under the same instance names.
+fn first_of_each(envs: &[EnvKind]) -> Vec<EnvKind> {
+    let mut once: Vec<EnvKind> = Vec::new();
+    for e in envs {
+        if !once.contains(e) {
+            once.push(*e);
+        }
+    }
+    once
 }
 
 type EntryError = (Option<std::ops::Range<usize>>, String, String);
 
 /// Validates `max_reps` and `target_rsd` (both or neither).
 fn adaptive(
-    max: Option<&Spanned<Positive>>,
+    max: Option<&Spanned<Reps>>,
     target: Option<&Spanned<f64>>,
     min: u64,
 ) -> Result<Option<Adaptive>, EntryError> {
@@ -767,7 +1011,7 @@ fn adaptive(
                 ));
             }
             Ok(Some(Adaptive {
-                max_reps: to_u32(m.get_ref().0),
+                max_reps: m.get_ref().to_u32(),
                 target_rsd: rsd,
             }))
         }
@@ -799,6 +1043,16 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
                 Some(f.span()),
                 key(&format!("files[{i}]")),
                 format!("`{}`: give an absolute host path", f.get_ref()),
+            ));
+        }
+        if p.symlink_metadata().is_err() {
+            return Err((
+                Some(f.span()),
+                key(&format!("files[{i}]")),
+                format!(
+                    "`{}` does not exist on the host; fix the path or drop it",
+                    f.get_ref()
+                ),
             ));
         }
         files.push(p);
@@ -836,10 +1090,6 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
         files,
         metrics,
     })
-}
-
-fn to_u32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Lower-case hex of some bytes.
@@ -1012,6 +1262,194 @@ mod tests {
     }
 
     #[test]
+    fn numbers_above_their_caps_name_the_key_and_the_cap() {
+        let msg = error("name = \"x\"\nreps = 4294967296\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:2:8: reps: expected a positive integer no larger than 100000, got 4294967296"
+            ),
+            "{msg}"
+        );
+        let noop = "[[workload]]\nkind = \"noop\"\n";
+        for (line, key, cap) in [
+            ("warmups = 4294967296", "warmups", "100000"),
+            ("max_reps = 100001\ntarget_rsd = 1.0", "max_reps", "100000"),
+            ("timeout_s = 18446744073", "timeout_s", "604800"),
+            ("sample_ms = 9223372036854775807", "sample_ms", "60000"),
+            (
+                "[vm]\nboot_timeout_s = 99999999999",
+                "vm.boot_timeout_s",
+                "604800",
+            ),
+            ("[vm]\ncpus = 4294967297", "vm.cpus", "255"),
+            ("[vm]\ndisk_mib = 17592186044416", "vm.disk_mib", "1048576"),
+            (
+                "[container]\npids = 99999999999",
+                "container.pids",
+                "4194304",
+            ),
+        ] {
+            let msg = error(&format!("name = \"x\"\n{line}\n{noop}"));
+            assert!(
+                msg.contains(&format!(": {key}: expected "))
+                    && msg.contains(&format!("no larger than {cap}, got")),
+                "{line}: {msg}"
+            );
+        }
+        // In a [[workload]] table too, and for a kind's parameters.
+        for (line, key, cap) in [
+            ("reps = 4294967296", "workload[0].reps", "100000"),
+            ("warmups = 100001", "workload[0].warmups", "100000"),
+            (
+                "array_mib = 17592186044416",
+                "workload[0].array_mib",
+                "1048576",
+            ),
+        ] {
+            let msg = error(&format!(
+                "name = \"x\"\n[[workload]]\nkind = \"memory\"\n{line}\n"
+            ));
+            assert!(
+                msg.starts_with("t.toml:4:")
+                    && msg.contains(&format!("{key}: expected "))
+                    && msg.contains(&format!("integer no larger than {cap}, got")),
+                "{line}: {msg}"
+            );
+        }
+        let msg = error("name = \"x\"\n[[workload]]\nkind = \"density\"\ninstances = 4294967296\n");
+        assert!(
+            msg.contains("workload[0].instances: expected a positive integer no larger than 10000"),
+            "{msg}"
+        );
+        // The caps themselves are fine.
+        let plan =
+            parse("name = \"x\"\nreps = 100000\nwarmups = 100000\n[[workload]]\nkind = \"noop\"\n")
+                .unwrap();
+        assert_eq!(
+            (plan.workloads[0].reps, plan.workloads[0].warmups),
+            (100_000, 100_000)
+        );
+        // --reps, as the command line gives it.
+        let o = Overrides {
+            reps: Some(4_294_967_296),
+            ..Overrides::default()
+        };
+        let msg = Plan::parse(noop_named("x").as_str(), "t.toml", &o)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "--reps: expected a positive integer no larger than 100000, got 4294967296"
+        );
+    }
+
+    fn noop_named(name: &str) -> String {
+        format!("name = \"{name}\"\n[[workload]]\nkind = \"noop\"\n")
+    }
+
+    #[test]
+    fn an_idle_workload_longer_than_its_timeout_is_refused() {
+        let msg = error(
+            "name = \"x\"\ntimeout_s = 10\n[[workload]]\nkind = \"idle\"\nduration_ms = 10000\n",
+        );
+        assert!(
+            msg.starts_with("t.toml:5:15: workload[0].duration_ms: 10000 ms is not shorter than the timeout (10 s)"),
+            "{msg}"
+        );
+        parse("name = \"x\"\n[[workload]]\nkind = \"idle\"\nduration_ms = 10000\ntimeout_s = 11\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_vm_too_small_to_boot_is_refused() {
+        let msg = error("name = \"x\"\n[vm]\nmemory_mib = 64\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:3:14: vm.memory_mib: 64 MiB is too little for a guest: it needs at least 128 MiB"
+            ),
+            "{msg}"
+        );
+        parse("name = \"x\"\n[vm]\nmemory_mib = 128\n[[workload]]\nkind = \"noop\"\n").unwrap();
+    }
+
+    #[test]
+    fn a_vm_or_container_larger_than_the_host_is_refused() {
+        let host = HostCapacity {
+            memory_mib: Some(1024),
+            cpus: Some(2),
+            disk_free: Some((PathBuf::from("/run/isobench"), 500)),
+        };
+        let check = |text: &str| parse(text).unwrap().check_host(&host);
+        let ok = "name = \"x\"\n[vm]\nmemory_mib = 1024\ncpus = 2\ndisk_mib = 500\n[container]\ncpus = 2.0\n[[workload]]\nkind = \"noop\"\n";
+        check(ok).unwrap();
+        for (section, expected) in [
+            (
+                "[vm]\nmemory_mib = 1025",
+                "t.toml: vm.memory_mib: 1025 MiB is more than this host's memory (1024 MiB, MemTotal in /proc/meminfo)",
+            ),
+            (
+                "[vm]\ncpus = 3",
+                "t.toml: vm.cpus: 3 CPUs are more than this host's 2 (available_parallelism)",
+            ),
+            (
+                "[vm]\ndisk_mib = 501",
+                "t.toml: vm.disk_mib: a guest disk of 501 MiB is more than the 500 MiB free in /run/isobench",
+            ),
+            (
+                "[container]\ncpus = 2.5",
+                "t.toml: container.cpus: 2.5 CPUs are more than this host's 2",
+            ),
+        ] {
+            let text = format!("name = \"x\"\n{section}\n[[workload]]\nkind = \"noop\"\n");
+            let msg = check(&text).unwrap_err().to_string();
+            assert!(msg.starts_with(expected), "{msg}");
+            // Only when the plan has the environment.
+            let mut plan = parse(&text).unwrap();
+            plan.environments = vec![EnvKind::Native];
+            plan.check_host(&host).unwrap();
+        }
+        // A fileio guest's scratch disk: 400 + 50 + 64 MiB.
+        let msg = check("name = \"x\"\n[[workload]]\nkind = \"fileio\"\nfile_mib = 400\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("t.toml: workload `fileio`: a guest disk of 514 MiB"),
+            "{msg}"
+        );
+        // Figures not known: nothing is refused.
+        let unknown = HostCapacity::default();
+        parse("name = \"x\"\n[vm]\nmemory_mib = 99999999\n[[workload]]\nkind = \"noop\"\n")
+            .unwrap()
+            .check_host(&unknown)
+            .unwrap();
+        // This host's own figures are found.
+        let here = HostCapacity::detect(Path::new("/nonexistent-isobench/run"));
+        assert!(here.memory_mib.is_some_and(|m| m > 0), "{here:?}");
+        assert!(here.cpus.is_some_and(|c| c > 0), "{here:?}");
+        assert!(here.disk_free.is_some(), "{here:?}");
+    }
+
+    #[test]
+    fn the_instance_count_cannot_wrap() {
+        let mut plan = parse(&noop_named("x")).unwrap();
+        plan.workloads[0].reps = u32::MAX;
+        plan.workloads[0].warmups = u32::MAX;
+        let mut second = plan.workloads[0].clone();
+        second.name = "y".into();
+        second.spec = WorkloadSpec::Density {
+            instances: u64::MAX,
+            settle_ms: 1,
+        };
+        plan.workloads.push(second);
+        assert_eq!(plan.instance_count(), usize::MAX);
+        plan.workloads.pop();
+        assert_eq!(
+            plan.instance_count(),
+            2 * u32::MAX as usize * plan.environments.len()
+        );
+    }
+
+    #[test]
     fn every_kind_parameter_can_be_written_in_a_scenario() {
         for kind in WorkloadKind::ALL {
             for p in kind.params() {
@@ -1089,6 +1527,13 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             msg.contains("workload[0].files[0]") && msg.contains("absolute"),
             "{msg}"
         );
+        let msg = error(
+            "name = \"x\"\n[[workload]]\nkind = \"command\"\nargv = [\"ls\"]\nfiles = [\"/etc\", \"/nonexistent-isobench\"]\n",
+        );
+        assert!(
+            msg.starts_with("t.toml:5:18: workload[0].files[1]: `/nonexistent-isobench` does not exist on the host"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1137,6 +1582,14 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
         );
         let msg = error("name = \"x\"\n[container]\ncpus = 0\n[[workload]]\nkind = \"noop\"\n");
         assert!(msg.starts_with("t.toml:3:8: container.cpus"), "{msg}");
+        let msg =
+            error("name = \"x\"\n[container]\nmemory = \"4k\"\n[[workload]]\nkind = \"noop\"\n");
+        assert!(
+            msg.starts_with(
+                "t.toml:3:10: container.memory: `4k`: a memory limit must be at least 6M"
+            ),
+            "{msg}"
+        );
         let msg = error(
             "name = \"x\"\n[container]\nvolumes = [\"/nope-isobench:/x\"]\n[[workload]]\nkind = \"noop\"\n",
         );
@@ -1144,6 +1597,64 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             msg.contains("container.volumes[0]") && msg.contains("does not exist"),
             "{msg}"
         );
+    }
+
+    /// A scenario of `n` distinctly named workloads.
+    fn many_workloads(n: usize) -> String {
+        let mut text = String::from("name = \"big\"\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[workload]]\nkind = \"cpu\"\nname = \"w{i}\"\nrounds = 5\n\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn a_large_scenario_is_validated_in_linear_time() {
+        // No wall-time bound (the machines are shared): the figures are
+        // printed; 50,000 workloads took 6.3 s with the quadratic name check.
+        for n in [25_000, 50_000] {
+            let text = many_workloads(n);
+            let started = std::time::Instant::now();
+            let plan = parse(&text).unwrap();
+            eprintln!(
+                "{n} workloads ({} MB): validated in {:?}",
+                text.len() / 1_000_000,
+                started.elapsed()
+            );
+            assert_eq!(plan.workloads.len(), n);
+            assert_eq!(plan.workloads[n - 1].name, format!("w{}", n - 1));
+        }
+        // A duplicate at the very end is still found, and named.
+        let text = many_workloads(1000) + "[[workload]]\nkind = \"noop\"\nname = \"w7\"\n";
+        let msg = error(&text);
+        assert!(
+            msg.contains("workload[1000].name") && msg.contains("`w7` is already defined"),
+            "{msg}"
+        );
+        // An unknown --workload lists only the first names.
+        let o = Overrides {
+            workloads: Some(vec!["nosuch".into()]),
+            ..Overrides::default()
+        };
+        let msg = Plan::parse(&many_workloads(1000), "t.toml", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("w19, … and 980 more)"), "{msg}");
+    }
+
+    #[test]
+    fn every_environment_runs_once() {
+        let plan = parse("name = \"x\"\nenvironments = [\"native\", \"container\", \"native\", \"container\"]\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.environments, [EnvKind::Native, EnvKind::Container]);
+        let o = Overrides {
+            environments: Some(vec![EnvKind::Vm, EnvKind::Native, EnvKind::Vm]),
+            ..Overrides::default()
+        };
+        let plan = Plan::parse(&noop_named("x"), "t.toml", &o).unwrap();
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::Native]);
+        assert_eq!(plan.instance_count(), 2 * (3 + 1));
     }
 
     #[test]

@@ -50,63 +50,114 @@ pub struct Param {
     pub name: &'static str,
     /// Its value when not given.
     pub default: u64,
+    /// The largest value taken: far above any sensible benchmark, and low
+    /// enough that the agent's sizes (MiB × 2²⁰, KiB × 2¹⁰) and counts
+    /// cannot overflow.
+    pub max: u64,
     /// What it means.
     pub doc: &'static str,
 }
 
-const fn p(name: &'static str, default: u64, doc: &'static str) -> Param {
-    Param { name, default, doc }
+const fn p(name: &'static str, default: u64, max: u64, doc: &'static str) -> Param {
+    Param {
+        name,
+        default,
+        max,
+        doc,
+    }
 }
+
+/// Cap of a size in MiB: 1 TiB.
+const MAX_MIB: u64 = 1 << 20;
+/// Cap of a size in KiB: 1 GiB.
+const MAX_KIB: u64 = 1 << 20;
+/// Cap of a time in ms: 7 days, as a scenario's `timeout_s`.
+const MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Cap of a loop count (system calls, hash rounds): 10¹².
+const MAX_LOOPS: u64 = 1_000_000_000_000;
+/// Cap of a count whose every item is kept in memory (latencies): 10⁸.
+const MAX_KEPT: u64 = 100_000_000;
 
 /// Default number of SHA-256 rounds of the `cpu` workload.
 pub const CPU_DEFAULT_ROUNDS: u64 = 1000;
 /// Default size of the buffer hashed in every round of the `cpu` workload.
 pub const CPU_DEFAULT_BUFFER_KIB: u64 = 64;
 
-const IDLE_PARAMS: &[Param] = &[p("duration_ms", 1000, "how long to stay up, in ms")];
+const IDLE_PARAMS: &[Param] = &[p("duration_ms", 1000, MAX_MS, "how long to stay up, in ms")];
 const CPU_PARAMS: &[Param] = &[
-    p("rounds", CPU_DEFAULT_ROUNDS, "hash rounds per thread"),
+    p(
+        "rounds",
+        CPU_DEFAULT_ROUNDS,
+        MAX_LOOPS,
+        "hash rounds per thread",
+    ),
     p(
         "buffer_kib",
         CPU_DEFAULT_BUFFER_KIB,
+        MAX_KIB,
         "buffer hashed in every round, in KiB",
     ),
-    p("threads", 1, "threads, each hashing its own chain"),
+    p("threads", 1, 1024, "threads, each hashing its own chain"),
 ];
 const MEMORY_PARAMS: &[Param] = &[
-    p("array_mib", 32, "size of each of the three arrays, in MiB"),
+    p(
+        "array_mib",
+        32,
+        MAX_MIB,
+        "size of each of the three arrays, in MiB",
+    ),
     p(
         "passes",
         5,
+        1_000_000,
         "passes over all four kernels; the best counts, as in STREAM",
     ),
 ];
 const PAGEFAULT_PARAMS: &[Param] = &[p(
     "mib",
     64,
+    MAX_MIB,
     "anonymous memory to allocate and touch, in MiB",
 )];
-const SYSCALL_PARAMS: &[Param] = &[p("iterations", 1_000_000, "system calls made")];
-const FORK_PARAMS: &[Param] = &[p("count", 200, "children forked and waited for")];
+const SYSCALL_PARAMS: &[Param] = &[p("iterations", 1_000_000, MAX_LOOPS, "system calls made")];
+const FORK_PARAMS: &[Param] = &[p(
+    "count",
+    200,
+    1_000_000_000,
+    "children forked and waited for",
+)];
 const NET_PARAMS: &[Param] = &[
-    p("requests", 2000, "1-byte request/response round trips"),
+    p(
+        "requests",
+        2000,
+        MAX_KEPT,
+        "1-byte request/response round trips",
+    ),
     p(
         "bulk_mib",
         64,
+        MAX_MIB,
         "data streamed one way for throughput, in MiB",
     ),
 ];
 
 const FILEIO_PARAMS: &[Param] = &[
-    p("file_mib", 64, "file written and read sequentially, in MiB"),
+    p(
+        "file_mib",
+        64,
+        MAX_MIB,
+        "file written and read sequentially, in MiB",
+    ),
     p(
         "block_kib",
         1024,
+        MAX_KIB,
         "block size of the sequential passes, in KiB",
     ),
     p(
         "ops",
         2000,
+        MAX_KEPT,
         "4 KiB random reads, and as many random writes, with O_DIRECT",
     ),
 ];
@@ -115,11 +166,13 @@ const DENSITY_PARAMS: &[Param] = &[
     p(
         "instances",
         10,
+        10_000,
         "idle instances started one after another, all kept alive",
     ),
     p(
         "settle_ms",
         300,
+        3_600_000,
         "wait after each start before reading memory, in ms",
     ),
 ];
@@ -293,6 +346,18 @@ pub enum SpecError {
         /// The value given.
         value: String,
     },
+    /// A parameter above its cap ([`Param::max`]).
+    #[error("parameter `{key}` of workload `{kind}`: at most {max}, got {value}")]
+    TooLarge {
+        /// The workload.
+        kind: WorkloadKind,
+        /// The parameter.
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// Its cap.
+        max: u64,
+    },
     /// An argument not of the form `key=value`.
     #[error("argument `{0}` is not of the form key=value")]
     Malformed(String),
@@ -459,6 +524,14 @@ impl WorkloadSpec {
                     key: key.to_string(),
                     value: value.to_string(),
                 })?;
+            if parsed > param.max {
+                return Err(SpecError::TooLarge {
+                    kind,
+                    key: param.name,
+                    value: parsed,
+                    max: param.max,
+                });
+            }
             given.push((param.name, parsed));
         }
         let get = |name: &'static str| {
@@ -657,6 +730,19 @@ mod tests {
             WorkloadSpec::from_args(&["cpu", "rounds"]),
             Err(SpecError::Malformed("rounds".into()))
         );
+        // A size whose bytes would overflow is refused, with its cap.
+        let err = WorkloadSpec::from_args(&["memory", "array_mib=17592186044416"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter `array_mib` of workload `memory`: at most 1048576, got 17592186044416"
+        );
+        for kind in WorkloadKind::ALL {
+            for p in kind.params() {
+                assert!(p.default <= p.max, "{kind}.{}", p.name);
+                let max = format!("{}={}", p.name, p.max);
+                assert!(WorkloadSpec::from_args(&[kind.as_str(), &max]).is_ok());
+            }
+        }
         assert_eq!(
             WorkloadSpec::from_args(&["command"]),
             Err(SpecError::NoProgram)

@@ -169,21 +169,31 @@ fn an_allocation_past_the_memory_limit_is_oom_killed_and_reported() {
     }
     let _serial = serial();
     let s = Scratch::new("oom");
-    // dd's 64 MiB buffer is filled from /dev/zero: 64 MiB charged to the cgroup.
-    let o = exec(
-        &s,
-        &["--memory", "32M"],
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
-    );
-    assert_eq!(o.status.code(), Some(137), "{}", text(&o));
-    assert!(stderr(&o).contains("OOM killer"), "{}", text(&o));
-    // Below the limit it works.
-    let o = exec(
-        &s,
-        &["--memory", "64M"],
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    // Natively too: the program gets a cgroup of its own with the limit,
+    // exactly as in a container (the README's exec example).
+    for env in ["container", "native"] {
+        // dd's 64 MiB buffer is filled from /dev/zero: 64 MiB charged to the cgroup.
+        let o = exec(
+            &s,
+            &["--env", env, "--memory", "32M"],
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        );
+        assert_eq!(o.status.code(), Some(137), "{env}: {}", text(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "the kernel's OOM killer ended a process of this {env}: it used more memory than allowed (limit 32 MiB)"
+            )),
+            "{env}: {}",
+            text(&o)
+        );
+        // Below the limit it works.
+        let o = exec(
+            &s,
+            &["--env", env, "--memory", "64M"],
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"],
+        );
+        assert!(o.status.success(), "{env}: {}", text(&o));
+    }
     assert_clean(&s);
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }

@@ -62,11 +62,263 @@ fn negative_repetitions_exit_2_with_the_key_path() {
 }
 
 #[test]
+fn repetitions_above_the_cap_exit_2_naming_key_and_cap() {
+    // 4294967296 used to be cut to u32::MAX; with `reps = 4294967296` in a
+    // [[workload]] it became 0 and the run said "0 instances".
+    let s = Scratch::new("hugereps");
+    for (scenario, expected) in [
+        (
+            "name = \"x\"\nreps = 4294967296\n[[workload]]\nkind = \"noop\"\n",
+            "huge.toml:2:8: reps: expected a positive integer no larger than 100000, got 4294967296",
+        ),
+        (
+            "name = \"x\"\n[[workload]]\nkind = \"noop\"\nwarmups = 4294967296\n",
+            "huge.toml:4:11: workload[0].warmups: expected a non-negative integer no larger than 100000, got 4294967296",
+        ),
+    ] {
+        let out = s.run("huge.toml", scenario, &["--env", "native"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
+    let out = s.run(
+        "ok.toml",
+        "name = \"x\"\n[[workload]]\nkind = \"noop\"\n",
+        &["--env", "native", "--reps", "100001"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--reps: expected a positive integer no larger than 100000, got 100001"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
+fn memory_limits_that_overflow_or_are_below_6m_exit_2() {
+    let s = Scratch::new("badmem");
+    for (args, expected) in [
+        (
+            vec!["run", "--memory", "99999999T"],
+            "`99999999T`: too large",
+        ),
+        (
+            vec!["exec", "--memory", "99999999T", "--", "true"],
+            "`99999999T`: too large",
+        ),
+        (
+            vec!["exec", "--env", "native", "--memory", "4k", "--", "true"],
+            "`4k`: a memory limit must be at least 6M",
+        ),
+        (
+            vec!["run", "--memory", "4k"],
+            "`4k`: a memory limit must be at least 6M",
+        ),
+    ] {
+        let out = s.isobench().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let out = s.run(
+        "mem.toml",
+        "name = \"x\"\n[container]\nmemory = \"4k\"\n[[workload]]\nkind = \"noop\"\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mem.toml:3:10: container.memory: `4k`: a memory limit must be at least 6M"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
+fn volumes_over_the_root_or_proc_sys_dev_exit_2() {
+    let s = Scratch::new("badvol");
+    let host = s.path.display().to_string();
+    for (guest, expected) in [
+        ("/", "cannot mount over the container's root `/`"),
+        ("/proc/sys", "the container mounts its own /proc"),
+        ("/dev", "the container mounts its own /dev"),
+    ] {
+        let volume = format!("{host}:{guest}");
+        let out = s
+            .isobench()
+            .args(["exec", "--volume", &volume, "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{volume}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{volume}: {err}");
+    }
+    let scenario = format!(
+        "name = \"x\"\n[container]\nvolumes = [\"{host}:/\"]\n[[workload]]\nkind = \"noop\"\n"
+    );
+    let out = s.run("vol.toml", &scenario, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vol.toml:3:12: container.volumes[0]")
+            && err.contains("cannot mount over the container's root"),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+}
+
+#[test]
+fn a_command_workload_whose_program_is_missing_exits_2_before_anything_starts() {
+    let s = Scratch::new("noprog");
+    let out = s.run(
+        "apps.toml",
+        "name = \"apps\"\n[[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"command\"\nname = \"tool\"\nargv = [\"isobench-no-such-program\", \"--help\"]\n",
+        &["--env", "native"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "workload `tool`: program `isobench-no-such-program` not found on the host in $PATH"
+        ) && err.contains("install it, or give its path in argv"),
+        "{err}"
+    );
+    assert!(
+        !s.reports().exists(),
+        "no run directory for a plan that cannot run"
+    );
+    assert!(!s.runtime().exists());
+}
+
+/// This host's MemTotal in MiB and its CPUs.
+fn host_figures() -> (u64, u64) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    (kib / 1024, cpus)
+}
+
+#[test]
+fn a_vm_or_container_larger_than_the_host_exits_2_with_the_hosts_figure() {
+    let (mem, cpus) = host_figures();
+    let s = Scratch::new("toobig");
+    let big_mem = format!("{}M", mem + 1);
+    let big_cpus = (cpus + 1).to_string();
+    let host_mem = format!("this host's memory ({mem} MiB, MemTotal in /proc/meminfo)");
+    let host_cpus = format!("CPUs are more than this host's {cpus} (available_parallelism)");
+    for (args, expected) in [
+        (
+            vec!["run", "--env", "vm", "--memory", &big_mem],
+            host_mem.as_str(),
+        ),
+        (vec!["run", "--env", "vm", "--cpus", &big_cpus], &host_cpus),
+        (
+            vec!["run", "--env", "container", "--cpus", "1e308"],
+            "--cpus: ",
+        ),
+        (
+            vec!["exec", "--env", "vm", "--memory", &big_mem, "--", "true"],
+            &host_mem,
+        ),
+        (
+            vec!["exec", "--env", "vm", "--cpus", &big_cpus, "--", "true"],
+            &host_cpus,
+        ),
+        (vec!["exec", "--cpus", "1e308", "--", "true"], "--cpus: "),
+        // Too little to boot: the guest kernel used to panic out of memory.
+        (
+            vec!["exec", "--env", "vm", "--memory", "64M", "--", "true"],
+            "--memory (a VM's memory): 64 MiB is too little for a guest",
+        ),
+        (
+            vec!["run", "--env", "vm", "--memory", "32M"],
+            "--memory (a VM's memory): 32 MiB is too little for a guest",
+        ),
+    ] {
+        let out = s.isobench().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    // In the scenario: named by its key, but only when the plan has a VM.
+    let scenario = format!(
+        "name = \"x\"\nreps = 1\nwarmups = 0\n[vm]\nmemory_mib = {}\n[[workload]]\nkind = \"noop\"\n",
+        mem + 1
+    );
+    let out = s.run("big.toml", &scenario, &["--env", "vm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "big.toml: vm.memory_mib: {} MiB is more than {host_mem}",
+            mem + 1
+        )),
+        "{err}"
+    );
+    assert!(!s.reports().exists() && !s.runtime().exists());
+    let out = s.run("big.toml", &scenario, &["--env", "native"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn exec_values_that_would_fail_later_exit_2() {
+    let s = Scratch::new("badexec");
+    for (args, expected) in [
+        (vec!["--timeout", "18446744073709551615"], "--timeout"),
+        (vec!["--timeout", "604801"], "--timeout"),
+        (vec!["--pids", "99999999999"], "--pids"),
+    ] {
+        let out = s
+            .isobench()
+            .arg("exec")
+            .args(&args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!s.runtime().exists());
+}
+
+#[test]
+fn an_output_directory_that_is_a_file_exits_2_before_anything_starts() {
+    let s = Scratch::new("outfile");
+    let file = s.write("not-a-dir", "x");
+    let out = s
+        .isobench()
+        .args(["run", "--env", "native", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "--out {0}: {0} is not a directory",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!s.runtime().exists(), "nothing started");
+}
+
+#[test]
 fn bad_command_line_values_exit_2() {
     let s = Scratch::new("badcli");
     for args in [
         vec!["run", "--env", "native,vmm"],
         vec!["run", "--reps", "0"],
+        vec!["run", "--reps", "4294967296"],
         vec!["run", "--workload", "nosuch"],
         vec!["report", "/nonexistent/run"],
     ] {

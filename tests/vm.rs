@@ -306,3 +306,45 @@ fn exec_runs_a_host_program_in_a_fresh_guest() {
     );
     assert_clean(&s);
 }
+
+#[test]
+fn a_kernel_that_is_not_a_kernel_exits_2_before_any_boot() {
+    // QEMU used to start and complain, and `exec` exited 125.
+    if !require(vm_ready(), VM_PREREQ) {
+        return;
+    }
+    let s = Scratch::new("notkernel");
+    let bogus = s.write("hostname", "myhost\n");
+    let scenario = s.write("k.toml", "name = \"k\"\n[[workload]]\nkind = \"noop\"\n");
+    let run = s
+        .isobench()
+        .args(["run", "--env", "vm", "--kernel"])
+        .arg(&bogus)
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    let exec = s
+        .isobench()
+        .args(["exec", "--env", "vm", "--kernel"])
+        .arg(&bogus)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    for out in [run, exec] {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "--kernel {}: not a guest kernel: neither a bzImage",
+                bogus.display()
+            )) && err.contains("isobench kernel fetch"),
+            "{err}"
+        );
+    }
+    assert!(!s.reports().exists(), "no run directory");
+    assert!(processes_mentioning(&s.runtime()).is_empty());
+    assert_clean(&s);
+}

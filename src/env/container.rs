@@ -142,6 +142,27 @@ impl Volume {
                 "volume `{spec}`: the container path may not contain `..`"
             ));
         }
+        // `components` drops `.` and repeated slashes: `//` and `/./` are `/`.
+        let top = guest.components().find_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            _ => None,
+        });
+        match top.map(|n| n.to_string_lossy()).as_deref() {
+            None => {
+                return Err(format!(
+                    "volume `{spec}`: cannot mount over the container's root `/` (its root is \
+                     the image); mount into a directory such as /data"
+                ));
+            }
+            Some(top @ ("proc" | "sys" | "dev")) => {
+                return Err(format!(
+                    "volume `{spec}`: the container mounts its own /{top} (a fresh one, \
+                     with masks), which a volume would hide or be hidden by; mount elsewhere, \
+                     such as /data"
+                ));
+            }
+            Some(_) => {}
+        }
         if !host.exists() {
             return Err(format!(
                 "volume `{spec}`: {} does not exist on the host",
@@ -1352,6 +1373,29 @@ mod tests {
                 .contains("..")
         );
         assert!(Volume::parse("/only").is_err());
+        // Not over the container's root, nor where it mounts /proc, /sys
+        // and /dev itself, however the path is spelled.
+        let tmp = tmp.display();
+        for guest in ["/", "//", "/./", "/.."] {
+            let err = Volume::parse(&format!("{tmp}:{guest}")).unwrap_err();
+            assert!(
+                err.contains("the container's root") || err.contains(".."),
+                "{guest}: {err}"
+            );
+        }
+        for guest in [
+            "/proc",
+            "/proc/sys",
+            "//sys/",
+            "/dev",
+            "/dev/shm",
+            "/./sys/fs",
+        ] {
+            let err = Volume::parse(&format!("{tmp}:{guest}:ro")).unwrap_err();
+            assert!(err.contains("mounts its own"), "{guest}: {err}");
+        }
+        assert!(Volume::parse(&format!("{tmp}:/procfs")).is_ok());
+        assert!(Volume::parse(&format!("{tmp}:/data/proc")).is_ok());
     }
 
     fn names(steps: &[Step]) -> Vec<String> {
