@@ -26,6 +26,9 @@ command -v git >/dev/null 2>&1 || need+=(git)
 # Real programs used by scenarios/apps.toml and the command-workload tests.
 command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
 command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+# The seccomp test compiles a small static C probe.
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 # Peers of the container benchmark (cargo bench): crun and runc.
 command -v crun >/dev/null 2>&1 || need+=(crun)
 command -v runc >/dev/null 2>&1 || need+=(runc)
