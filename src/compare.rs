@@ -25,8 +25,8 @@
 //! [`Verdict::TooFewRepetitions`] instead of a silent "no change", and the
 //! output says how many repetitions would be needed.
 
-use crate::meta::{META, Meta};
-use crate::record::{self, RESULTS, RecordError};
+use crate::meta::Meta;
+use crate::record::{self, RESULTS, RecordError, RunDirError};
 use crate::report::{self, SeriesSummary, fmt_value};
 use crate::stats;
 use crate::workload::Better;
@@ -63,33 +63,15 @@ impl Default for Settings {
 /// Input that cannot be compared. Every variant maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    /// A directory does not exist.
-    #[error("{role} directory {} does not exist", path.display())]
-    Missing {
+    /// A path is not a run directory (missing, a file, no `meta.json`).
+    #[error("{role} {source}")]
+    Dir {
         /// `baseline` or `current`.
         role: &'static str,
-        /// The path given.
-        path: PathBuf,
+        /// What is wrong with it.
+        source: RunDirError,
     },
-    /// A directory is not a run directory.
-    #[error("{role} {} is not a run directory: it has no {file}", path.display())]
-    NotRun {
-        /// `baseline` or `current`.
-        role: &'static str,
-        /// The path given.
-        path: PathBuf,
-        /// The missing file.
-        file: &'static str,
-    },
-    /// `meta.json` is unreadable.
-    #[error("{role}: {message}")]
-    Meta {
-        /// `baseline` or `current`.
-        role: &'static str,
-        /// What is wrong, with the file.
-        message: String,
-    },
-    /// `results.csv` is unreadable or corrupt.
+    /// `meta.json` or `results.csv` is unreadable or corrupt.
     #[error("{role}: {source}")]
     Records {
         /// `baseline` or `current`.
@@ -150,24 +132,10 @@ pub struct Run {
 /// Reads a run directory for comparison; `role` (`baseline` or `current`)
 /// names it in errors.
 pub fn load(role: &'static str, dir: &Path) -> Result<Run, CompareError> {
-    if !dir.is_dir() {
-        return Err(CompareError::Missing {
-            role,
-            path: dir.to_path_buf(),
-        });
-    }
-    for file in [META, RESULTS] {
-        if !dir.join(file).is_file() {
-            return Err(CompareError::NotRun {
-                role,
-                path: dir.to_path_buf(),
-                file,
-            });
-        }
-    }
-    let meta = Meta::load(dir).map_err(|message| CompareError::Meta { role, message })?;
-    let records = record::read_results(&dir.join(RESULTS))
-        .map_err(|source| CompareError::Records { role, source })?;
+    record::check_run_dir(dir).map_err(|source| CompareError::Dir { role, source })?;
+    let records_error = |source| CompareError::Records { role, source };
+    let meta = Meta::load(dir).map_err(records_error)?;
+    let records = record::read_results(&dir.join(RESULTS)).map_err(records_error)?;
     let series = report::summarize(&records, &meta);
     Ok(Run {
         dir: dir.to_path_buf(),
@@ -840,6 +808,50 @@ mod tests {
         );
         assert_eq!(row.p, Some(1.0));
         assert_eq!(row.verdict, Verdict::NoChange);
+    }
+
+    #[test]
+    fn load_names_what_is_wrong_with_a_directory() {
+        let dir = crate::testutil::TempDir::new("cmp-load");
+        let err = |path: &Path| load("baseline", path).unwrap_err().to_string();
+        let missing = dir.join("missing");
+        assert_eq!(
+            err(&missing),
+            format!("baseline directory {} does not exist", missing.display())
+        );
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(
+            err(&file).starts_with(&format!("baseline {} is not a directory", file.display())),
+            "{}",
+            err(&file)
+        );
+        assert!(err(&dir).ends_with("is not a run directory: it has no meta.json"));
+        crate::report::fixture::meta(false).save(&dir).unwrap();
+        std::fs::write(
+            dir.join(RESULTS),
+            "workload,environment,repetition,metric,unit,value\ncpu,native,1,score,ops,1\ncpu,native,1,score,ops,2\n",
+        )
+        .unwrap();
+        assert!(
+            err(&dir)
+                .contains("results.csv:3: duplicate row for cpu/native repetition 1 metric score"),
+            "{}",
+            err(&dir)
+        );
+        std::fs::write(
+            dir.join(crate::meta::META),
+            "{\"run_id\": \"x\",\n\"status\": 3}",
+        )
+        .unwrap();
+        assert!(
+            err(&dir).starts_with(&format!(
+                "baseline: {}:2: invalid type",
+                dir.join("meta.json").display()
+            )),
+            "{}",
+            err(&dir)
+        );
     }
 
     fn fixture_run() -> Run {

@@ -1,13 +1,19 @@
 //! Run metadata: the host, the tools and every knob, written once per run
 //! to `meta.json` (and rewritten as the run goes, so a crash keeps it).
 
+use crate::record::{self, RecordError};
 use crate::workload::Better;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 /// File name of the metadata.
 pub const META: &str = "meta.json";
+
+/// The most isobench reads of a `meta.json`: 64 MiB. A run's is a few KiB
+/// (its scenario, host and knobs); a larger one is not a run's.
+pub const META_LIMIT: u64 = 64 << 20;
 
 /// The isobench version and the git revision it was built from.
 pub fn version() -> String {
@@ -125,11 +131,23 @@ impl Meta {
         std::fs::rename(tmp, dir.join(META))
     }
 
-    /// Reads `meta.json` from `dir`.
-    pub fn load(dir: &Path) -> Result<Meta, String> {
+    /// Reads `meta.json` from `dir` (through [`record::open_run_file`], at
+    /// most [`META_LIMIT`] bytes).
+    pub fn load(dir: &Path) -> Result<Meta, RecordError> {
         let path = dir.join(META);
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+        let mut bytes = Vec::new();
+        record::open_run_file(&path, META_LIMIT)?
+            .read_to_end(&mut bytes)
+            .map_err(|source| RecordError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Meta::parse(&bytes, &path)
+    }
+
+    /// Parses the bytes of a `meta.json` (`path` names it in errors).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Meta, RecordError> {
+        serde_json::from_slice(bytes).map_err(|e| record::json_error(path, None, &e))
     }
 }
 
@@ -158,6 +176,29 @@ mod tests {
         assert_eq!(meminfo_kib(meminfo, "MemTotal"), Some(24562856));
         assert_eq!(meminfo_kib(meminfo, "MemAvailable"), Some(20000000));
         assert_eq!(meminfo_kib(meminfo, "SwapTotal"), None);
+    }
+
+    #[test]
+    fn a_bad_meta_json_is_named_with_its_line() {
+        let path = Path::new("runs/x/meta.json");
+        let err = Meta::parse(b"{\n  \"run_id\": \"a\",\n  \"status\": \"b\",\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("runs/x/meta.json:4: EOF while parsing"),
+            "{err}"
+        );
+        let err = Meta::parse(b"{\"run_id\": 7}", path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "runs/x/meta.json:1: invalid type: integer `7`, expected a string (column 12)"
+        );
+        let dir = crate::testutil::TempDir::new("meta-fifo");
+        nix::unistd::mkfifo(&dir.join(META), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = Meta::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("meta.json is a FIFO"), "{err}");
     }
 
     #[test]

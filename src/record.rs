@@ -5,11 +5,19 @@
 //! included): its status, exit, error, digest and log file. Both files are
 //! flushed after every instance, so a crash loses nothing already measured,
 //! and `isobench report DIR` re-renders everything from them and `meta.json`.
+//!
+//! A run directory is input like any other: it may have been copied, edited
+//! by hand, cut off by a full disk, or made by someone else. Every file of
+//! one is opened through [`open_run_file`] (a regular file, at most a
+//! documented size), and [`read_results`] checks every row, naming the file
+//! and the line of the first one that is wrong.
 
+use crate::env::EnvKind;
 use crate::workload::Metric;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// File name of the results table.
@@ -79,19 +87,64 @@ pub struct SamplerCost {
 /// File name of the sampler's time series.
 pub const SAMPLES: &str = "samples.csv";
 
-/// A results or instances file that cannot be read.
+/// The most isobench reads of a `results.csv`, `instances.jsonl` or
+/// `samples.csv`: 1 GiB. A long run writes a few MiB of them (about 40
+/// bytes a row); anything larger is not a run's, and reading it would
+/// only exhaust memory.
+pub const TABLE_LIMIT: u64 = 1 << 30;
+
+/// The header `results.csv` must have, in this order.
+pub const RESULTS_HEADER: [&str; 6] = [
+    "workload",
+    "environment",
+    "repetition",
+    "metric",
+    "unit",
+    "value",
+];
+
+/// A file of a run directory that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
         source: io::Error,
     },
+    /// The path is not a regular file: a FIFO (whose reading would wait
+    /// for a writer forever), a device (`/dev/zero` never ends), a
+    /// directory or a socket.
+    #[error(
+        "{}{} is {kind}, not a regular file: isobench reads only the regular files a run writes; put the run's own file there",
+        path.display(),
+        target.as_ref().map_or(String::new(), |t| format!(" (a link to {})", t.display()))
+    )]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead (`a FIFO`, `a character device`, ...).
+        kind: &'static str,
+        /// Where it points, when the path is a symbolic link.
+        target: Option<PathBuf>,
+    },
+    /// The file is larger than isobench reads of it.
+    #[error(
+        "{} is {size} bytes, more than the {limit} bytes isobench reads of this file; no run writes that much, so it is not a run's file",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit ([`TABLE_LIMIT`], [`crate::meta::META_LIMIT`]).
+        limit: u64,
+    },
     /// A row or line is malformed.
-    #[error("{path}:{line}: {message}")]
+    #[error("{}:{line}: {message}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -100,6 +153,92 @@ pub enum RecordError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// A path given as a run directory that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    /// Nothing is there.
+    #[error("directory {} does not exist", path.display())]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A file (or anything else that is not a directory) is there.
+    #[error(
+        "{} is not a directory: give a run directory (such as reports/latest), which holds {} and {RESULTS}",
+        path.display(),
+        crate::meta::META
+    )]
+    NotDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A directory without a file every run writes.
+    #[error("{} is not a run directory: it has no {file}", path.display())]
+    NotRun {
+        /// The path given.
+        path: PathBuf,
+        /// The missing file.
+        file: &'static str,
+    },
+    /// The directory or one of its files could not be looked at.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Checks that `dir` is a run directory: a directory (or a link to one)
+/// with a `meta.json` and a `results.csv`. Whether those are readable is
+/// for their readers to say.
+pub fn check_run_dir(dir: &Path) -> Result<(), RunDirError> {
+    let gone = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        )
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(RunDirError::NotDirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        Err(e) if gone(&e) => {
+            return Err(RunDirError::Missing {
+                path: dir.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(RunDirError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    for file in [crate::meta::META, RESULTS] {
+        match std::fs::symlink_metadata(dir.join(file)) {
+            Ok(_) => {}
+            Err(e) if gone(&e) => {
+                return Err(RunDirError::NotRun {
+                    path: dir.to_path_buf(),
+                    file,
+                });
+            }
+            Err(source) => {
+                return Err(RunDirError::Io {
+                    path: dir.join(file),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Appends records and instance lines to a run directory.
@@ -189,83 +328,314 @@ impl Recorder {
     }
 }
 
-/// Reads `results.csv`, checking every row.
-pub fn read_results(path: &Path) -> Result<Vec<Record>, RecordError> {
-    let file = File::open(path).map_err(|source| RecordError::Io {
+/// A file of a run directory opened by [`open_run_file`]: a regular file,
+/// read up to its limit and not a byte further.
+#[derive(Debug)]
+pub struct RunFile {
+    file: io::Take<File>,
+    limit: u64,
+}
+
+impl Read for RunFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.file.limit() == 0 {
+            // The limit is used up: the file was at most `limit` bytes when
+            // opened, so anything past it was written since.
+            let mut probe = [0u8; 1];
+            if self.file.get_mut().read(&mut probe)? > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!(
+                        "the file grew past {} bytes, the most isobench reads of it, while it was read",
+                        self.limit
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What a file is when it is not a regular file, in words.
+fn kind_of(file_type: std::fs::FileType) -> Option<&'static str> {
+    if file_type.is_file() {
+        None
+    } else if file_type.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else if file_type.is_dir() {
+        Some("a directory")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Opens a file of a run directory for reading, refusing what is not a
+/// regular file and what is larger than `limit` bytes; the reader returned
+/// stops with an error should the file grow past `limit` while it is read.
+///
+/// Every reader of a run directory goes through here. The path is looked
+/// at before it is opened, because opening is not harmless for everything
+/// (a FIFO's open waits for a writer, a device's may act); it is opened
+/// with `O_NONBLOCK`, so that a path swapped for a FIFO in between cannot
+/// block either, and the descriptor is checked again with `fstat`. A
+/// symbolic link to a regular file is read like that file.
+pub fn open_run_file(path: &Path, limit: u64) -> Result<RunFile, RecordError> {
+    let io_error = |source| RecordError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let mut reader = csv::Reader::from_reader(file);
-    let expected = [
-        "workload",
-        "environment",
-        "repetition",
-        "metric",
-        "unit",
-        "value",
-    ];
-    let headers = reader.headers().map_err(|e| RecordError::Corrupt {
+    };
+    let not_regular = |kind| RecordError::NotRegular {
         path: path.to_path_buf(),
-        line: 1,
-        message: e.to_string(),
-    })?;
-    if headers.iter().collect::<Vec<_>>() != expected {
-        return Err(RecordError::Corrupt {
+        kind,
+        target: std::fs::read_link(path).ok(),
+    };
+    let meta = std::fs::metadata(path).map_err(io_error)?;
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(not_regular(kind));
+    }
+    // O_NONBLOCK changes nothing for a regular file's reads; O_NOCTTY keeps
+    // a terminal swapped in from becoming the controlling one.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(not_regular(kind));
+    }
+    if meta.len() > limit {
+        return Err(RecordError::TooLarge {
             path: path.to_path_buf(),
-            line: 1,
-            message: format!("header must be `{}`", expected.join(",")),
+            size: meta.len(),
+            limit,
         });
     }
-    let mut out = Vec::new();
-    for row in reader.deserialize::<Record>() {
-        let record = row.map_err(|e| RecordError::Corrupt {
-            path: path.to_path_buf(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        if !record.value.is_finite() {
-            return Err(RecordError::Corrupt {
+    Ok(RunFile {
+        file: file.take(limit),
+        limit,
+    })
+}
+
+/// Text from a file, for an error message: control characters escaped, so
+/// that a hostile file cannot drive the terminal the message is shown on.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Reads `results.csv`, checking every row.
+pub fn read_results(path: &Path) -> Result<Vec<Record>, RecordError> {
+    parse_results(open_run_file(path, TABLE_LIMIT)?, path)
+}
+
+/// Parses the text of a `results.csv` (`path` names it in errors).
+///
+/// Refused, each with its line: a header other than [`RESULTS_HEADER`]; a
+/// row with another number of fields (a file cut off mid-row); an
+/// environment isobench does not have; a repetition that is not a whole
+/// number; an empty workload or metric name; a value that is not a number,
+/// or is NaN or infinite (no measurement is); and a second row for the
+/// same workload, environment, repetition and metric (statistics over it
+/// would count one repetition twice).
+pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, RecordError> {
+    let corrupt = |line: u64, message: String| RecordError::Corrupt {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    // With `flexible` and no header handling, reading a row fails only on
+    // a read error or on bytes that are not UTF-8.
+    let csv_error = |e: csv::Error, line: u64| {
+        let line = e.position().map_or(line, |p| p.line());
+        let message = match e.kind() {
+            csv::ErrorKind::Utf8 { err, .. } => format!(
+                "field {} is not valid UTF-8; the file is damaged",
+                err.field() + 1
+            ),
+            _ => e.to_string(),
+        };
+        match e.into_kind() {
+            csv::ErrorKind::Io(source) => RecordError::Io {
                 path: path.to_path_buf(),
-                line: 0,
-                message: format!(
-                    "{}/{}/{} repetition {}: value is not a finite number",
-                    record.workload, record.environment, record.metric, record.repetition
-                ),
-            });
+                source,
+            },
+            _ => corrupt(line, message),
         }
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut row = csv::StringRecord::new();
+    let has_header = reader.read_record(&mut row).map_err(|e| csv_error(e, 1))?;
+    if !has_header || row.iter().ne(RESULTS_HEADER) {
+        return Err(corrupt(
+            1,
+            format!("the header must be `{}`", RESULTS_HEADER.join(",")),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    let mut last = 1;
+    while reader
+        .read_record(&mut row)
+        .map_err(|e| csv_error(e, last + 1))?
+    {
+        let line = row.position().map_or(last + 1, |p| p.line());
+        last = line;
+        let record = parse_row(&row).map_err(|message| corrupt(line, message))?;
         out.push(record);
+        lines.push(line);
+    }
+    if let Some((first, again)) = first_duplicate(&out) {
+        let r = &out[again];
+        return Err(corrupt(
+            lines[again],
+            format!(
+                "duplicate row for {}/{} repetition {} metric {} (first at line {}); each is measured once, so one of them is not a measurement: remove it",
+                shown(&r.workload),
+                shown(&r.environment),
+                r.repetition,
+                shown(&r.metric),
+                lines[first]
+            ),
+        ));
     }
     Ok(out)
 }
 
+/// One row of `results.csv`, checked; the error says what is wrong with it.
+fn parse_row(row: &csv::StringRecord) -> Result<Record, String> {
+    let fields: Vec<&str> = row.iter().collect();
+    let [workload, environment, repetition, metric, unit, value] = fields[..] else {
+        return Err(format!(
+            "the row has {} field{} where `{}` are 6; the file may have been cut off",
+            fields.len(),
+            if fields.len() == 1 { "" } else { "s" },
+            RESULTS_HEADER.join(",")
+        ));
+    };
+    if workload.is_empty() || metric.is_empty() {
+        return Err("the workload or the metric name is empty".into());
+    }
+    if !EnvKind::ALL.iter().any(|k| k.as_str() == environment) {
+        return Err(format!(
+            "unknown environment `{}` for {}: isobench's are {}",
+            shown(environment),
+            shown(workload),
+            EnvKind::ALL.map(|k| k.as_str()).join(", ")
+        ));
+    }
+    let series = || {
+        format!(
+            "{}/{environment} repetition {} metric {}",
+            shown(workload),
+            shown(repetition),
+            shown(metric)
+        )
+    };
+    let repetition: u32 = repetition.parse().map_err(|_| {
+        format!(
+            "repetition `{}` of {}/{environment} is not a whole number",
+            shown(repetition),
+            shown(workload)
+        )
+    })?;
+    let number: f64 = value
+        .parse()
+        .map_err(|_| format!("value `{}` of {} is not a number", shown(value), series()))?;
+    if !number.is_finite() {
+        return Err(format!(
+            "value `{}` of {} is not a finite number; no measurement is NaN or infinite",
+            shown(value),
+            series()
+        ));
+    }
+    Ok(Record {
+        workload: workload.to_string(),
+        environment: environment.to_string(),
+        repetition,
+        metric: metric.to_string(),
+        unit: unit.to_string(),
+        value: number,
+    })
+}
+
+/// The first pair of rows, in file order of the second, with the same
+/// workload, environment, repetition and metric.
+fn first_duplicate(records: &[Record]) -> Option<(usize, usize)> {
+    let key = |i: usize| {
+        let r = &records[i];
+        (&r.workload, &r.environment, r.repetition, &r.metric)
+    };
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)));
+    order
+        .windows(2)
+        .filter(|w| key(w[0]) == key(w[1]))
+        .map(|w| (w[0], w[1]))
+        .min_by_key(|&(_, again)| again)
+}
+
+/// A JSON document's error as a [`RecordError::Corrupt`] at `line` of
+/// `path` (by default the line serde_json reports), with the column in
+/// the message instead of serde_json's own position suffix.
+pub fn json_error(path: &Path, line: Option<u64>, e: &serde_json::Error) -> RecordError {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = match text.strip_suffix(&suffix) {
+        Some(m) => format!("{m} (column {})", e.column()),
+        None => text,
+    };
+    RecordError::Corrupt {
+        path: path.to_path_buf(),
+        line: line.unwrap_or(e.line() as u64),
+        message,
+    }
+}
+
 /// Reads `instances.jsonl`; a missing file is an empty list.
 pub fn read_instances(path: &Path) -> Result<Vec<InstanceRecord>, RecordError> {
-    let file = match File::open(path) {
+    let file = match open_run_file(path, TABLE_LIMIT) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(RecordError::Io {
+        Err(RecordError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| RecordError::Io {
                 path: path.to_path_buf(),
                 source,
-            });
+            })?;
+        if n == 0 {
+            break;
         }
-    };
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| RecordError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        out.push(
-            serde_json::from_str(&line).map_err(|e| RecordError::Corrupt {
-                path: path.to_path_buf(),
-                line: i as u64 + 1,
-                message: e.to_string(),
-            })?,
-        );
+        out.push(serde_json::from_slice(&line).map_err(|e| json_error(path, Some(number), &e))?);
     }
     Ok(out)
 }
@@ -306,11 +676,16 @@ mod tests {
             sampler: None,
         };
         let mut rec = Recorder::create(&dir).unwrap();
-        rec.append(&[record(2.5), record(3.0)], &instance).unwrap();
+        let third = Record {
+            repetition: 3,
+            ..record(3.0)
+        };
+        rec.append(&[record(2.5), third.clone()], &instance)
+            .unwrap();
         // Read while the writer is still open: everything is already on disk.
         assert_eq!(
             read_results(&dir.join(RESULTS)).unwrap(),
-            [record(2.5), record(3.0)]
+            [record(2.5), third]
         );
         assert_eq!(read_instances(&dir.join(INSTANCES)).unwrap(), [instance]);
         let text = std::fs::read_to_string(dir.join(RESULTS)).unwrap();
@@ -318,6 +693,202 @@ mod tests {
             "workload,environment,repetition,metric,unit,value\ncpu,vm,2,startup_ms,ms,2.5\n"
         ));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const HEADER: &str = "workload,environment,repetition,metric,unit,value\n";
+
+    /// The error `parse_results` gives for this text after the header.
+    fn results_error(rows: &str) -> String {
+        let text = format!("{HEADER}{rows}");
+        parse_results(text.as_bytes(), Path::new("runs/x/results.csv"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = temp("fifo");
+        let path = dir.join(RESULTS);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        // Without a writer, a blocking open of a FIFO never returns.
+        let err = read_results(&path).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(matches!(err, RecordError::NotRegular { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.contains("results.csv is a FIFO (named pipe), not a regular file"),
+            "{err}"
+        );
+        let err = read_instances(&path).unwrap_err().to_string();
+        assert!(err.contains("is a FIFO"), "{err}");
+    }
+
+    #[test]
+    fn a_link_to_a_device_or_a_directory_is_refused() {
+        let dir = temp("dev");
+        let path = dir.join(RESULTS);
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let err = read_results(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("results.csv (a link to /dev/zero) is a character device"),
+            "{err}"
+        );
+        std::fs::create_dir(dir.join(INSTANCES)).unwrap();
+        let err = read_instances(&dir.join(INSTANCES))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("instances.jsonl is a directory"), "{err}");
+        // A link to a regular file is read like the file.
+        let real = dir.join("real.csv");
+        std::fs::write(&real, format!("{HEADER}cpu,vm,2,startup_ms,ms,2.5\n")).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        assert_eq!(read_results(&path).unwrap(), [record(2.5)]);
+    }
+
+    #[test]
+    fn files_are_read_up_to_their_limit_only() {
+        let dir = temp("limit");
+        let path = dir.join("f");
+        std::fs::write(&path, "0123456789").unwrap();
+        let err = open_run_file(&path, 9).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecordError::TooLarge {
+                    size: 10,
+                    limit: 9,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("is 10 bytes, more than the 9 bytes")
+        );
+        let mut text = String::new();
+        open_run_file(&path, 10)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "0123456789");
+        // A file that grows while it is read stops at the limit, with an error.
+        let mut file = open_run_file(&path, 12).unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"abcdef")
+            .unwrap();
+        let mut bytes = Vec::new();
+        let err = file.read_to_end(&mut bytes).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(bytes.len(), 12);
+    }
+
+    #[test]
+    fn a_cut_off_or_unparsable_value_names_its_line_and_value() {
+        let err = results_error("cpu,vm,1,startup_ms,ms,2.5\ncpu,vm,2,startup_ms,ms,1.5e\n");
+        assert_eq!(
+            err,
+            "runs/x/results.csv:3: value `1.5e` of cpu/vm repetition 2 metric startup_ms is not a number"
+        );
+        let err = results_error("cpu,vm,1,startup_ms,ms,\n");
+        assert!(
+            err.starts_with("runs/x/results.csv:2: value `` of"),
+            "{err}"
+        );
+        // Cut off before the last field.
+        let err = results_error("cpu,vm,1,startup_ms,ms,2.5\ncpu,vm,2,start");
+        assert!(
+            err.starts_with("runs/x/results.csv:3: the row has 4 fields"),
+            "{err}"
+        );
+        let err = results_error("cpu,vm,x,startup_ms,ms,1\n");
+        assert!(
+            err.starts_with("runs/x/results.csv:2: repetition `x` of cpu/vm"),
+            "{err}"
+        );
+        let err = results_error(",vm,1,startup_ms,ms,1\n");
+        assert!(
+            err.contains(":2: the workload or the metric name is empty"),
+            "{err}"
+        );
+        let mut bytes = format!("{HEADER}cpu,vm,1,startup_ms,ms,1\n").into_bytes();
+        bytes.extend(b"cpu,vm,2,st\xffart,ms,1\n");
+        let err = parse_results(&bytes[..], Path::new("r.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("r.csv:3: field 4 is not valid UTF-8"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nan_and_infinities_are_refused_with_their_line() {
+        for value in ["NaN", "nan", "inf", "-inf", "infinity", "1e400", "-1e999"] {
+            let err = results_error(&format!(
+                "cpu,vm,1,startup_ms,ms,2.5\ncpu,vm,2,startup_ms,ms,2.5\ncpu,vm,3,score,ms,{value}\n"
+            ));
+            assert_eq!(
+                err,
+                format!(
+                    "runs/x/results.csv:4: value `{value}` of cpu/vm repetition 3 metric score is not a finite number; no measurement is NaN or infinite"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_row_names_both_lines() {
+        let err = results_error(
+            "cpu,container,1,score,ops,1\ncpu,container,3,score,ops,2\ncpu,vm,3,score,ops,2\n\
+             cpu,container,3,startup_ms,ms,2\ncpu,container,3,score,ops,9\ncpu,container,1,score,ops,1\n",
+        );
+        assert_eq!(
+            err,
+            "runs/x/results.csv:6: duplicate row for cpu/container repetition 3 metric score (first at line 3); \
+             each is measured once, so one of them is not a measurement: remove it"
+        );
+    }
+
+    #[test]
+    fn an_unknown_environment_is_refused() {
+        let err = results_error("cpu,vm,1,score,ops,1\ncpu,docker,1,score,ops,1\n");
+        assert_eq!(
+            err,
+            "runs/x/results.csv:3: unknown environment `docker` for cpu: isobench's are native, container, vm"
+        );
+        // Control characters from the file are shown escaped.
+        let err = results_error("cpu,\"\x1b[2J\",1,score,ops,1\n");
+        assert!(err.contains("unknown environment `\\u{1b}[2J`"), "{err}");
+    }
+
+    #[test]
+    fn run_directories_are_checked_before_they_are_read() {
+        let dir = temp("rundir");
+        let err = check_run_dir(&dir.join("nope")).unwrap_err().to_string();
+        assert!(err.ends_with("nope does not exist"), "{err}");
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = check_run_dir(&file).unwrap_err().to_string();
+        assert!(err.contains("file is not a directory"), "{err}");
+        let err = check_run_dir(&file.join("below")).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = check_run_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.ends_with("is not a run directory: it has no meta.json"),
+            "{err}"
+        );
+        std::fs::write(dir.join(crate::meta::META), "{}").unwrap();
+        let err = check_run_dir(&dir).unwrap_err().to_string();
+        assert!(err.ends_with("it has no results.csv"), "{err}");
+        // A FIFO is there: whether it can be read is for its reader to say.
+        nix::unistd::mkfifo(&dir.join(RESULTS), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        check_run_dir(&dir).unwrap();
     }
 
     #[test]

@@ -1548,10 +1548,13 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
     meta.wall_s = Some(started.elapsed().as_secs_f64());
     meta.save(&dir).map_err(io_err("updating meta.json"))?;
     let rendered = report::render(&dir)?;
-    point_latest(&settings.out_root, &run_id).map_err(io_err(format!(
+    let latest = point_latest(&settings.out_root, &run_id).map_err(io_err(format!(
         "pointing {}/latest at {run_id}",
         settings.out_root.display()
     )))?;
+    if let Latest::Kept(why) = latest {
+        eprintln!("note: {why} (the run is in {})", dir.display());
+    }
     let run_dir = Arc::clone(&testbed.run_dir);
     drop(testbed);
     run_dir
@@ -1757,12 +1760,83 @@ fn progress_line(r: &InstanceResult, metrics: &[Metric], log: &str) -> String {
     parts.join("  ")
 }
 
-/// Points `<root>/latest` at `run_id` (a relative symlink, replaced atomically).
-pub fn point_latest(root: &Path, run_id: &str) -> std::io::Result<()> {
+/// What [`point_latest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Latest {
+    /// `<root>/latest` is now a link to the run.
+    Updated,
+    /// `<root>/latest` is not a symbolic link (a directory, a file): not
+    /// isobench's, so it was left as it was. The text says what it is.
+    Kept(String),
+}
+
+/// Points `<root>/latest` at `run_id`: a relative symlink, replaced
+/// atomically (a new link renamed over the old one).
+///
+/// Only a symbolic link is ever replaced. A directory or a file named
+/// `latest` is the user's: it is left alone and the outcome says so
+/// ([`Latest::Kept`]). When nothing is there, the new link is renamed in
+/// with `RENAME_NOREPLACE`, so that a file created in the meantime is not
+/// replaced either. (A link that is swapped for a file between the look
+/// and the rename would still be replaced; only a concurrent writer of
+/// the same directory could do that.)
+pub fn point_latest(root: &Path, run_id: &str) -> std::io::Result<Latest> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    let latest = root.join("latest");
     let tmp = root.join(format!(".latest-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(run_id, &tmp)?;
-    std::fs::rename(&tmp, root.join("latest"))
+    // A link left by an earlier run that had this pid (never anything else).
+    if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&tmp)?;
+    }
+    // Twice at most: once more should a file appear where there was none.
+    for _ in 0..2 {
+        let replace = match std::fs::symlink_metadata(&latest) {
+            Ok(m) if m.file_type().is_symlink() => true,
+            Ok(m) => {
+                let what = if m.is_dir() {
+                    "a directory"
+                } else if m.is_file() {
+                    "a regular file"
+                } else {
+                    "not a symbolic link"
+                };
+                return Ok(Latest::Kept(format!(
+                    "{} is {what}, not a link isobench made; left it alone",
+                    latest.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        std::os::unix::fs::symlink(run_id, &tmp)?;
+        let renamed = if replace {
+            std::fs::rename(&tmp, &latest)
+        } else {
+            match renameat_with(CWD, &tmp, CWD, &latest, RenameFlags::NOREPLACE) {
+                // A file system without RENAME_NOREPLACE: nothing was there
+                // a moment ago.
+                Err(Errno::INVAL | Errno::NOSYS) => std::fs::rename(&tmp, &latest),
+                other => other.map_err(std::io::Error::from),
+            }
+        };
+        match renamed {
+            Ok(()) => return Ok(Latest::Updated),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!(
+            "{} keeps changing while isobench points it at the run",
+            latest.display()
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -1779,12 +1853,50 @@ mod tests {
     #[test]
     fn latest_is_replaced() {
         let root = crate::testutil::TempDir::new("latest");
-        point_latest(&root, "one").unwrap();
-        point_latest(&root, "two").unwrap();
+        assert_eq!(point_latest(&root, "one").unwrap(), Latest::Updated);
+        assert_eq!(point_latest(&root, "two").unwrap(), Latest::Updated);
         assert_eq!(
             std::fs::read_link(root.join("latest")).unwrap(),
             PathBuf::from("two")
         );
-        std::fs::remove_dir_all(root).unwrap();
+        // A link that points nowhere is still isobench's to replace.
+        std::fs::remove_file(root.join("latest")).unwrap();
+        std::os::unix::fs::symlink("gone", root.join("latest")).unwrap();
+        assert_eq!(point_latest(&root, "three").unwrap(), Latest::Updated);
+        assert_eq!(
+            std::fs::read_link(root.join("latest")).unwrap(),
+            PathBuf::from("three")
+        );
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn a_directory_or_file_named_latest_is_left_alone() {
+        let root = crate::testutil::TempDir::new("latest-kept");
+        std::fs::create_dir(root.join("latest")).unwrap();
+        std::fs::write(root.join("latest/notes.txt"), "mine").unwrap();
+        let Latest::Kept(why) = point_latest(&root, "one").unwrap() else {
+            panic!("a directory named latest was replaced");
+        };
+        assert!(why.contains("latest is a directory, not a link"), "{why}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("latest/notes.txt")).unwrap(),
+            "mine"
+        );
+
+        std::fs::remove_dir_all(root.join("latest")).unwrap();
+        std::fs::write(root.join("latest"), "my file").unwrap();
+        let Latest::Kept(why) = point_latest(&root, "two").unwrap() else {
+            panic!("a file named latest was replaced");
+        };
+        assert!(why.contains("latest is a regular file"), "{why}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("latest")).unwrap(),
+            "my file"
+        );
+        // No temporary link is left beside it.
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 }

@@ -8,7 +8,9 @@ use common::*;
 use isobench::compare::{PERMUTATIONS, SEED};
 use isobench::stats::permutation_test;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Twenty quick repetitions (well under a second natively). At alpha = 0.01
 /// the gate's median test needs at least 8 per side to fire at all; 20
@@ -372,4 +374,222 @@ fn the_report_of_a_real_run_has_a_chart_per_family_and_re_renders_identically() 
     for (f, bytes) in names.iter().zip(before) {
         assert_eq!(std::fs::read(run.join(f)).unwrap(), bytes, "{f} differs");
     }
+}
+
+/// Runs `cmd` and returns its output; fails the test (killing the command)
+/// if it has not ended within `limit`.
+fn output_within(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}; killed\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `isobench report DIR` and `isobench compare DIR GOOD` must both refuse
+/// `dir` within a few seconds, exit 2 and say `needle`.
+fn both_refuse(good: &Path, dir: &Path, needle: &str) {
+    let limit = Duration::from_secs(20);
+    // A memory limit, so that a reader that does not stop fails here
+    // instead of taking the host's memory.
+    let capped = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("ulimit -v 4194304 && exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_isobench"))
+            .args(args);
+        cmd
+    };
+    for (what, mut cmd) in [
+        ("report", capped(&["report".as_ref(), dir.as_os_str()])),
+        (
+            "compare",
+            capped(&["compare".as_ref(), dir.as_os_str(), good.as_os_str()]),
+        ),
+    ] {
+        let out = output_within(&mut cmd, limit);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", text(&out));
+        assert!(err.contains(needle), "{what}: {needle:?} not in: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
+
+/// A copy of `run` named `name`, with `edit` applied to its results.csv
+/// text (rows after the header; the header is line 1).
+fn with_results(s: &Scratch, run: &Path, name: &str, edit: impl Fn(&mut Vec<String>)) -> PathBuf {
+    let dir = s.path.join(name);
+    copy_dir(run, &dir);
+    let text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    edit(&mut lines);
+    std::fs::write(dir.join("results.csv"), lines.join("\n") + "\n").unwrap();
+    dir
+}
+
+#[test]
+fn damaged_run_directories_are_refused_with_the_file_and_line() {
+    let _serial = serial();
+    let s = Scratch::new("damaged");
+    // A directory named `latest` where the run would put its link is the
+    // user's: the run leaves it alone, says so, and still succeeds.
+    let mine = s.reports().join("latest");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let file = s.write("scenario.toml", GATE);
+    let out = s
+        .isobench()
+        .args(["run", "--env", "native", "--reps", "2", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("latest is a directory, not a link isobench made; left it alone"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let run = std::fs::read_dir(s.reports())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap() != "latest")
+        .unwrap();
+
+    // A FIFO: a blocking open would wait for a writer forever.
+    for name in ["results.csv", "meta.json", "instances.jsonl"] {
+        let dir = s.path.join(format!("fifo-{name}"));
+        copy_dir(&run, &dir);
+        std::fs::remove_file(dir.join(name)).unwrap();
+        nix::unistd::mkfifo(&dir.join(name), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        if name == "instances.jsonl" {
+            // Only `report` reads it.
+            let out = output_within(isobench().arg("report").arg(&dir), Duration::from_secs(20));
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+            assert!(text(&out).contains(&format!("{name} is a FIFO (named pipe)")));
+        } else {
+            both_refuse(&run, &dir, &format!("{name} is a FIFO (named pipe)"));
+        }
+    }
+
+    // A link to /dev/zero never ends.
+    let zero = s.path.join("zero");
+    copy_dir(&run, &zero);
+    std::fs::remove_file(zero.join("results.csv")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero.join("results.csv")).unwrap();
+    both_refuse(
+        &run,
+        &zero,
+        "results.csv (a link to /dev/zero) is a character device, not a regular file",
+    );
+
+    // A value cut off: the line and the value are named.
+    let cut = with_results(&s, &run, "cut", |l| {
+        let v = l[3].rfind(',').unwrap();
+        l[3].truncate(v + 2);
+        l[3].push('e');
+    });
+    let lines = std::fs::read_to_string(cut.join("results.csv")).unwrap();
+    let row: Vec<&str> = lines.lines().nth(3).unwrap().split(',').collect();
+    both_refuse(
+        &run,
+        &cut,
+        &format!(
+            "results.csv:4: value `{}` of {}/native repetition {} metric {} is not a number",
+            row[5], row[0], row[2], row[3]
+        ),
+    );
+    // The file ends in the middle of a row.
+    let short = with_results(&s, &run, "short", |l| {
+        let last = l.len() - 1;
+        l[last].truncate(3);
+    });
+    let n = std::fs::read_to_string(short.join("results.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    both_refuse(
+        &run,
+        &short,
+        &format!("results.csv:{n}: the row has 1 field"),
+    );
+
+    // A row twice: statistics would count one repetition two times.
+    let twice = with_results(&s, &run, "twice", |l| {
+        let row = l[2].clone();
+        l.push(row);
+    });
+    let rows = results(&run);
+    let r = &rows[1];
+    let n = rows.len() + 2;
+    both_refuse(
+        &run,
+        &twice,
+        &format!(
+            "results.csv:{n}: duplicate row for {}/{} repetition {} metric {} (first at line 3)",
+            r.0, r.1, r.2, r.3
+        ),
+    );
+
+    // An environment isobench does not have.
+    let unknown = with_results(&s, &run, "unknown", |l| {
+        l[2] = l[2].replacen(",native,", ",kata,", 1);
+    });
+    both_refuse(&run, &unknown, "results.csv:3: unknown environment `kata`");
+
+    // NaN and infinities are no measurements.
+    for (i, value) in ["NaN", "inf", "-inf"].into_iter().enumerate() {
+        let bad = with_results(&s, &run, &format!("nonfinite{i}"), |l| {
+            let v = l[4].rfind(',').unwrap();
+            l[4].truncate(v + 1);
+            l[4].push_str(value);
+        });
+        both_refuse(&run, &bad, &format!("results.csv:5: value `{value}` of"));
+    }
+
+    // A file where a directory should be, and nothing at all.
+    let file = s.write("not-a-dir", "x");
+    let out = isobench().arg("report").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{} is not a directory", file.display())),
+        "{}",
+        text(&out)
+    );
+    let out = compare(&file, &run, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("baseline {} is not a directory", file.display())),
+        "{}",
+        text(&out)
+    );
+    let missing = s.path.join("missing");
+    let out = isobench().arg("report").arg(&missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("directory {} does not exist", missing.display())),
+        "{}",
+        text(&out)
+    );
+
+    // The untouched run still reports and compares.
+    let out = isobench().arg("report").arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -30,8 +30,9 @@ struct BmfMetric {
     upper_value: f64,
 }
 
-fn to_json<T: Serialize>(doc: &T) -> Result<Vec<u8>, ReportError> {
-    let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| ReportError::Meta(e.to_string()))?;
+fn to_json<T: Serialize>(file: &'static str, doc: &T) -> Result<Vec<u8>, ReportError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(doc).map_err(|source| ReportError::Encode { file, source })?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -55,7 +56,7 @@ impl Exporter for Bmf {
                     },
                 );
         }
-        to_json(&doc)
+        to_json(self.file_name(), &doc)
     }
 }
 
@@ -108,7 +109,7 @@ impl Exporter for BenchmarkAction {
                 ),
             })
             .collect();
-        to_json(&entries)
+        to_json(self.file_name(), &entries)
     }
 }
 

@@ -192,6 +192,15 @@ fn bar(series: &SeriesSummary, scale: f64) -> chart::Bar {
     }
 }
 
+/// Whether every value of a bar is a finite number.
+fn is_finite(bar: &chart::Bar) -> bool {
+    [bar.median, bar.lo, bar.hi]
+        .iter()
+        .chain(&bar.points)
+        .chain(&bar.outliers)
+        .all(|v| v.is_finite())
+}
+
 fn push_bar(groups: &mut Vec<chart::Group>, group: &str, bar: chart::Bar) {
     match groups.iter_mut().find(|g| g.name == group) {
         Some(g) => g.bars.push(bar),
@@ -427,14 +436,20 @@ pub fn family_chart(family: Family, series: &[&SeriesSummary]) -> Option<chart::
             .iter()
             .find(|r| r.workload == s.workload && r.metric == s.metric && r.environment == native)
             .map(|r| r.stats.median)
-            .filter(|m| *m != 0.0)
+            .filter(|m| *m > 0.0)
         else {
             continue;
         };
+        // A value that overflows when divided by a tiny native median
+        // (1e3 / 1e-306) cannot be drawn: leave that bar out.
+        let relative = bar(s, reference);
+        if !is_finite(&relative) {
+            continue;
+        }
         push_bar(
             &mut groups,
             &format!("{} · {}", s.workload, s.metric),
-            bar(s, reference),
+            relative,
         );
     }
     if groups.is_empty() {
@@ -454,4 +469,58 @@ pub fn family_chart(family: Family, series: &[&SeriesSummary]) -> Option<chart::
             "{CAPTION} · each value divided by the native median of its workload and metric"
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats;
+    use crate::workload::Better;
+
+    fn series(workload: &str, env: &str, unit: &str, values: &[f64]) -> SeriesSummary {
+        SeriesSummary {
+            workload: workload.into(),
+            environment: env.into(),
+            metric: "score".into(),
+            unit: unit.into(),
+            better: Better::Higher,
+            stats: stats::summarize(values).unwrap(),
+            values: values.to_vec(),
+            ratio_to_native: None,
+            ratio_ci95: None,
+        }
+    }
+
+    /// Regressions from tests/fuzz.rs: a relative chart divided by a native
+    /// median that is negative (whiskers came out upside down) or so small
+    /// that the quotient overflows (infinite values); either made the
+    /// whole report fail.
+    #[test]
+    fn a_relative_chart_leaves_out_what_it_cannot_divide() {
+        let all = [
+            // Negative natively: no ratio scale, left out.
+            series("a", "native", "ms", &[-2.0, -1.0, -3.0]),
+            series("a", "vm", "ms", &[1.0, 2.0, 3.0]),
+            // A subnormal native median: 138 / 3.7e-310 is infinite.
+            series("b", "native", "ops", &[3.7e-310]),
+            series("b", "vm", "ops", &[138.0]),
+            // Ordinary.
+            series("c", "native", "MiB", &[2.0, 2.0]),
+            series("c", "vm", "MiB", &[4.0, 6.0]),
+        ];
+        let refs: Vec<&SeriesSummary> = all.iter().collect();
+        let chart = family_chart(Family::Cpu, &refs).unwrap();
+        assert!(
+            chart.title.contains("relative to native"),
+            "{}",
+            chart.title
+        );
+        let names: Vec<(&str, usize)> = chart
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.bars.len()))
+            .collect();
+        assert_eq!(names, [("b · score", 1), ("c · score", 2)]);
+        chart::render_svg(&chart).unwrap();
+    }
 }

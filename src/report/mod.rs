@@ -17,8 +17,8 @@ pub mod figures;
 pub mod html;
 
 use crate::env::EnvKind;
-use crate::meta::{META, Meta};
-use crate::record::{self, INSTANCES, InstanceRecord, RESULTS, Record, RecordError};
+use crate::meta::Meta;
+use crate::record::{self, INSTANCES, InstanceRecord, RESULTS, Record, RecordError, RunDirError};
 use crate::stats::{self, Interval, Summary};
 use crate::workload::Better;
 use family::Family;
@@ -33,12 +33,20 @@ pub const RATIO_SEED: u64 = 0x0150_BE4C_0000_0002;
 /// A report that cannot be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// A record file is unreadable.
+    /// The path is not a run directory.
+    #[error(transparent)]
+    Dir(#[from] RunDirError),
+    /// A file of the run directory is unreadable or corrupt.
     #[error(transparent)]
     Record(#[from] RecordError),
-    /// `meta.json` is missing or unreadable.
-    #[error("{0}")]
-    Meta(String),
+    /// A JSON output could not be encoded.
+    #[error("encoding {file}: {source}")]
+    Encode {
+        /// The output file.
+        file: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// A chart failed.
     #[error(transparent)]
     Chart(#[from] chart::ChartError),
@@ -337,8 +345,10 @@ impl Exporter for SummaryJson {
             "series": data.series,
             "failures": data.failures,
         });
-        let mut bytes =
-            serde_json::to_vec_pretty(&doc).map_err(|e| ReportError::Meta(e.to_string()))?;
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|source| ReportError::Encode {
+            file: self.file_name(),
+            source,
+        })?;
         bytes.push(b'\n');
         Ok(bytes)
     }
@@ -750,13 +760,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 
 /// Reads a run directory's records and writes every report file into it.
 pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
-    if !dir.join(META).is_file() {
-        return Err(ReportError::Meta(format!(
-            "{} is not a run directory: it has no {META}",
-            dir.display()
-        )));
-    }
-    let meta = Meta::load(dir).map_err(ReportError::Meta)?;
+    record::check_run_dir(dir)?;
+    let meta = Meta::load(dir)?;
     let records = record::read_results(&dir.join(RESULTS))?;
     let instances = record::read_instances(&dir.join(INSTANCES))?;
     let data = ReportData::new(meta, &records, instances);
@@ -1171,6 +1176,30 @@ mod tests {
                 .iter()
                 .any(|l| l.starts_with("For noop, the VM's median startup of 2050 ms holds a median guest kernel boot of 1225 ms (60%)")),
             "{startup:?}"
+        );
+    }
+
+    #[test]
+    fn render_refuses_what_is_not_a_run_directory() {
+        let dir = crate::testutil::TempDir::new("render-not");
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = render(&file).unwrap_err();
+        assert!(matches!(
+            err,
+            ReportError::Dir(RunDirError::NotDirectory { .. })
+        ));
+        assert!(err.to_string().contains("file is not a directory"), "{err}");
+        let err = render(&dir.join("gone")).unwrap_err().to_string();
+        assert!(err.ends_with("gone does not exist"), "{err}");
+        let err = render(&dir).unwrap_err().to_string();
+        assert!(err.ends_with("it has no meta.json"), "{err}");
+        fixture::meta(true).save(&dir).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join(RESULTS)).unwrap();
+        let err = render(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("(a link to /dev/zero) is a character device"),
+            "{err}"
         );
     }
 
