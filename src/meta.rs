@@ -126,9 +126,7 @@ pub struct Meta {
 impl Meta {
     /// Writes `meta.json` into `dir` (through a temporary file and a rename).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(format!("{META}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(tmp, dir.join(META))
+        crate::record::write_file(&dir.join(META), &serde_json::to_vec_pretty(self)?)
     }
 
     /// Reads `meta.json` from `dir` (through [`record::open_run_file`], at

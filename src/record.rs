@@ -424,6 +424,32 @@ pub fn open_run_file(path: &Path, limit: u64) -> Result<RunFile, RecordError> {
     })
 }
 
+/// Writes `bytes` to `path` as a new file: first to a temporary file
+/// beside it, created exclusively (never through a link someone put
+/// there), then renamed over `path` (which replaces a link at `path`
+/// instead of writing through it). Readers never see a half-written file,
+/// and a crash leaves at most a `.*.tmp` file of isobench's own.
+pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Text from a file, for an error message: control characters escaped, so
 /// that a hostile file cannot drive the terminal the message is shown on.
 fn shown(text: &str) -> String {

@@ -509,7 +509,7 @@ fn overrides() -> impl Strategy<Value = Overrides> {
         1 => (
             prop::option::of(envs),
             prop::option::of(names),
-            prop::option::of(prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()]),
+            prop::option::of(prop_oneof![Just(0u64), Just(1), Just(u64::from(u32::MAX) + 1), any::<u64>()]),
         )
             .prop_map(|(environments, workloads, reps)| Overrides {
                 environments,

@@ -558,3 +558,26 @@ fn doctor_reports_every_prerequisite() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
 }
+
+#[test]
+fn a_scenario_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let s = Scratch::new("scenario-fifo");
+    let fifo = s.path.join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for path in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let started = std::time::Instant::now();
+        let out = s
+            .isobench()
+            .args(["run", "--scenario"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+            "{}",
+            text(&out)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}

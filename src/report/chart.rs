@@ -276,7 +276,11 @@ pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
     let tmp = temp_png_path(path);
     // Creating the file ourselves reports a missing directory or a
     // permission problem as a plain io::Error.
-    fs::File::create(&tmp).map_err(write_error)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(write_error)?;
     let drawn = {
         let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
         match draw(&root, TextMode::PerGlyph, chart, &layout) {
@@ -300,7 +304,7 @@ pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
 /// both paths untouched.
 pub fn write_both(chart: &BarChart, svg_path: &Path, png_path: &Path) -> Result<(), ChartError> {
     let svg = render_svg(chart)?;
-    fs::write(svg_path, svg).map_err(|source| ChartError::Write {
+    crate::record::write_file(svg_path, svg.as_bytes()).map_err(|source| ChartError::Write {
         title: chart.title.clone(),
         path: svg_path.to_path_buf(),
         source,

@@ -742,6 +742,9 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
     s
 }
 
+/// The list of chart files a rendering wrote, in `charts/`.
+const CHART_LIST: &str = ".isobench-charts";
+
 /// What [`render`] produced.
 #[derive(Debug)]
 pub struct Rendered {
@@ -752,7 +755,7 @@ pub struct Rendered {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    std::fs::write(path, bytes).map_err(|source| ReportError::Write {
+    record::write_file(path, bytes).map_err(|source| ReportError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -780,8 +783,13 @@ pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
         files.push(path);
     }
     let figures = figures::all(&data);
+    let charts = dir.join("charts");
+    // The charts an earlier rendering wrote, from its list: those this one
+    // no longer draws (a re-render by a newer isobench) would otherwise
+    // pass for current. Only files on that list are ever removed.
+    let listed = std::fs::read_to_string(charts.join(CHART_LIST)).unwrap_or_default();
+    let mut drawn = Vec::new();
     if !figures.is_empty() {
-        let charts = dir.join("charts");
         std::fs::create_dir_all(&charts).map_err(|source| ReportError::Write {
             path: charts.clone(),
             source,
@@ -790,19 +798,19 @@ pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
             let svg = charts.join(format!("{}.svg", f.name));
             let png = charts.join(format!("{}.png", f.name));
             chart::write_both(&f.chart, &svg, &png)?;
+            drawn.push(format!("{}.svg", f.name));
+            drawn.push(format!("{}.png", f.name));
             files.extend([svg, png]);
         }
     }
-    // Charts an earlier rendering wrote that this one no longer draws (a
-    // re-render by a newer isobench) would otherwise pass for current.
-    if let Ok(entries) = std::fs::read_dir(dir.join("charts")) {
-        for e in entries.flatten() {
-            let path = e.path();
-            let chart_file = path.extension().is_some_and(|x| x == "svg" || x == "png");
-            if chart_file && !files.contains(&path) {
-                let _ = std::fs::remove_file(&path);
-            }
+    for old in listed.lines() {
+        let plain = !old.is_empty() && !old.contains('/') && !old.starts_with('.');
+        if plain && !drawn.iter().any(|d| d == old) {
+            let _ = std::fs::remove_file(charts.join(old));
         }
+    }
+    if charts.is_dir() {
+        write(&charts.join(CHART_LIST), drawn.join("\n").as_bytes())?;
     }
     Ok(Rendered {
         table: terminal_table(&data.series),
@@ -1251,13 +1259,34 @@ mod tests {
         );
         // Rendering again gives the same bytes.
         let html = std::fs::read(dir.join("report.html")).unwrap();
-        // A chart this rendering does not draw (left by an older one) goes.
+        // A chart an earlier rendering listed and this one does not draw
+        // goes; a file isobench did not write stays.
         let stale = dir.join("charts/gone.svg");
         std::fs::write(&stale, "<svg/>").unwrap();
+        let list = dir.join("charts").join(CHART_LIST);
+        let mut listed = std::fs::read_to_string(&list).unwrap();
+        listed.push_str("\ngone.svg");
+        std::fs::write(&list, listed).unwrap();
+        let mine = dir.join("charts/my-notes.png");
+        std::fs::write(&mine, "not a chart of isobench's").unwrap();
+        // A report file that is a link is replaced, not written through.
+        let outside = dir.with_extension("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        std::fs::remove_file(dir.join("report.md")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("report.md")).unwrap();
         render(&dir).unwrap();
         assert_eq!(std::fs::read(dir.join("report.html")).unwrap(), html);
         assert!(!stale.exists(), "a stale chart was kept");
+        assert!(mine.exists(), "a file isobench did not write was removed");
         assert!(dir.join("charts/startup.svg").exists());
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+        assert!(
+            !dir.join("report.md")
+                .symlink_metadata()
+                .unwrap()
+                .is_symlink()
+        );
+        std::fs::remove_file(&outside).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
