@@ -245,9 +245,25 @@ struct CompareArgs {
     /// Noise threshold: the smallest change of a median, in percent, that counts.
     #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = parse_noise)]
     noise: f64,
-    /// Also write the Markdown table to this file.
+    /// Also write the table (in `--format`) to this file.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Output format: a Markdown table, or JSON (one object per series).
+    #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
+    format: CompareFormat,
+    /// Fail (exit 1) on an inconclusive series too: one with too few
+    /// repetitions for the test to reach a verdict.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// `isobench compare --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompareFormat {
+    /// A Markdown table (for a pull-request comment).
+    Md,
+    /// JSON, one object per series.
+    Json,
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {
@@ -434,18 +450,17 @@ fn cmd_compare(args: CompareArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, e),
     };
-    let text = comparison.markdown();
+    let text = match args.format {
+        CompareFormat::Md => comparison.markdown(),
+        CompareFormat::Json => comparison.json(),
+    };
     crate::show_part!("{text}");
     if let Some(path) = &args.output
         && let Err(e) = std::fs::write(path, &text)
     {
         return fail(2, format!("writing {}: {e}", path.display()));
     }
-    if comparison.regressions().is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(comparison.exit_code(args.strict))
 }
 
 fn cmd_doctor() -> ExitCode {

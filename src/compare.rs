@@ -103,11 +103,11 @@ pub enum CompareError {
     },
     /// A metric has different units in the two runs.
     #[error(
-        "metric `{metric}` is in {baseline} in the baseline but in {current} in the current run"
+        "series `{series}` is in {baseline} in the baseline but in {current} in the current run; a unit that changed within a series cannot be compared: rerun the baseline with this isobench"
     )]
     UnitMismatch {
-        /// The metric.
-        metric: String,
+        /// The series, `workload/environment/metric`.
+        series: String,
         /// Its unit in the baseline.
         baseline: String,
         /// Its unit in the current run.
@@ -136,7 +136,7 @@ pub fn load(role: &'static str, dir: &Path) -> Result<Run, CompareError> {
     let records_error = |source| CompareError::Records { role, source };
     let meta = Meta::load(dir).map_err(records_error)?;
     let records = record::read_results(&dir.join(RESULTS)).map_err(records_error)?;
-    let series = report::summarize(&records, &meta);
+    let series = report::summarize(&records);
     Ok(Run {
         dir: dir.to_path_buf(),
         meta,
@@ -145,7 +145,8 @@ pub fn load(role: &'static str, dir: &Path) -> Result<Run, CompareError> {
 }
 
 /// What the gate concluded about one series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Significant, and worse by more than the noise threshold.
     Regression,
@@ -155,7 +156,9 @@ pub enum Verdict {
     WithinNoise,
     /// Not significant.
     NoChange,
-    /// The test cannot reach `p < alpha` with this many repetitions.
+    /// Inconclusive: the test cannot reach `p < alpha` with this many
+    /// repetitions, whatever the data.
+    #[serde(rename = "inconclusive")]
     TooFewRepetitions,
     /// Only the baseline has this series.
     OnlyInBaseline,
@@ -171,7 +174,7 @@ impl Verdict {
             Verdict::Improvement => "improvement",
             Verdict::WithinNoise => "within noise",
             Verdict::NoChange => "no significant change",
-            Verdict::TooFewRepetitions => "too few repetitions to tell",
+            Verdict::TooFewRepetitions => "inconclusive",
             Verdict::OnlyInBaseline => "only in baseline",
             Verdict::OnlyInCurrent => "only in current",
         }
@@ -179,7 +182,7 @@ impl Verdict {
 }
 
 /// Median and n of one side.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Side {
     /// Median of the repetitions.
     pub median: f64,
@@ -188,7 +191,7 @@ pub struct Side {
 }
 
 /// One compared series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Row {
     /// Workload name.
     pub workload: String,
@@ -214,6 +217,29 @@ pub struct Row {
     pub min_p: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
+    /// Repetitions per side the test needs to reach `p < alpha` at all,
+    /// for an inconclusive verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reps_needed: Option<usize>,
+}
+
+impl Row {
+    /// The verdict in words, with the repetitions it lacked when it is
+    /// inconclusive (`inconclusive: n = 3 < 8`).
+    pub fn verdict_text(&self) -> String {
+        match (self.verdict, self.reps_needed) {
+            (Verdict::TooFewRepetitions, Some(needed)) => {
+                let n = [self.baseline, self.current]
+                    .iter()
+                    .flatten()
+                    .map(|s| s.n)
+                    .min()
+                    .unwrap_or(0);
+                format!("inconclusive: n = {n} < {needed}")
+            }
+            (v, _) => v.as_str().to_string(),
+        }
+    }
 }
 
 /// A whole comparison.
@@ -241,6 +267,45 @@ impl Comparison {
             .iter()
             .filter(|r| r.verdict == Verdict::Regression)
             .collect()
+    }
+
+    /// The rows the test could not judge with so few repetitions.
+    pub fn inconclusive(&self) -> Vec<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::TooFewRepetitions)
+            .collect()
+    }
+
+    /// The exit status of `isobench compare`: 1 for a regression, or with
+    /// `strict` for an inconclusive series (a CI job that must not pass
+    /// without a verdict); 0 otherwise.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        let failed = !self.regressions().is_empty() || (strict && !self.inconclusive().is_empty());
+        u8::from(failed)
+    }
+
+    /// The comparison as JSON: the runs, thresholds and warnings, and one
+    /// object per series (medians, change, p-value, verdict).
+    pub fn json(&self) -> String {
+        let doc = serde_json::json!({
+            "scenario": self.scenario,
+            "baseline": {"run_id": self.baseline.0, "dir": self.baseline.1},
+            "current": {"run_id": self.current.0, "dir": self.current.1},
+            "alpha": self.settings.alpha,
+            "noise_pct": self.settings.noise_pct,
+            "regressions": self.regressions().len(),
+            "inconclusive": self.inconclusive().len(),
+            "warnings": self.warnings,
+            "series": self.rows.iter().map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["verdict_text"] = serde_json::Value::String(r.verdict_text());
+                v
+            }).collect::<Vec<_>>(),
+        });
+        let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        text.push('\n');
+        text
     }
 }
 
@@ -314,14 +379,17 @@ fn check_compatible(base: &Run, cur: &Run) -> Result<(), CompareError> {
             });
         }
     }
+    // A series is (workload, environment, metric); only a unit that changed
+    // within one series makes two runs incomparable.
     for s in &cur.series {
-        if let Some(o) = base.series.iter().find(|o| o.metric == s.metric)
-            && o.unit != s.unit
+        if let Some(o) = base.series.iter().find(|o| {
+            o.workload == s.workload && o.environment == s.environment && o.metric == s.metric
+        }) && (o.unit != s.unit || o.better != s.better)
         {
             return Err(CompareError::UnitMismatch {
-                metric: s.metric.clone(),
-                baseline: o.unit.clone(),
-                current: s.unit.clone(),
+                series: format!("{}/{}/{}", s.workload, s.environment, s.metric),
+                baseline: format!("{} ({} is better)", o.unit, o.better.as_str()),
+                current: format!("{} ({} is better)", s.unit, s.better.as_str()),
             });
         }
     }
@@ -387,6 +455,7 @@ fn judge(base: &SeriesSummary, cur: &SeriesSummary, settings: Settings) -> Row {
         p: Some(p),
         min_p,
         verdict,
+        reps_needed: (verdict == Verdict::TooFewRepetitions).then(|| reps_needed(settings.alpha)),
     }
 }
 
@@ -409,6 +478,7 @@ pub fn compare(base: &Run, cur: &Run, settings: Settings) -> Result<Comparison, 
                 p: None,
                 min_p: None,
                 verdict: Verdict::OnlyInCurrent,
+                reps_needed: None,
             }),
         }
     }
@@ -426,6 +496,7 @@ pub fn compare(base: &Run, cur: &Run, settings: Settings) -> Result<Comparison, 
                 p: None,
                 min_p: None,
                 verdict: Verdict::OnlyInBaseline,
+                reps_needed: None,
             });
         }
     }
@@ -587,7 +658,7 @@ impl Comparison {
                 fmt_side(r.current),
                 r.change.map_or("—".into(), fmt_change),
                 r.p.map_or("—".into(), fmt_p),
-                r.verdict.as_str()
+                r.verdict_text()
             );
         }
         s

@@ -115,7 +115,10 @@ pub struct Meta {
     pub scenario: serde_json::Value,
     /// Every environment's knobs.
     pub environments: BTreeMap<String, serde_json::Value>,
-    /// Unit and direction of every metric recorded.
+    /// Unit and direction of every series recorded, keyed
+    /// `<workload>/<metric>` (the same in every environment): a metric's
+    /// name alone does not say it (`score` is µs for `net`, rounds/s for
+    /// `cpu`).
     pub metrics: BTreeMap<String, MetricInfo>,
     /// The order instances ran in.
     pub order: String,
@@ -124,6 +127,18 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Records the unit and direction of a workload's figures.
+    pub fn declare(&mut self, workload: &str, metrics: &[crate::workload::Metric]) {
+        for m in metrics {
+            self.metrics
+                .entry(format!("{workload}/{}", m.name))
+                .or_insert(MetricInfo {
+                    unit: m.unit.clone(),
+                    better: m.better,
+                });
+        }
+    }
+
     /// Writes `meta.json` into `dir` (through a temporary file and a rename).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         crate::record::write_file(&dir.join(META), &serde_json::to_vec_pretty(self)?)

@@ -13,7 +13,7 @@
 //! and the line of the first one that is wrong.
 
 use crate::env::EnvKind;
-use crate::workload::Metric;
+use crate::workload::{Better, Metric};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -38,8 +38,35 @@ pub struct Record {
     pub metric: String,
     /// Unit of `value`.
     pub unit: String,
+    /// Which direction is better, as the workload that measured it said:
+    /// a property of the series, never looked up by the metric's name
+    /// (`score` is µs for `net` and rounds/s for `cpu`).
+    pub better: Better,
     /// The value.
     pub value: f64,
+}
+
+impl Record {
+    /// The records of one instance's figures.
+    pub fn of(
+        workload: &str,
+        environment: crate::env::EnvKind,
+        repetition: u32,
+        metrics: &[Metric],
+    ) -> Vec<Record> {
+        metrics
+            .iter()
+            .map(|m| Record {
+                workload: workload.to_string(),
+                environment: environment.to_string(),
+                repetition,
+                metric: m.name.clone(),
+                unit: m.unit.clone(),
+                better: m.better,
+                value: m.value,
+            })
+            .collect()
+    }
 }
 
 /// What happened to one instance.
@@ -93,8 +120,20 @@ pub const SAMPLES: &str = "samples.csv";
 /// only exhaust memory.
 pub const TABLE_LIMIT: u64 = 1 << 30;
 
-/// The header `results.csv` must have, in this order.
-pub const RESULTS_HEADER: [&str; 6] = [
+/// The header `results.csv` has, in this order.
+pub const RESULTS_HEADER: [&str; 7] = [
+    "workload",
+    "environment",
+    "repetition",
+    "metric",
+    "unit",
+    "better",
+    "value",
+];
+
+/// The header of a `results.csv` written before records carried their
+/// direction; read with [`Better::legacy_for_unit`].
+pub const LEGACY_HEADER: [&str; 6] = [
     "workload",
     "environment",
     "repetition",
@@ -279,14 +318,7 @@ impl Recorder {
             "pss_kib",
         ])?;
         recorder.samples.flush()?;
-        recorder.results.write_record([
-            "workload",
-            "environment",
-            "repetition",
-            "metric",
-            "unit",
-            "value",
-        ])?;
+        recorder.results.write_record(RESULTS_HEADER)?;
         recorder.results.flush()?;
         Ok(recorder)
     }
@@ -509,12 +541,18 @@ pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, Reco
         .from_reader(reader);
     let mut row = csv::StringRecord::new();
     let has_header = reader.read_record(&mut row).map_err(|e| csv_error(e, 1))?;
-    if !has_header || row.iter().ne(RESULTS_HEADER) {
+    let legacy = has_header && row.iter().eq(LEGACY_HEADER);
+    if !has_header || (!legacy && row.iter().ne(RESULTS_HEADER)) {
         return Err(corrupt(
             1,
             format!("the header must be `{}`", RESULTS_HEADER.join(",")),
         ));
     }
+    // Unit and direction of every (workload, metric), with the line that
+    // first gave them: one series, one unit, one direction, in every
+    // environment (a ratio to native divides like by like).
+    let mut declared: std::collections::HashMap<(String, String), (String, Better, u64)> =
+        std::collections::HashMap::new();
     let mut out = Vec::new();
     let mut lines = Vec::new();
     let mut last = 1;
@@ -524,7 +562,29 @@ pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, Reco
     {
         let line = row.position().map_or(last + 1, |p| p.line());
         last = line;
-        let record = parse_row(&row).map_err(|message| corrupt(line, message))?;
+        let record = parse_row(&row, legacy).map_err(|message| corrupt(line, message))?;
+        let key = (record.workload.clone(), record.metric.clone());
+        match declared.get(&key) {
+            Some((unit, better, first)) if *unit != record.unit || *better != record.better => {
+                return Err(corrupt(
+                    line,
+                    format!(
+                        "{}/{} metric {} is in {} ({} is better) here but in {} ({} is better) at line {first}; one series has one unit and one direction",
+                        shown(&record.workload),
+                        shown(&record.environment),
+                        shown(&record.metric),
+                        shown(&record.unit),
+                        record.better.as_str(),
+                        shown(unit),
+                        better.as_str()
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                declared.insert(key, (record.unit.clone(), record.better, line));
+            }
+        }
         out.push(record);
         lines.push(line);
     }
@@ -546,15 +606,36 @@ pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, Reco
 }
 
 /// One row of `results.csv`, checked; the error says what is wrong with it.
-fn parse_row(row: &csv::StringRecord) -> Result<Record, String> {
+fn parse_row(row: &csv::StringRecord, legacy: bool) -> Result<Record, String> {
     let fields: Vec<&str> = row.iter().collect();
-    let [workload, environment, repetition, metric, unit, value] = fields[..] else {
-        return Err(format!(
-            "the row has {} field{} where `{}` are 6; the file may have been cut off",
+    let header: &[&str] = if legacy {
+        &LEGACY_HEADER
+    } else {
+        &RESULTS_HEADER
+    };
+    let cut = || {
+        format!(
+            "the row has {} field{} where `{}` are {}; the file may have been cut off",
             fields.len(),
             if fields.len() == 1 { "" } else { "s" },
-            RESULTS_HEADER.join(",")
-        ));
+            header.join(","),
+            header.len()
+        )
+    };
+    let (workload, environment, repetition, metric, unit, better, value) = match fields[..] {
+        [w, e, r, m, u, v] if legacy => (w, e, r, m, u, Better::legacy_for_unit(u), v),
+        [w, e, r, m, u, b, v] if !legacy => {
+            let better = Better::parse(b).ok_or_else(|| {
+                format!(
+                    "direction `{}` of {}/{e} metric {} is neither `higher` nor `lower`",
+                    shown(b),
+                    shown(w),
+                    shown(m)
+                )
+            })?;
+            (w, e, r, m, u, better, v)
+        }
+        _ => return Err(cut()),
     };
     if workload.is_empty() || metric.is_empty() {
         return Err("the workload or the metric name is empty".into());
@@ -598,6 +679,7 @@ fn parse_row(row: &csv::StringRecord) -> Result<Record, String> {
         repetition,
         metric: metric.to_string(),
         unit: unit.to_string(),
+        better,
         value: number,
     })
 }
@@ -681,6 +763,7 @@ mod tests {
             repetition: 2,
             metric: "startup_ms".into(),
             unit: "ms".into(),
+            better: Better::Lower,
             value,
         }
     }
@@ -716,7 +799,7 @@ mod tests {
         assert_eq!(read_instances(&dir.join(INSTANCES)).unwrap(), [instance]);
         let text = std::fs::read_to_string(dir.join(RESULTS)).unwrap();
         assert!(text.starts_with(
-            "workload,environment,repetition,metric,unit,value\ncpu,vm,2,startup_ms,ms,2.5\n"
+            "workload,environment,repetition,metric,unit,better,value\ncpu,vm,2,startup_ms,ms,lower,2.5\n"
         ));
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -729,6 +812,39 @@ mod tests {
         parse_results(text.as_bytes(), Path::new("runs/x/results.csv"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn each_row_carries_its_series_direction_and_legacy_files_infer_it() {
+        let text = "workload,environment,repetition,metric,unit,better,value\n\
+                    net,native,1,score,µs,lower,30\n\
+                    cpu,native,1,score,rounds/s,higher,5000\n";
+        let rows = parse_results(text.as_bytes(), Path::new("r.csv")).unwrap();
+        assert_eq!(
+            (rows[0].better, rows[1].better),
+            (Better::Lower, Better::Higher)
+        );
+        // Before the column existed: a rate is better higher, a time lower.
+        let legacy = format!("{HEADER}net,native,1,score,µs,30\ncpu,vm,1,score,rounds/s,900\n");
+        let rows = parse_results(legacy.as_bytes(), Path::new("r.csv")).unwrap();
+        assert_eq!(
+            (rows[0].better, rows[1].better),
+            (Better::Lower, Better::Higher)
+        );
+        // One series, one unit and one direction, in every environment.
+        let mixed = "workload,environment,repetition,metric,unit,better,value\n\
+                     net,native,1,score,µs,lower,30\n\
+                     net,vm,1,score,µs,higher,300\n";
+        let err = parse_results(mixed.as_bytes(), Path::new("r.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("r.csv:3:") && err.contains("line 2"), "{err}");
+        let bad = "workload,environment,repetition,metric,unit,better,value\n\
+                   net,native,1,score,µs,sideways,30\n";
+        let err = parse_results(bad.as_bytes(), Path::new("r.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sideways"), "{err}");
     }
 
     #[test]

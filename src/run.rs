@@ -36,7 +36,7 @@ use crate::env::vm::{self, AccelChoice, AccelRequest, Devices, KernelFiles, Vm, 
 use crate::env::{EnvError, EnvKind, Environment, Exit, Instance, Launch};
 use crate::image::{self, Image, ImageError};
 use crate::kernel::{self, GuestKernel};
-use crate::meta::{Host, Meta, MetricInfo};
+use crate::meta::{Host, Meta};
 use crate::record::{InstanceRecord, Record, Recorder, SamplerCost};
 use crate::report::{self, ReportError};
 use crate::runtime::{self, RunDir};
@@ -1436,26 +1436,11 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                         headline.entry(kind).or_default().push(m.value);
                     }
                 }
-                for m in &metrics {
-                    meta.metrics.entry(m.name.clone()).or_insert(MetricInfo {
-                        unit: m.unit.clone(),
-                        better: m.better,
-                    });
-                }
+                meta.declare(&w.name, &metrics);
                 let records: Vec<Record> = if warmup || r.error.is_some() {
                     Vec::new()
                 } else {
-                    metrics
-                        .iter()
-                        .map(|m| Record {
-                            workload: w.name.clone(),
-                            environment: kind.to_string(),
-                            repetition: number,
-                            metric: m.name.clone(),
-                            unit: m.unit.clone(),
-                            value: m.value,
-                        })
-                        .collect()
+                    Record::of(&w.name, kind, number, &metrics)
                 };
                 let instance = InstanceRecord {
                     workload: w.name.clone(),
@@ -1686,23 +1671,8 @@ impl Density<'_> {
                         .join("  ")
                 ),
             }
-            for m in &metrics {
-                meta.metrics.entry(m.name.clone()).or_insert(MetricInfo {
-                    unit: m.unit.clone(),
-                    better: m.better,
-                });
-            }
-            let records: Vec<Record> = metrics
-                .iter()
-                .map(|m| Record {
-                    workload: self.w.name.clone(),
-                    environment: kind.to_string(),
-                    repetition: k as u32,
-                    metric: m.name.clone(),
-                    unit: m.unit.clone(),
-                    value: m.value,
-                })
-                .collect();
+            meta.declare(&self.w.name, &metrics);
+            let records = Record::of(&self.w.name, kind, k as u32, &metrics);
             let instance = InstanceRecord {
                 workload: self.w.name.clone(),
                 environment: kind.to_string(),

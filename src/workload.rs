@@ -557,6 +557,38 @@ pub enum Better {
     Lower,
 }
 
+impl Better {
+    /// `higher` or `lower`, as records and reports spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        }
+    }
+
+    /// Reads [`Better::as_str`]'s spelling.
+    pub fn parse(text: &str) -> Option<Better> {
+        match text {
+            "higher" => Some(Better::Higher),
+            "lower" => Some(Better::Lower),
+            _ => None,
+        }
+    }
+
+    /// The direction of a figure in `unit`, for records written before
+    /// results carried their direction: a rate (`.../s`, `IOPS`) is better
+    /// higher, a time, size or count lower. Every built-in figure follows
+    /// this; a `command` workload's own rule may not, which is why records
+    /// now carry the direction the workload declared.
+    pub fn legacy_for_unit(unit: &str) -> Better {
+        if unit.ends_with("/s") || unit == "IOPS" {
+            Better::Higher
+        } else {
+            Better::Lower
+        }
+    }
+}
+
 /// Whether isobench itself measures a metric of this name for every
 /// instance (startup and teardown, the VM's boot breakdown, the sampler's,
 /// the cgroup's and QEMU's figures, the agent's timing of a command)

@@ -763,10 +763,19 @@ fn odd_rows() -> impl Strategy<Value = Vec<Row>> {
         odd_value(),
     );
     prop::collection::vec(row, 1..40).prop_map(|rows| {
-        // One row per (workload, environment, repetition, metric).
+        // One row per (workload, environment, repetition, metric), and one
+        // unit per (workload, metric): what a valid run holds.
         let mut seen = std::collections::BTreeSet::new();
+        let mut units = std::collections::BTreeMap::new();
         rows.into_iter()
             .filter(|r| seen.insert((r.0.clone(), r.1.clone(), r.2, r.3.clone())))
+            .map(|mut r| {
+                r.4 = units
+                    .entry((r.0.clone(), r.3.clone()))
+                    .or_insert_with(|| r.4.clone())
+                    .clone();
+                r
+            })
             .collect()
     })
 }
@@ -788,7 +797,12 @@ fn write_odd_run(dir: &Path, rows: &[Row], lower: bool) {
     let mut w = csv::Writer::from_path(dir.join("results.csv")).unwrap();
     w.write_record(record::RESULTS_HEADER).unwrap();
     for r in rows {
-        w.serialize(r).unwrap();
+        // The direction of a series, as its unit says (one per series).
+        let better = isobench::workload::Better::legacy_for_unit(&r.4).as_str();
+        let value = r.5.to_string();
+        let rep = r.2.to_string();
+        w.write_record([&r.0, &r.1, &rep, &r.3, &r.4, better, &value])
+            .unwrap();
     }
     w.flush().unwrap();
 }

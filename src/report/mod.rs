@@ -23,7 +23,7 @@ use crate::stats::{self, Interval, Summary};
 use crate::workload::Better;
 use family::Family;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -102,7 +102,7 @@ pub struct ReportData {
 impl ReportData {
     /// Summarizes a run's records.
     pub fn new(meta: Meta, records: &[Record], instances: Vec<InstanceRecord>) -> ReportData {
-        let series = summarize(records, &meta);
+        let series = summarize(records);
         let kinds = workload_kinds(&meta);
         ReportData {
             meta,
@@ -183,20 +183,26 @@ pub fn workload_kinds(meta: &Meta) -> BTreeMap<String, String> {
     kinds
 }
 
-/// Groups records into series and computes their statistics.
-pub fn summarize(records: &[Record], meta: &Meta) -> Vec<SeriesSummary> {
-    // Keys in first-appearance order; environments in report order.
-    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+/// Groups records into series and computes their statistics. A series
+/// takes its unit and direction from its own records (which the reader has
+/// checked agree), never from the metric's name.
+pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
+    // One pass: the values of every series, in repetition order, and the
+    // order in which workloads and metrics first appear.
+    type Key = (String, String, String);
+    let mut values: HashMap<Key, Vec<(u32, f64)>> = HashMap::new();
+    let mut info: HashMap<Key, (String, Better)> = HashMap::new();
+    let mut workload_rank: HashMap<&str, usize> = HashMap::new();
+    let mut metric_rank: HashMap<&str, usize> = HashMap::new();
     for r in records {
-        let key = (
-            r.workload.clone(),
-            r.environment.clone(),
-            r.metric.clone(),
-            r.unit.clone(),
-        );
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
+        let n = workload_rank.len();
+        workload_rank.entry(&r.workload).or_insert(n);
+        let n = metric_rank.len();
+        metric_rank.entry(&r.metric).or_insert(n);
+        let key = (r.workload.clone(), r.environment.clone(), r.metric.clone());
+        info.entry(key.clone())
+            .or_insert_with(|| (r.unit.clone(), r.better));
+        values.entry(key).or_default().push((r.repetition, r.value));
     }
     let env_rank = |e: &str| {
         EnvKind::ALL
@@ -204,42 +210,41 @@ pub fn summarize(records: &[Record], meta: &Meta) -> Vec<SeriesSummary> {
             .position(|k| k.as_str() == e)
             .unwrap_or(99)
     };
-    let workload_rank = |w: &str| keys.iter().position(|k| k.0 == w).unwrap_or(usize::MAX);
-    let metric_rank = |m: &str| keys.iter().position(|k| k.2 == m).unwrap_or(usize::MAX);
-    let mut sorted = keys.clone();
-    sorted.sort_by_key(|k| (workload_rank(&k.0), metric_rank(&k.2), env_rank(&k.1)));
-
-    let values_of = |w: &str, e: &str, m: &str| -> Vec<f64> {
-        let mut v: Vec<(u32, f64)> = records
-            .iter()
-            .filter(|r| r.workload == w && r.environment == e && r.metric == m)
-            .map(|r| (r.repetition, r.value))
-            .collect();
+    let mut keys: Vec<&Key> = values.keys().collect();
+    keys.sort_by_key(|k| {
+        (
+            workload_rank[k.0.as_str()],
+            metric_rank[k.2.as_str()],
+            env_rank(&k.1),
+            k.1.clone(),
+        )
+    });
+    let ordered = |k: &Key| -> Vec<f64> {
+        let mut v = values.get(k).cloned().unwrap_or_default();
         v.sort_by_key(|x| x.0);
         v.into_iter().map(|x| x.1).collect()
     };
     let mut out = Vec::new();
-    for (w, e, m, unit) in sorted {
-        let values = values_of(&w, &e, &m);
-        let Some(stats) = stats::summarize(&values) else {
+    for key in keys {
+        let series = ordered(key);
+        let Some(stats) = stats::summarize(&series) else {
             continue;
         };
-        let native = values_of(&w, EnvKind::Native.as_str(), &m);
+        let (w, e, m) = key;
+        let native_key = (w.clone(), EnvKind::Native.as_str().to_string(), m.clone());
+        let native = ordered(&native_key);
         let ratio = (e != EnvKind::Native.as_str() && !native.is_empty())
-            .then(|| stats::ratio_of_medians(&values, &native, RATIO_SEED))
+            .then(|| stats::ratio_of_medians(&series, &native, RATIO_SEED))
             .flatten();
-        let better = meta
-            .metrics
-            .get(&m)
-            .map_or(Better::Lower, |info| info.better);
+        let (unit, better) = info[key].clone();
         out.push(SeriesSummary {
-            workload: w,
-            environment: e,
-            metric: m,
+            workload: w.clone(),
+            environment: e.clone(),
+            metric: m.clone(),
             unit,
             better,
             stats,
-            values,
+            values: series,
             ratio_to_native: ratio.as_ref().map(|r| r.value),
             ratio_ci95: ratio.map(|r| r.ci95),
         });
@@ -893,6 +898,7 @@ pub(crate) mod fixture {
                 repetition: i as u32 + 1,
                 metric: m.into(),
                 unit: unit.into(),
+                better: Better::legacy_for_unit(unit),
                 value: *v,
             });
         }
@@ -1078,6 +1084,7 @@ mod tests {
             repetition: 1,
             metric: m.into(),
             unit: "MiB".into(),
+            better: Better::Lower,
             value: 1.0,
         };
         let mut records = Vec::new();
@@ -1089,7 +1096,7 @@ mod tests {
             records.push(rec("long", e, "pss_steady_mib"));
         }
         records.push(rec("short", "vm", "pss_mib"));
-        let series = summarize(&records, &fixture::meta(false));
+        let series = summarize(&records);
         let refs: Vec<&SeriesSummary> = series.iter().collect();
         let picked: Vec<(&str, &str)> = figures::headline_series(Family::Memory, &refs)
             .iter()
@@ -1123,6 +1130,7 @@ mod tests {
             repetition: 1,
             metric: m.into(),
             unit: "x".into(),
+            better: Better::Higher,
             value: v,
         };
         let mut records = Vec::new();
@@ -1133,7 +1141,7 @@ mod tests {
             records.push(rec(e, "pss_steady_mib", 8.0));
             records.push(rec(e, "events_per_s", 2400.0));
         }
-        let table = terminal_table(&summarize(&records, &fixture::meta(false)));
+        let table = terminal_table(&summarize(&records));
         assert!(table.contains("events_per_s"), "{table}");
         assert!(
             !table.contains("rss_peak_mib") && !table.contains("pss_"),

@@ -128,8 +128,20 @@ pub fn latest(reports: &Path) -> PathBuf {
 
 /// Rows of results.csv as (workload, environment, repetition, metric, unit, value).
 pub fn results(run: &Path) -> Vec<(String, String, u32, String, String, f64)> {
-    let mut rdr = csv::Reader::from_path(run.join("results.csv")).unwrap();
-    rdr.deserialize().map(|r| r.unwrap()).collect()
+    isobench::record::read_results(&run.join("results.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.workload,
+                r.environment,
+                r.repetition,
+                r.metric,
+                r.unit,
+                r.value,
+            )
+        })
+        .collect()
 }
 
 /// Processes whose command line contains `marker`.
