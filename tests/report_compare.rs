@@ -72,25 +72,27 @@ type Row = (String, String, u32, String, String, f64);
 
 fn write_results(run: &Path, rows: &[Row]) {
     let mut w = csv::Writer::from_path(run.join("results.csv")).unwrap();
-    w.write_record([
-        "workload",
-        "environment",
-        "repetition",
-        "metric",
-        "unit",
-        "value",
-    ])
-    .unwrap();
+    w.write_record(isobench::record::RESULTS_HEADER).unwrap();
     for r in rows {
-        w.serialize(r).unwrap();
+        let better = direction(run, &r.0, &r.3);
+        w.write_record([
+            r.0.clone(),
+            r.1.clone(),
+            r.2.to_string(),
+            r.3.clone(),
+            r.4.clone(),
+            better,
+            r.5.to_string(),
+        ])
+        .unwrap();
     }
     w.flush().unwrap();
 }
 
-fn direction(run: &Path, metric: &str) -> String {
+fn direction(run: &Path, workload: &str, metric: &str) -> String {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("meta.json")).unwrap()).unwrap();
-    meta["metrics"][metric]["better"]
+    meta["metrics"][format!("{workload}/{metric}")]["better"]
         .as_str()
         .unwrap()
         .to_string()
@@ -108,8 +110,8 @@ type Key = (String, String, String);
 
 /// The factor that makes a metric 20% worse: slower for a time, lower for
 /// a score.
-fn worse_factor(run: &Path, metric: &str) -> f64 {
-    if direction(run, metric) == "lower" {
+fn worse_factor(run: &Path, workload: &str, metric: &str) -> f64 {
+    if direction(run, workload, metric) == "lower" {
         1.2
     } else {
         0.8
@@ -137,7 +139,10 @@ fn steadiest(run: &Path) -> (Key, f64, Vec<Row>) {
         .iter()
         .map(|k| {
             let a = values(k);
-            let b: Vec<f64> = a.iter().map(|v| v * worse_factor(run, &k.2)).collect();
+            let b: Vec<f64> = a
+                .iter()
+                .map(|v| v * worse_factor(run, &k.0, &k.2))
+                .collect();
             (k.clone(), permutation_test(&a, &b, PERMUTATIONS, SEED))
         })
         .min_by(|x, y| x.1.total_cmp(&y.1))
@@ -183,7 +188,7 @@ fn compare_is_quiet_on_itself_and_catches_a_series_made_20_percent_worse() {
         "in 3 runs no series was steady enough for 20 repetitions to show a 20% change \
          (best p = {p} for {key:?}); the host is very noisy"
     );
-    let factor = |metric: &str| worse_factor(&run, metric);
+    let factor = |metric: &str| worse_factor(&run, &key.0, metric);
     let worse = s.path.join("worse");
     copy_dir(&run, &worse);
     let scaled: Vec<Row> = rows
@@ -292,7 +297,9 @@ fn compare_names_bad_input_and_exits_2() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("too few repetitions to tell") && stdout.contains("--reps 8 or more"),
+        stdout.contains("inconclusive: n = ")
+            && stdout.contains(" < 8 |")
+            && stdout.contains("--reps 8 or more"),
         "{stdout}"
     );
 }
@@ -513,7 +520,7 @@ fn damaged_run_directories_are_refused_with_the_file_and_line() {
         &cut,
         &format!(
             "results.csv:4: value `{}` of {}/native repetition {} metric {} is not a number",
-            row[5], row[0], row[2], row[3]
+            row[6], row[0], row[2], row[3]
         ),
     );
     // The file ends in the middle of a row.
