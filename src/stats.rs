@@ -22,13 +22,21 @@ use serde::{Deserialize, Serialize};
 /// Number of bootstrap resamples used by [`summarize`] and [`ratio_of_medians`].
 pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
 
-/// Fixed seed used by [`summarize`], so that the same data always gives the
-/// same confidence interval.
-pub const BOOTSTRAP_SEED: u64 = 0x1500_BE4C_0000_0001;
-
 /// Modified Z-score above which (in absolute value) a sample is an outlier
 /// (Iglewicz and Hoaglin's recommendation).
 pub const OUTLIER_Z: f64 = 3.5;
+
+/// Fewest samples for which a 95% confidence interval of the median
+/// exists without assuming a distribution: with 6, the interval from the
+/// smallest to the largest covers the median with probability
+/// 1 − 2·(1/2)⁶ = 96.9%; with 5 only 93.8%, with 3 only 75%. Below this,
+/// reports show the range and say it is one.
+pub const CI_MIN_N: usize = 6;
+
+/// Fewest samples for which outliers are looked for: the median absolute
+/// deviation of 3 or 4 values says nothing about what is unusual (three
+/// values 1% apart can flag one).
+pub const OUTLIER_MIN_N: usize = 5;
 
 /// Descriptive statistics of one series of samples.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,15 +57,62 @@ pub struct Summary {
     pub mad: f64,
     /// Relative standard deviation, `stddev / |mean|`; 0.0 when the mean is 0.
     pub rsd: f64,
-    /// Percentile-bootstrap 95% confidence interval of the median
-    /// ([`BOOTSTRAP_RESAMPLES`] resamples, seed [`BOOTSTRAP_SEED`]); `[x, x]` when `n == 1`.
-    pub ci95: Interval,
+    /// Distribution-free 95% confidence interval of the median (see
+    /// [`median_ci95`]); `None` when `n < CI_MIN_N`, where no such interval
+    /// exists and only the range (`min`, `max`) can be shown.
+    pub ci95: Option<Interval>,
     /// Indices into the input (ascending) of the samples whose modified Z-score
     /// `0.6745 * (x - median) / mad` exceeds [`OUTLIER_Z`] in absolute value.
-    /// Empty when `mad == 0`: then more than half of the samples equal the
-    /// median, the score is undefined (division by zero), and every other
-    /// sample would be "infinitely" far away, which says nothing useful.
+    /// Empty when `n < OUTLIER_MIN_N`, and when `mad == 0`: then more than
+    /// half of the samples equal the median, the score is undefined
+    /// (division by zero), and every other sample would be "infinitely" far
+    /// away, which says nothing useful.
     pub outliers: Vec<usize>,
+}
+
+impl Summary {
+    /// What to show beside the median: the 95% confidence interval when
+    /// there is one, else the range of the values, said to be one.
+    pub fn spread(&self) -> Spread {
+        match &self.ci95 {
+            Some(ci) => Spread {
+                lo: ci.lo,
+                hi: ci.hi,
+                is_ci: true,
+                n: self.n,
+            },
+            None => Spread {
+                lo: self.min,
+                hi: self.max,
+                is_ci: false,
+                n: self.n,
+            },
+        }
+    }
+}
+
+/// The interval a report shows beside a median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+    /// Whether it is a 95% confidence interval (else the range).
+    pub is_ci: bool,
+    /// Values behind it.
+    pub n: usize,
+}
+
+impl Spread {
+    /// `95% CI` or `range (n = 3)`.
+    pub fn label(&self) -> String {
+        if self.is_ci {
+            "95% CI".into()
+        } else {
+            format!("range (n = {})", self.n)
+        }
+    }
 }
 
 /// A closed interval `[lo, hi]`.
@@ -106,7 +161,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     let mut deviations: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
     deviations.sort_by(f64::total_cmp);
     let mad = percentile(&deviations, 50.0);
-    let outliers = if mad > 0.0 {
+    let outliers = if mad > 0.0 && n >= OUTLIER_MIN_N {
         let z = |x: f64| 0.6745 * (x - median) / mad;
         (0..n)
             .filter(|&i| z(samples[i]).abs() > OUTLIER_Z)
@@ -127,39 +182,42 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
         } else {
             stddev / mean.abs()
         },
-        ci95: bootstrap_median_ci(&sorted, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED),
+        ci95: median_ci95(&sorted),
         outliers,
     })
 }
 
-/// Percentile-bootstrap confidence interval (95%) of the median.
-///
-/// Draws `resamples` resamples of `samples` with replacement (each of the
-/// same size as `samples`), takes the median of each, and returns the 2.5th
-/// and 97.5th [`percentile`]s of those medians. The input is sorted first, so
-/// the result does not depend on its order. Returns `[x, x]` for a single
-/// sample, and NaN bounds for an empty slice or `resamples == 0` (no
-/// information). Samples should be finite (see [`summarize`]).
-pub fn bootstrap_median_ci(samples: &[f64], resamples: usize, seed: u64) -> Interval {
-    let sorted = sorted_copy(samples);
-    if sorted.len() == 1 {
-        return Interval {
-            lo: sorted[0],
-            hi: sorted[0],
-        };
+/// Distribution-free 95% confidence interval of the median, from order
+/// statistics: `[x(k), x(n+1−k)]` of the sorted samples, with the largest
+/// `k` whose coverage `1 − 2·P(Binomial(n, ½) ≤ k − 1)` is still at least
+/// 95% (the classic sign-test interval; it assumes only independent
+/// samples from one continuous distribution). `None` for fewer than
+/// [`CI_MIN_N`] samples: then even the full range covers less than 95%.
+/// The slice must be sorted.
+pub fn median_ci95(sorted: &[f64]) -> Option<Interval> {
+    let n = sorted.len();
+    if n < CI_MIN_N {
+        return None;
     }
-    if sorted.is_empty() || resamples == 0 {
-        return Interval {
-            lo: f64::NAN,
-            hi: f64::NAN,
-        };
+    // P(Bin(n, 1/2) <= j), accumulated in log space for large n.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_binom = 0.0_f64; // ln C(n, 0)
+    let mut cdf = 0.0_f64;
+    let mut k = 1;
+    for j in 0..n / 2 {
+        cdf += (ln_binom + ln_half_n).exp();
+        // Coverage of [x(j+1), x(n-j)] is 1 - 2 P(Bin <= j).
+        if 1.0 - 2.0 * cdf >= 0.95 {
+            k = j + 1;
+        } else {
+            break;
+        }
+        ln_binom += ((n - j) as f64).ln() - ((j + 1) as f64).ln();
     }
-    let mut rng = Pcg64::seed_from_u64(seed);
-    let mut counts = vec![0; sorted.len()];
-    let medians = (0..resamples)
-        .map(|_| resample_median(&sorted, &mut counts, &mut rng))
-        .collect();
-    percentile_interval(medians)
+    Some(Interval {
+        lo: sorted[k - 1],
+        hi: sorted[n - k],
+    })
 }
 
 /// The `p`-th percentile (`p` in `[0, 100]`, clamped) of an ascending slice.
@@ -445,8 +503,8 @@ mod tests {
         assert!(close(s.rsd, 1.9826207715967625), "{}", s.rsd);
         // z = 0.6745 * (x - 3) / 1 = [-1.349, -0.6745, 0, 0.6745, 65.4265]
         assert_eq!(s.outliers, vec![4]);
-        // Golden: Python replication, 10_000 resamples, BOOTSTRAP_SEED.
-        assert_eq!(s.ci95, Interval { lo: 1.0, hi: 100.0 });
+        // Five values: even their range covers the median with 93.8% only.
+        assert_eq!(s.ci95, None);
     }
 
     #[test]
@@ -459,7 +517,8 @@ mod tests {
         assert!(close(s.mad, 0.20000000000000018));
         assert!(close(s.rsd, 0.11578202001856475));
         assert_eq!(s.outliers, vec![6]); // z(13.5) = 11.297875
-        assert_eq!(s.ci95, Interval { lo: 9.9, hi: 10.4 }); // golden, as above
+        // n = 8: only [x(1), x(8)] reaches 95% (99.2%; [x(2), x(7)] is 93.0%).
+        assert_eq!(s.ci95, Some(Interval { lo: 9.8, hi: 13.5 }));
     }
 
     #[test]
@@ -521,12 +580,8 @@ mod tests {
             (s.n, s.median, s.mean, s.stddev, s.mad, s.rsd),
             (1, 4.5, 4.5, 0.0, 0.0, 0.0)
         );
-        assert_eq!(s.ci95, Interval { lo: 4.5, hi: 4.5 });
+        assert_eq!(s.ci95, None);
         assert!(s.outliers.is_empty());
-        assert_eq!(
-            bootstrap_median_ci(&[-2.0], 100, 1),
-            Interval { lo: -2.0, hi: -2.0 }
-        );
     }
 
     #[test]
@@ -559,7 +614,7 @@ mod tests {
     }
 
     #[test]
-    fn generator_and_bootstrap_match_python_replication() {
+    fn generator_matches_python_replication() {
         let mut rng = Pcg64::seed_from_u64(42);
         let first = [rng.next_u64(), rng.next_u64(), rng.next_u64()];
         assert_eq!(
@@ -570,33 +625,47 @@ mod tests {
                 14034899209665866285
             ]
         );
-        let y = [10.2, 9.8, 10.1, 10.0, 9.9, 10.4, 13.5, 10.3];
-        let ci = bootstrap_median_ci(&y, 1000, 7);
-        assert!(
-            close(ci.lo, 9.948749999999999) && close(ci.hi, 10.4),
-            "{ci:?}"
-        );
+    }
+
+    /// The sign-test interval's ranks, against the binomial tables: n = 6
+    /// to 8 give the range, 9 to 11 the second values, 20 the sixth (from
+    /// below: P(Bin(20, ½) ≤ 5) = 0.0207, P(≤ 6) = 0.0577).
+    #[test]
+    fn median_ci_ranks_follow_the_binomial_coverage() {
+        let ranks = |n: usize| {
+            let sorted: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+            median_ci95(&sorted).map(|c| (c.lo as usize, c.hi as usize))
+        };
+        for n in 0..6 {
+            assert_eq!(ranks(n), None, "n = {n}");
+        }
+        assert_eq!(ranks(6), Some((1, 6)));
+        assert_eq!(ranks(8), Some((1, 8)));
+        assert_eq!(ranks(9), Some((2, 8)));
+        assert_eq!(ranks(11), Some((2, 10)));
+        assert_eq!(ranks(12), Some((3, 10)));
+        assert_eq!(ranks(20), Some((6, 15)));
+        assert_eq!(ranks(100), Some((40, 61)));
+    }
+
+    /// Three values 1% apart: no outlier is flagged (it used to be).
+    #[test]
+    fn few_values_flag_no_outlier() {
+        let s = summarize(&[100.0, 100.2, 101.0]).unwrap();
+        assert!(s.outliers.is_empty() && s.ci95.is_none());
+        let s = summarize(&[100.0, 100.1, 100.2, 100.3, 150.0]).unwrap();
+        assert_eq!(s.outliers, vec![4]);
     }
 
     #[test]
-    fn bootstrap_is_deterministic_per_seed() {
-        let data = uniform(&mut Pcg64::seed_from_u64(1), 50, 0.0, 1.0);
-        let a = bootstrap_median_ci(&data, 2000, 99);
-        assert_eq!(a, bootstrap_median_ci(&data, 2000, 99));
-        assert_ne!(a, bootstrap_median_ci(&data, 2000, 100));
-        assert!(bootstrap_median_ci(&[], 100, 1).lo.is_nan());
-        assert!(bootstrap_median_ci(&data, 0, 1).hi.is_nan());
-    }
-
-    #[test]
-    fn bootstrap_ci_of_200_uniform_samples_is_narrow() {
+    fn median_ci_of_200_uniform_samples_is_narrow() {
         let data = uniform(&mut Pcg64::seed_from_u64(2024), 200, 0.0, 1.0);
         let s = summarize(&data).unwrap();
-        assert!(s.ci95.contains(s.median), "{:?} {}", s.ci95, s.median);
-        assert!(s.ci95.contains(0.5), "{:?}", s.ci95); // true median
-        // Asymptotic width: 2 * 1.96 / (2 * f(m) * sqrt(n)) = 0.139 for U(0,1);
-        // with these seeds it is 0.143 ([0.367, 0.510]).
-        let width = s.ci95.hi - s.ci95.lo;
+        let ci = s.ci95.clone().unwrap();
+        assert!(ci.contains(s.median), "{ci:?} {}", s.median);
+        assert!(ci.contains(0.5), "{ci:?}"); // true median
+        // Asymptotic width: 2 * 1.96 / (2 * f(m) * sqrt(n)) = 0.139 for U(0,1).
+        let width = ci.hi - ci.lo;
         assert!(width > 0.07 && width < 0.21, "width {width}");
     }
 

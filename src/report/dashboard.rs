@@ -4,7 +4,8 @@
 //! - `bmf.json`, Bencher Metric Format: an object keyed by benchmark name
 //!   (`<scenario>/<workload>/<environment>`), each holding one object per
 //!   measure (the metric name) with `value` (the median) and
-//!   `lower_value`/`upper_value` (the bootstrap 95% CI of the median). Feed
+//!   `lower_value`/`upper_value` (the 95% CI of the median, or the range of
+//!   the values below 6 repetitions, where no 95% interval exists). Feed
 //!   it to `bencher run --adapter json --file bmf.json`.
 //! - `benchmark-action-smaller.json` and `benchmark-action-bigger.json`:
 //!   JSON arrays of `{name, unit, value, range, extra}` as
@@ -51,8 +52,8 @@ impl Exporter for Bmf {
                     s.metric.clone(),
                     BmfMetric {
                         value: s.stats.median,
-                        lower_value: s.stats.ci95.lo,
-                        upper_value: s.stats.ci95.hi,
+                        lower_value: s.stats.spread().lo,
+                        upper_value: s.stats.spread().hi,
                     },
                 );
         }
@@ -93,20 +94,24 @@ impl Exporter for BenchmarkAction {
             .series
             .iter()
             .filter(|s| s.better == self.0)
-            .map(|s| ActionEntry {
-                name: format!("{scenario}/{}/{}/{}", s.workload, s.environment, s.metric),
-                unit: s.unit.clone(),
-                value: s.stats.median,
-                range: format!("± {}", fmt_value((s.stats.ci95.hi - s.stats.ci95.lo) / 2.0)),
-                extra: format!(
-                    "median of n={}; 95% CI [{}, {}]; min {}; max {}; {} outlier(s){accel}",
-                    s.stats.n,
-                    fmt_value(s.stats.ci95.lo),
-                    fmt_value(s.stats.ci95.hi),
-                    fmt_value(s.stats.min),
-                    fmt_value(s.stats.max),
-                    s.stats.outliers.len()
-                ),
+            .map(|s| {
+                let spread = s.stats.spread();
+                ActionEntry {
+                    name: format!("{scenario}/{}/{}/{}", s.workload, s.environment, s.metric),
+                    unit: s.unit.clone(),
+                    value: s.stats.median,
+                    range: format!("± {}", fmt_value((spread.hi - spread.lo) / 2.0)),
+                    extra: format!(
+                        "median of n={}; {} [{}, {}]; min {}; max {}; {} outlier(s){accel}",
+                        s.stats.n,
+                        spread.label(),
+                        fmt_value(spread.lo),
+                        fmt_value(spread.hi),
+                        fmt_value(s.stats.min),
+                        fmt_value(s.stats.max),
+                        s.stats.outliers.len()
+                    ),
+                }
             })
             .collect();
         to_json(self.file_name(), &entries)
@@ -145,8 +150,8 @@ mod tests {
             (v.as_f64().unwrap() - want).abs() <= 1e-12 * want.abs()
         };
         assert!(close(&m["value"], s.stats.median), "{m}");
-        assert!(close(&m["lower_value"], s.stats.ci95.lo), "{m}");
-        assert!(close(&m["upper_value"], s.stats.ci95.hi), "{m}");
+        assert!(close(&m["lower_value"], s.stats.spread().lo), "{m}");
+        assert!(close(&m["upper_value"], s.stats.spread().hi), "{m}");
         // Every measure has exactly the three numbers Bencher reads.
         for bench in obj.values() {
             for measure in bench.as_object().unwrap().values() {
@@ -175,8 +180,17 @@ mod tests {
                 assert!(entry["value"].is_number());
                 assert!(entry["range"].as_str().unwrap().starts_with("± "));
                 assert!(entry["extra"].as_str().unwrap().contains("95% CI"));
-                let metric = entry["name"].as_str().unwrap().rsplit('/').next().unwrap();
-                assert_eq!(data.meta.metrics[metric].better, better, "{entry}");
+                let series = data
+                    .series
+                    .iter()
+                    .find(|s| {
+                        entry["name"]
+                            .as_str()
+                            .unwrap()
+                            .ends_with(&format!("/{}/{}/{}", s.workload, s.environment, s.metric))
+                    })
+                    .unwrap();
+                assert_eq!(series.better, better, "{entry}");
             }
         }
         let lower = json(&BenchmarkAction(Better::Lower));

@@ -400,7 +400,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
     s.push_str(
         "<div class=\"scroll\"><table class=\"stats\">\n<thead><tr><th>workload</th>\
          <th>environment</th><th>metric</th><th class=\"num\">n</th><th class=\"num\">median</th>\
-         <th class=\"num\">95% CI</th><th class=\"num\">mean</th><th class=\"num\">stddev</th>\
+         <th class=\"num\">95% CI or range</th><th class=\"num\">mean</th><th class=\"num\">stddev</th>\
          <th class=\"num\">min</th><th class=\"num\">max</th><th class=\"num\">MAD</th>\
          <th class=\"num\">outliers</th><th class=\"num\">× native (95% CI)</th>\
          <th>repetitions (outliers marked)</th></tr></thead>\n<tbody>\n",
@@ -419,7 +419,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{} <span class=\"dir\">{} ({better})</span></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">[{}, {}]</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} [{}, {}]</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td>{}</td></tr>",
@@ -429,8 +429,9 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             escape(&x.unit),
             st.n,
             fmt_value(st.median),
-            fmt_value(st.ci95.lo),
-            fmt_value(st.ci95.hi),
+            escape(&st.spread().label()),
+            fmt_value(st.spread().lo),
+            fmt_value(st.spread().hi),
             fmt_value(st.mean),
             fmt_value(st.stddev),
             fmt_value(st.min),

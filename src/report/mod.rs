@@ -237,6 +237,7 @@ pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
             .then(|| stats::ratio_of_medians(&series, &native, RATIO_SEED))
             .flatten();
         let (unit, better) = info[key].clone();
+        let enough = stats.n >= stats::CI_MIN_N && native.len() >= stats::CI_MIN_N;
         out.push(SeriesSummary {
             workload: w.clone(),
             environment: e.clone(),
@@ -246,7 +247,8 @@ pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
             stats,
             values: series,
             ratio_to_native: ratio.as_ref().map(|r| r.value),
-            ratio_ci95: ratio.map(|r| r.ci95),
+            // Like a median's, a ratio's interval needs 6 values a side.
+            ratio_ci95: ratio.map(|r| r.ci95).filter(|_| enough),
         });
     }
     out
@@ -463,6 +465,20 @@ pub fn findings(
             .filter(|s| s.ratio_ci95.as_ref().is_some_and(|ci| ci.contains(1.0)))
             .map(|s| name(&s.environment))
             .collect();
+        let short: Vec<String> = rows
+            .iter()
+            .filter(|s| s.ratio_to_native.is_some() && s.ratio_ci95.is_none())
+            .map(|s| name(&s.environment))
+            .collect();
+        if !short.is_empty() {
+            let _ = write!(
+                sentence,
+                " With fewer than {} repetitions a side no interval says whether {} differs from \
+                 native by more than the noise.",
+                stats::CI_MIN_N,
+                short.join(" or ")
+            );
+        }
         if !within.is_empty() {
             let (noun, verb) = if within.len() == 1 {
                 ("interval", "includes")
@@ -661,21 +677,26 @@ pub const TCG_WARNING: &str = "The VM ran under TCG, QEMU's software emulator, n
 
 /// How to read the figures.
 pub const HOW_TO_READ: &str = "Every figure is the median of n repetitions, each in a fresh \
-     instance, with a 95% bootstrap confidence interval of the median; outliers (modified \
-     Z-score above 3.5) are counted and shown, never dropped. startup_ms runs from just before the \
-     spawn to the arrival of the agent's ready frame; × native is the ratio of the medians to \
-     the native one, with its own bootstrap interval.";
+     instance. Beside it: with 6 or more repetitions, a 95% confidence interval of the median \
+     (the sign-test interval between two order statistics, which assumes no distribution); with \
+     fewer, no 95% interval exists at all (the range of 3 values covers the median only 75% of \
+     the time, of 5 values 94%), so the range is shown and labelled as one. Outliers (modified \
+     Z-score above 3.5) are looked for from 5 repetitions on, counted and shown, never dropped. \
+     startup_ms runs from just before the spawn to the arrival of the agent's ready frame; × \
+     native is the ratio of the medians to the native one, with a bootstrap interval when both \
+     sides have 6 or more repetitions. A CI that means 95% needs at least 6 repetitions; for the \
+     compare gate to reach p < 0.01, 8 per side.";
 
 fn table(s: &mut String, rows: &[&SeriesSummary]) {
     let _ = writeln!(
         s,
-        "| workload | environment | metric | n | median | 95% CI | min | max | outliers | × native |"
+        "| workload | environment | metric | n | median | interval | min | max | outliers | × native |"
     );
     let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for x in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} ({}, {} is better) | {} | {} | [{}, {}] | {} | {} | {} | {} |",
+            "| {} | {} | {} ({}, {} is better) | {} | {} | {} [{}, {}] | {} | {} | {} | {} |",
             cell(&x.workload),
             cell(&x.environment),
             cell(&x.metric),
@@ -686,8 +707,9 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             },
             x.stats.n,
             fmt_value(x.stats.median),
-            fmt_value(x.stats.ci95.lo),
-            fmt_value(x.stats.ci95.hi),
+            x.stats.spread().label(),
+            fmt_value(x.stats.spread().lo),
+            fmt_value(x.stats.spread().hi),
             fmt_value(x.stats.min),
             fmt_value(x.stats.max),
             x.stats.outliers.len(),
@@ -722,7 +744,7 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
     let _ = writeln!(
         s,
         "{:<width$} {:<10} {:<16} {:>3} {:>16} {:>22} {:>10}",
-        "workload", "env", "metric", "n", "median", "95% CI", "× native"
+        "workload", "env", "metric", "n", "median", "95% CI or range", "× native"
     );
     for x in series.iter().filter(|x| {
         ["startup_ms", "boot_kernel_ms"].contains(&x.metric.as_str())
@@ -736,11 +758,11 @@ pub fn terminal_table(series: &[SeriesSummary]) -> String {
             x.metric,
             x.stats.n,
             format!("{} {}", fmt_value(x.stats.median), x.unit),
-            format!(
-                "[{}, {}]",
-                fmt_value(x.stats.ci95.lo),
-                fmt_value(x.stats.ci95.hi)
-            ),
+            {
+                let sp = x.stats.spread();
+                let mark = if sp.is_ci { "" } else { "range " };
+                format!("{mark}[{}, {}]", fmt_value(sp.lo), fmt_value(sp.hi))
+            },
             x.ratio_to_native.map_or("—".into(), |r| format!("{r:.2}×")),
         );
     }
@@ -890,7 +912,15 @@ pub(crate) mod fixture {
         .unwrap()
     }
 
+    /// Records of one series. A 4-value series gets two more values near
+    /// its first two, so that the fixture has the 6 repetitions a 95%
+    /// interval needs (the n < 6 case has tests of its own).
     fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
+        let mut values = values.to_vec();
+        if values.len() == 4 {
+            values.insert(2, values[0] * 1.01);
+            values.insert(3, values[1] * 0.99);
+        }
         for (i, v) in values.iter().enumerate() {
             out.push(Record {
                 workload: w.into(),
@@ -1180,7 +1210,7 @@ mod tests {
             .iter()
             .find(|l| l.starts_with("[cpu] [score]"))
             .unwrap();
-        assert!(cpu.contains("[vm] 1342 rounds/s, 0.33× native"), "{cpu}");
+        assert!(cpu.contains("[vm] 1340 rounds/s, 0.33× native"), "{cpu}");
         // The hostile workload scores the same everywhere: within noise.
         let evil = lines.iter().find(|l| l.contains(fixture::EVIL)).unwrap();
         assert!(evil.contains("intervals of"), "{evil}");
@@ -1296,5 +1326,43 @@ mod tests {
         );
         std::fs::remove_file(&outside).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Three repetitions 1% apart: no "95% CI" and no outlier anywhere a
+    /// student reads, but "range (n = 3)".
+    #[test]
+    fn three_repetitions_show_a_range_and_no_outlier() {
+        let mut records = Vec::new();
+        for (e, f) in [("native", 1.0), ("container", 1.01)] {
+            for (i, v) in [100.0, 100.5, 101.0].iter().enumerate() {
+                records.push(Record {
+                    workload: "cpu".into(),
+                    environment: e.into(),
+                    repetition: i as u32 + 1,
+                    metric: "score".into(),
+                    unit: "rounds/s".into(),
+                    better: Better::Higher,
+                    value: v * f,
+                });
+            }
+        }
+        let data = ReportData::new(fixture::meta(false), &records, Vec::new());
+        assert!(data.series.iter().all(|s| s.stats.outliers.is_empty()));
+        let md = String::from_utf8(Markdown.export(&data).unwrap()).unwrap();
+        let page = String::from_utf8(html::Html.export(&data).unwrap()).unwrap();
+        let table = terminal_table(&data.series);
+        let action = String::from_utf8(
+            dashboard::BenchmarkAction(Better::Higher)
+                .export(&data)
+                .unwrap(),
+        )
+        .unwrap();
+        for (what, text) in [("md", &md), ("html", &page), ("action", &action)] {
+            assert!(text.contains("range (n = 3)"), "{what}");
+            assert!(!text.contains("95% CI ["), "{what}: {text}");
+        }
+        assert!(table.contains("range [100"), "{table}");
+        assert!(!page.contains("class=\"outlier\""));
+        assert!(md.contains("With fewer than 6 repetitions"), "{md}");
     }
 }
