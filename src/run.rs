@@ -1332,6 +1332,13 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
             }
             continue;
         }
+        // What every environment ships for this workload (`artifact_mib`).
+        let spec = commands.get(&w.name).map_or(&w.spec, |(_, spec)| spec);
+        let artifacts: BTreeMap<EnvKind, Option<u64>> = testbed
+            .envs
+            .iter()
+            .map(|e| (e.kind(), e.artifact_bytes(spec)))
+            .collect();
         let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let max_reps = w.adaptive.map_or(w.reps, |a| a.max_reps);
         let slots = (1..=w.warmups)
@@ -1383,7 +1390,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                     what
                 );
                 let log = dir.join(&log_rel);
-                let r = match commands.get(&w.name) {
+                let mut r = match commands.get(&w.name) {
                     Some((_, spec)) => {
                         let extras = Extras {
                             sample_every: plan.sample_interval,
@@ -1416,6 +1423,15 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Outcome, RunError> 
                         },
                     },
                 };
+                if r.error.is_none()
+                    && let Some(bytes) = artifacts.get(&kind).copied().flatten()
+                {
+                    r.host_metrics.push(Metric::lower(
+                        "artifact_mib",
+                        "MiB",
+                        bytes as f64 / (1 << 20) as f64,
+                    ));
+                }
                 let metrics = metrics_of(&r);
                 crate::say!("{}", progress_line(&r, &metrics, &log_rel));
                 if r.interrupted {

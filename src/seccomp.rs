@@ -722,6 +722,29 @@ impl Filters {
         &self.programs
     }
 
+    /// The programs as text for an environment variable: each instruction
+    /// as 16 hex digits (code, jt, jf, k, little-endian), programs joined
+    /// by `,`. [`install_encoded`] reads it.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        for (i, program) in self.programs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            for ins in program {
+                let mut bytes = [0u8; 8];
+                bytes[..2].copy_from_slice(&ins.code.to_le_bytes());
+                bytes[2] = ins.jt;
+                bytes[3] = ins.jf;
+                bytes[4..].copy_from_slice(&ins.k.to_le_bytes());
+                for b in bytes {
+                    out.push_str(&format!("{b:02x}"));
+                }
+            }
+        }
+        out
+    }
+
     /// What they amount to.
     pub fn summary(&self) -> &Summary {
         &self.summary
@@ -755,6 +778,52 @@ impl Filters {
         }
         Ok(())
     }
+}
+
+/// Installs programs encoded by [`Filters::encode`] on the calling thread,
+/// in order (`no_new_privs` must be set). Needs only libc, so the agent
+/// carries no profile compiler: the host compiles, the agent installs.
+pub fn install_encoded(text: &str) -> Result<(), String> {
+    for (n, hex) in text.split(',').enumerate() {
+        if hex.is_empty() || !hex.len().is_multiple_of(16) || !hex.is_ascii() {
+            return Err(format!("seccomp program {n}: not whole instructions"));
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16);
+        let mut program = Vec::with_capacity(hex.len() / 16);
+        for at in (0..hex.len()).step_by(16) {
+            let b: Vec<u8> = (0..8)
+                .map(|j| byte(at + 2 * j))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("seccomp program {n}: {e}"))?;
+            program.push(libc::sock_filter {
+                code: u16::from_le_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            });
+        }
+        let prog = libc::sock_fprog {
+            len: program.len() as libc::c_ushort,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: `prog` points at `len` instructions of a live vector; the
+        // kernel copies the program and keeps no pointer.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "installing seccomp program {n}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compiles the chosen profile for a container that keeps the

@@ -604,6 +604,7 @@ pub fn is_host_metric(name: &str) -> bool {
         "elapsed_ms",
         "oom_kills",
         "forks_refused",
+        "artifact_mib",
     ];
     const PREFIXES: &[&str] = &[
         "boot_", "cgroup_", "vmm_", "qemu_", "guest_", "rss_", "pss_", "density_",

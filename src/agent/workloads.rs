@@ -247,13 +247,40 @@ fn pagefault(mib: u64) -> Result<Outcome, String> {
 /// `getppid(2)` through the raw system call (no library caching), in a
 /// tight loop: the cost of entering and leaving the kernel.
 fn syscall(iterations: u64) -> Outcome {
-    let start = Instant::now();
-    for _ in 0..iterations {
-        // SAFETY: getppid takes no arguments and cannot fail.
-        black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+    let calls = || {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            // SAFETY: getppid takes no arguments and cannot fail.
+            black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+        }
+        start.elapsed().as_secs_f64() * 1e9 / iterations as f64
+    };
+    let mut metrics = vec![Metric::lower("score", "ns/call", calls())];
+    // Natively, the same loop once more under Docker's default seccomp
+    // filter (compiled by the host, passed in ISOBENCH_SECCOMP_BPF),
+    // installed on the agent itself, which exits right after: what the
+    // filter alone adds to a call, measured side by side in one process.
+    if let Ok(bpf) = std::env::var(crate::env::SECCOMP_BPF_VAR)
+        && let Some(filtered) = under_seccomp(&bpf, calls)
+    {
+        metrics.push(Metric::lower("score_seccomp", "ns/call", filtered));
     }
-    let ns = start.elapsed().as_secs_f64() * 1e9 / iterations as f64;
-    Outcome::of(vec![Metric::lower("score", "ns/call", ns)])
+    Outcome::of(metrics)
+}
+
+/// Runs `f` after installing the encoded seccomp programs on this
+/// process; `None` when it is already filtered or they cannot be installed.
+fn under_seccomp(bpf: &str, f: impl Fn() -> f64) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    if crate::meta::field(&status, "Seccomp").as_deref() != Some("0") {
+        return None;
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return None;
+    }
+    crate::seccomp::install_encoded(bpf).ok()?;
+    Some(f())
 }
 
 /// fork, `_exit(0)` in the child, waitpid in the parent, `count` times.

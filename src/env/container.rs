@@ -1036,6 +1036,16 @@ impl Environment for Container {
         Duration::from_secs(10)
     }
 
+    fn artifact_bytes(&self, _spec: &crate::workload::WorkloadSpec) -> Option<u64> {
+        Some(
+            self.config
+                .layers
+                .iter()
+                .map(|l| super::tree_bytes(l))
+                .sum(),
+        )
+    }
+
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
         // The clock starts with the first host-side set-up step: the
         // instance directory and cgroup are part of what a container costs.

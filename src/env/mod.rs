@@ -20,6 +20,25 @@ use std::time::{Duration, Instant};
 
 pub use process::{Exit, ProcessHandle, Usage};
 
+/// The bytes of every regular file under `path` (a file: its size).
+pub fn tree_bytes(path: &std::path::Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if md.is_file() {
+        return md.len();
+    }
+    if !md.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| tree_bytes(&e.path()))
+        .sum()
+}
+
 /// The environments isobench compares.
 #[derive(
     Debug,
@@ -124,6 +143,12 @@ pub const FRAME_FD: i32 = 3;
 /// Environment variable telling the agent where to write frames.
 pub const FRAME_FD_ENV: &str = "ISOBENCH_FRAME_FD";
 
+/// Environment variable holding Docker's default seccomp profile compiled
+/// to BPF (see [`crate::seccomp::Filters::encode`]), which a native
+/// `syscall` instance installs after its main measurement to time a call
+/// under the filter too (`score_seccomp`).
+pub const SECCOMP_BPF_VAR: &str = "ISOBENCH_SECCOMP_BPF";
+
 /// Environment variable that tells a workload which environment it runs
 /// in (`native`, `container`, `vm`).
 pub const ENV_NAME_VAR: &str = "ISOBENCH_ENV";
@@ -177,6 +202,13 @@ pub trait Environment {
 
     /// Longest time from spawn to the agent's `ready` frame.
     fn startup_timeout(&self) -> Duration;
+
+    /// What this environment has to ship and keep on disk to run `spec`,
+    /// in bytes, beyond what the host has anyway: the agent (native), the
+    /// image tree (container), guest kernel + initramfs + disk image (vm).
+    fn artifact_bytes(&self, _spec: &WorkloadSpec) -> Option<u64> {
+        None
+    }
 
     /// Starts one instance. The instance's clock ([`Instance::spawned_at`])
     /// is read just before the spawn system call.

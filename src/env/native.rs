@@ -50,6 +50,19 @@ impl Native {
     }
 }
 
+/// Docker's default seccomp profile, as a container gets it, compiled once
+/// and encoded for the agent; `None` when it cannot be compiled here.
+fn default_seccomp_bpf() -> Option<&'static str> {
+    static BPF: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BPF.get_or_init(|| {
+        super::container::seccomp_filters(&crate::seccomp::SeccompChoice::Default)
+            .ok()
+            .flatten()
+            .map(|f| f.encode())
+    })
+    .as_deref()
+}
+
 /// Asks the kernel to SIGKILL the calling process when its parent thread
 /// dies: a child of isobench never outlives it, even after a SIGKILL.
 pub fn die_with_parent() -> std::io::Result<()> {
@@ -116,6 +129,10 @@ impl Environment for Native {
         Duration::from_secs(10)
     }
 
+    fn artifact_bytes(&self, _spec: &crate::workload::WorkloadSpec) -> Option<u64> {
+        std::fs::metadata(&self.agent).ok().map(|m| m.len())
+    }
+
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
         let spawned_at = Instant::now();
         let stdio = Stdio::prepare(&launch.io)?;
@@ -143,6 +160,11 @@ impl Environment for Native {
             .process_group(0);
         cmd.env(FRAME_FD_ENV, super::FRAME_FD.to_string())
             .env(super::ENV_NAME_VAR, "native");
+        if matches!(launch.spec, crate::workload::WorkloadSpec::Syscall { .. })
+            && let Some(bpf) = default_seccomp_bpf()
+        {
+            cmd.env(super::SECCOMP_BPF_VAR, bpf);
+        }
         // SAFETY: the closure runs in the forked child before exec; it only
         // makes async-signal-safe system calls (prctl, open, write, close,
         // dup2) on data prepared before the fork, and does not allocate.

@@ -75,6 +75,7 @@ table.kv th { font-weight: 600; white-space: nowrap; }
 .dir { color: var(--muted); font-size: 0.8rem; }
 mark.outlier { background: #fde0e0; color: #a00; font-weight: 600; }
 .findings li { margin: 0.3rem 0; }
+dl.claims dt { font-weight: 600; margin-top: 0.8rem; } dl.claims dd { margin-left: 1.2rem; } dl.claims p { margin: 0.2rem 0; }
 code { background: #f3f3f3; padding: 0 0.2rem; border-radius: 3px; }
 pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 footer { margin-top: 3rem; color: var(--muted); font-size: 0.85rem; border-top: 1px solid var(--line); padding-top: 0.8rem; }
@@ -122,7 +123,10 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
 
     let families = data.families();
     let other = data.in_family(None);
-    s.push_str("<nav><ul>\n<li><a href=\"#system\">Host and system</a></li>\n");
+    s.push_str(
+        "<nav><ul>\n<li><a href=\"#system\">Host and system</a></li>\n\
+         <li><a href=\"#claims\">The usual claims</a></li>\n",
+    );
     for f in &families {
         let _ = writeln!(s, "<li><a href=\"#{}\">{}</a></li>", f.slug(), f.title());
     }
@@ -140,6 +144,7 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
         "<section id=\"reading\">\n<h2>How to read this report</h2>\n<p>{}</p>\n</section>",
         escape(HOW_TO_READ)
     );
+    claims(&mut s, data);
 
     let figures = figures::all(data);
     for family in families {
@@ -185,6 +190,25 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
         escape(&m.isobench)
     );
     Ok(s)
+}
+
+/// The usual claims about containers and VMs, each met with this run's figures.
+fn claims(s: &mut String, data: &ReportData) {
+    s.push_str(
+        "<section id=\"claims\">\n<h2>The usual claims, checked against this run</h2>\n<dl class=\"claims\">\n",
+    );
+    for c in super::claims::claims(data) {
+        let _ = writeln!(
+            s,
+            "<dt>{}</dt>\n<dd><p><strong>Measured:</strong> {}</p><p><strong>Verdict:</strong> \
+             {}</p><p class=\"note\"><strong>Cannot tell:</strong> {}</p></dd>",
+            escape(c.claim),
+            escape(&c.measured),
+            escape(&c.verdict),
+            escape(&c.cannot_tell)
+        );
+    }
+    s.push_str("</dl>\n</section>\n");
 }
 
 fn row(s: &mut String, key: &str, value: &str) {

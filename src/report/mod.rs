@@ -11,6 +11,7 @@
 //! charts of each section.
 
 pub mod chart;
+pub mod claims;
 pub mod dashboard;
 pub mod family;
 pub mod figures;
@@ -497,6 +498,57 @@ pub fn findings(
     if family == Family::Startup {
         out.extend(boot_breakdown(data, name));
     }
+    if family == Family::Syscalls {
+        out.extend(seccomp_cost(data, name));
+    }
+    out
+}
+
+/// What Docker's seccomp filter adds to a system call: the native `syscall`
+/// instance times its loop, then installs the filter on itself and times
+/// it again (`score_seccomp`).
+fn seccomp_cost(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String> {
+    let native = EnvKind::Native.as_str();
+    let mut out = Vec::new();
+    for plain in data
+        .series
+        .iter()
+        .filter(|s| s.environment == native && s.metric == "score")
+    {
+        let Some(filtered) = data.series.iter().find(|s| {
+            s.workload == plain.workload && s.environment == native && s.metric == "score_seccomp"
+        }) else {
+            continue;
+        };
+        // Both figures come from the same instances: pair them.
+        let added = if filtered.values.len() == plain.values.len() {
+            let diffs: Vec<f64> = filtered
+                .values
+                .iter()
+                .zip(&plain.values)
+                .map(|(f, p)| f - p)
+                .collect();
+            stats::median(&diffs)
+        } else {
+            filtered.stats.median - plain.stats.median
+        };
+        out.push(format!(
+            "{} {}: Docker's default seccomp filter adds {} {} to a call (medians {} without it, \
+             {} with it, both timed natively in one process; the added figure is the median of \
+             the {} per-instance differences). A container runs under \
+             that filter unless its scenario says `seccomp = \"none\"`, so its {} includes \
+             this cost; the kernel caches the verdict for calls without argument checks, so \
+             what remains is mostly the slower system-call entry a filtered task takes.",
+            name(&plain.workload),
+            name("score_seccomp"),
+            fmt_value(added),
+            plain.unit,
+            fmt_value(plain.stats.median),
+            fmt_value(filtered.stats.median),
+            filtered.stats.n,
+            name("score"),
+        ));
+    }
     out
 }
 
@@ -623,6 +675,18 @@ fn markdown(data: &ReportData) -> String {
         }
     }
     let _ = writeln!(s, "\n{HOW_TO_READ}\n");
+    let _ = writeln!(s, "## The usual claims, checked against this run\n");
+    for c in claims::claims(data) {
+        let _ = writeln!(
+            s,
+            "- **{}** Measured: {} {} *Cannot tell:* {}",
+            cell(c.claim),
+            cell(&c.measured),
+            cell(&c.verdict),
+            cell(&c.cannot_tell)
+        );
+    }
+    s.push('\n');
 
     let figures = figures::all(data);
     for family in data.families() {

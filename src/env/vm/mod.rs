@@ -393,6 +393,15 @@ impl Environment for Vm {
         self.config.boot_timeout
     }
 
+    fn artifact_bytes(&self, spec: &WorkloadSpec) -> Option<u64> {
+        let devices = self.devices.for_workload(spec);
+        let (initramfs, _) = self.initramfs_for(&devices).ok()?;
+        let kernel = std::fs::metadata(&self.config.kernel).ok()?.len();
+        let initramfs = std::fs::metadata(initramfs).ok()?.len();
+        let disk = devices.disk_size_mib().unwrap_or(0) << 20;
+        Some(kernel + initramfs + disk)
+    }
+
     fn spawn(&self, launch: Launch<'_>) -> Result<Box<dyn Instance>, EnvError> {
         if !launch.volumes.is_empty() {
             return Err(EnvError::Unavailable(
