@@ -365,7 +365,13 @@ fn plain_benches(
     bed: &Testbed,
     logs: &Path,
 ) {
-    let Some(info) = &bed.vm else {
+    let Some(vm) = bed
+        .env(EnvKind::Vm)
+        .and_then(|e| e.as_any().downcast_ref::<isobench::env::vm::Vm>())
+    else {
+        return;
+    };
+    let Ok(guest) = isobench::kernel::resolve(None, &isobench::kernel::cache_dir()) else {
         return;
     };
     let initramfs = match plain_initramfs(logs) {
@@ -375,10 +381,10 @@ fn plain_benches(
             return;
         }
     };
-    let config = &info.config;
-    let mut kernels = vec![("plain-qemu", info.kernel.boot_image().to_path_buf())];
-    if info.kernel.boot_image() != info.kernel.vmlinuz {
-        kernels.push(("plain-qemu-bzimage", info.kernel.vmlinuz.clone()));
+    let config = vm.config();
+    let mut kernels = vec![("plain-qemu", config.kernel.clone())];
+    if config.kernel != guest.vmlinuz {
+        kernels.push(("plain-qemu-bzimage", guest.vmlinuz.clone()));
     }
     for (name, kernel) in &kernels {
         let mut cmd = plain_command(config, kernel, &initramfs);

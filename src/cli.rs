@@ -9,12 +9,13 @@ use crate::cgroup::Limits;
 use crate::compare;
 use crate::doctor;
 use crate::env::EnvKind;
+use crate::env::VmBoot;
 use crate::env::container::Volume;
 use crate::env::vm::AccelRequest;
 use crate::exec::{self, ExecSettings};
 use crate::kernel;
 use crate::report;
-use crate::run::{self, Settings};
+use crate::run::{self, RunSettings};
 use crate::runtime;
 use crate::scenario::{self, HostCapacity, Overrides, Plan};
 use clap::{Parser, Subcommand};
@@ -126,6 +127,13 @@ struct RunArgs {
     /// Repetitions per workload and environment (overrides the scenario).
     #[arg(long, value_name = "N")]
     reps: Option<u64>,
+    /// Unrecorded warm-up instances per workload and environment before
+    /// the repetitions (overrides the scenario).
+    #[arg(long, value_name = "N")]
+    warmup: Option<u64>,
+    /// No progress output (errors and the final table only).
+    #[arg(long, short)]
+    quiet: bool,
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
@@ -157,6 +165,17 @@ pub struct VmBootArgs {
     /// `isobench kernel fetch` kept with its kernel).
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
+}
+
+impl VmBootArgs {
+    /// The options as the environments take them.
+    pub fn boot(&self) -> VmBoot {
+        VmBoot {
+            accel: self.accel,
+            kernel: self.kernel.clone(),
+            modules: self.modules.clone(),
+        }
+    }
 }
 
 /// Applies `--memory` and `--cpus` to a plan: a VM's RAM and vCPUs, a
@@ -313,6 +332,7 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         environments: args.env,
         workloads: args.workload,
         reps: args.reps,
+        warmups: args.warmup,
     };
     let mut plan = match Plan::load(args.scenario.as_deref(), &overrides) {
         Ok(p) => p,
@@ -332,12 +352,11 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(1, e),
     };
-    let settings = Settings {
+    let settings = RunSettings {
         plan,
         out_root: args.out,
-        accel: args.vm.accel,
-        kernel: args.vm.kernel,
-        modules: args.vm.modules,
+        boot: args.vm.boot(),
+        progress: run::progress::Mode::detect(args.quiet),
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
@@ -409,9 +428,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
         seccomp: args.seccomp,
         timeout: std::time::Duration::from_secs(args.timeout),
         stats: args.stats,
-        accel: args.vm.accel,
-        kernel: args.vm.kernel,
-        modules: args.vm.modules,
+        boot: args.vm.boot(),
     };
     match exec::exec(&settings, &stop) {
         Ok(outcome) => {

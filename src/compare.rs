@@ -523,7 +523,7 @@ pub fn compare(base: &Run, cur: &Run, settings: Settings) -> Result<Comparison, 
         ));
     }
     for (role, run) in [("baseline", base), ("current", cur)] {
-        if run.meta.status != "complete" {
+        if run.meta.status != crate::meta::RunStatus::Complete {
             warnings.push(format!(
                 "the {role} run's status is `{}`, not complete: some of its series may be \
                  missing or short. Its report's Failures section says why.",
@@ -917,7 +917,7 @@ mod tests {
         .unwrap();
         assert!(
             err(&dir).starts_with(&format!(
-                "baseline: {}:2: invalid type",
+                "baseline: {}:2: ",
                 dir.join("meta.json").display()
             )),
             "{}",

@@ -191,8 +191,40 @@ fn kvm_probe_check(kernel: Option<&kernel::GuestKernel>) -> Check {
     }
 }
 
-/// Every check, in order.
+/// Every check, in order: the agent, then each environment's (from the
+/// registry).
 pub fn checks() -> Vec<Check> {
+    let mut out = vec![agent_check()];
+    for entry in crate::env::registry::ENTRIES {
+        out.extend((entry.doctor)());
+    }
+    out
+}
+
+fn agent_check() -> Check {
+    match image::find_agent().and_then(|a| image::check_static(&a).map(|()| a)) {
+        Ok(a) => check(
+            "agent",
+            Status::Ok,
+            format!("{} (static)", a.display()),
+            None,
+        ),
+        Err(e) => check(
+            "agent",
+            Status::Fail,
+            e.to_string(),
+            Some("cargo build --release"),
+        ),
+    }
+}
+
+/// The native environment needs only the agent.
+pub fn native_checks() -> Vec<Check> {
+    Vec::new()
+}
+
+/// isobench's container: root, every namespace, overlayfs, cgroups.
+pub fn container_checks() -> Vec<Check> {
     let mut out = Vec::new();
     let root = nix::unistd::geteuid().is_root();
     out.push(if root {
@@ -234,6 +266,12 @@ pub fn checks() -> Vec<Check> {
         ),
         other => check("cgroups", Status::Ok, other.to_string(), None),
     });
+    out
+}
+
+/// The VM: QEMU, KVM or why not, the guest kernel.
+pub fn vm_checks() -> Vec<Check> {
+    let mut out = Vec::new();
     out.push(match vm::qemu_version(Path::new(vm::QEMU)) {
         Ok(v) => check("qemu", Status::Ok, v, None),
         Err(e) => check(
@@ -276,21 +314,5 @@ pub fn checks() -> Vec<Check> {
             Some(kernel::FIX),
         ),
     });
-    out.push(
-        match image::find_agent().and_then(|a| image::check_static(&a).map(|()| a)) {
-            Ok(a) => check(
-                "agent",
-                Status::Ok,
-                format!("{} (static)", a.display()),
-                None,
-            ),
-            Err(e) => check(
-                "agent",
-                Status::Fail,
-                e.to_string(),
-                Some("cargo build --release"),
-            ),
-        },
-    );
     out
 }

@@ -8,12 +8,15 @@
 //! on a separate descriptor, and isobench exits with the program's status.
 
 use crate::cgroup::{Driver, Limits};
+use crate::env::container::rootless_note;
 use crate::env::container::{Container, ContainerConfig, Volume, seccomp_filters};
 use crate::env::native::Native;
+use crate::env::{BedSpec, VmBoot};
 use crate::env::{EnvKind, Environment};
 use crate::image;
 use crate::run::{self, RunError};
 use crate::runtime::{self, RunDir};
+use crate::scenario::{ContainerSettings, VmSettings};
 use crate::seccomp::SeccompChoice;
 use crate::workload::{Metric, WorkloadSpec};
 use std::path::Path;
@@ -43,12 +46,8 @@ pub struct ExecSettings {
     pub timeout: Duration,
     /// Print a one-line summary (startup, CPU, memory) on stderr at the end.
     pub stats: bool,
-    /// For `--env vm`: the accelerator asked for.
-    pub accel: crate::env::vm::AccelRequest,
-    /// For `--env vm`: `--kernel`.
-    pub kernel: Option<std::path::PathBuf>,
-    /// For `--env vm`: `--modules`.
-    pub modules: Option<std::path::PathBuf>,
+    /// For `--env vm`: how the guest boots.
+    pub boot: VmBoot,
 }
 
 /// How `exec` ended: the exit status for isobench, and what to tell the user.
@@ -107,14 +106,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
             .map_err(|e| RunError::Prerequisite(format!("--seccomp: {e}")))?,
         _ => None,
     };
-    let prereqs = run::preflight(&[s.env], None)?;
+    let (vm, container) = (VmSettings::default(), ContainerSettings::default());
+    let agent = run::preflight(&[s.env], &bed_spec(s, &vm, &container))?;
     let rootless = !nix::unistd::geteuid().is_root();
     let mut messages = Vec::new();
     if rootless && s.limits.any() {
-        messages.push(format!(
-            "isobench: warning: {}",
-            run::rootless_note(&s.limits)
-        ));
+        messages.push(format!("isobench: warning: {}", rootless_note(&s.limits)));
     }
 
     let base = runtime::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
@@ -140,7 +137,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
     let (env, argv): (Box<dyn Environment>, Vec<String>) = match s.env {
         EnvKind::Container => {
             let img = image::build(
-                &prereqs.agent,
+                &agent,
                 &run_dir.path().join("image"),
                 &run_dir.path().join("initramfs.cpio"),
             )?;
@@ -167,12 +164,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         _ => {
             let env: Box<dyn Environment> = match driver {
                 Some(d) if s.limits.any() => Box::new(Native::with_limits(
-                    prereqs.agent.clone(),
+                    agent.clone(),
                     d,
                     s.limits,
                     Arc::clone(&run_dir),
                 )),
-                _ => Box::new(Native::new(prereqs.agent.clone())),
+                _ => Box::new(Native::new(agent.clone())),
             };
             (
                 env,
@@ -199,13 +196,12 @@ fn exec_vm(
     args: &[String],
     stop: &AtomicBool,
 ) -> Result<ExecOutcome, RunError> {
-    let prereqs = run::preflight_with(&[EnvKind::Vm], s.kernel.as_deref(), s.modules.as_deref())?;
     let mut messages = Vec::new();
     if s.limits.pids.is_some() {
         messages
             .push("isobench: warning: --pids applies to containers; a VM ignores it".to_string());
     }
-    let mut vm = crate::scenario::VmSettings::default();
+    let mut vm = VmSettings::default();
     if let Some(bytes) = s.limits.memory_bytes {
         if bytes % (1 << 20) != 0 {
             return Err(RunError::Prerequisite(format!(
@@ -222,19 +218,17 @@ fn exec_vm(
         }
         vm.cpus = n as u64;
     }
+    let container = ContainerSettings::default();
+    let spec = bed_spec(s, &vm, &container);
+    let agent = run::preflight(&[EnvKind::Vm], &spec)?;
     let id = format!("exec-{}", run::new_run_id());
     let programs = [program.to_path_buf()];
-    let spec = run::BedSpec {
-        environments: &[EnvKind::Vm],
-        vm: &vm,
-        container: &crate::scenario::ContainerSettings::default(),
-        accel: s.accel,
+    let contents = run::Contents {
         programs: &programs,
         files: &[],
-        quiet: true,
     };
     let logs = std::env::temp_dir();
-    let bed = run::Testbed::build(&prereqs, &id, &spec, &logs, stop)?;
+    let bed = run::Testbed::build(&agent, &id, &[EnvKind::Vm], spec, contents, &logs, stop)?;
     let env = bed
         .env(EnvKind::Vm)
         .ok_or_else(|| RunError::Prerequisite("the VM environment could not be built".into()))?;
@@ -247,6 +241,21 @@ fn exec_vm(
     drop(bed);
     let _ = run_dir.remove();
     Ok(outcome(s, program, r, messages))
+}
+
+/// What `exec` asks of its environment.
+fn bed_spec<'a>(
+    s: &'a ExecSettings,
+    vm: &'a VmSettings,
+    container: &'a ContainerSettings,
+) -> BedSpec<'a> {
+    BedSpec {
+        vm,
+        container,
+        boot: &s.boot,
+        workloads: &[],
+        quiet: true,
+    }
 }
 
 /// What `exec` tells the user, and its exit status, from what the instance did.

@@ -86,13 +86,45 @@ pub struct MetricInfo {
     pub better: Better,
 }
 
+/// Where a run is: running, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Still going (or killed before it could say otherwise).
+    Running,
+    /// Every instance did what it should.
+    Complete,
+    /// Some instance failed, or digests differed.
+    Failed,
+    /// Stopped by a signal or a closed output.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The status as `meta.json` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// `meta.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     /// The run's id (also its directory name).
     pub run_id: String,
-    /// `running`, `complete`, `failed` (some instance failed) or `interrupted`.
-    pub status: String,
+    /// Running, complete, failed (some instance failed) or interrupted.
+    pub status: RunStatus,
     /// UTC start time, RFC 3339.
     pub started: String,
     /// UTC end time, RFC 3339.
@@ -194,9 +226,12 @@ mod tests {
     #[test]
     fn a_bad_meta_json_is_named_with_its_line() {
         let path = Path::new("runs/x/meta.json");
-        let err = Meta::parse(b"{\n  \"run_id\": \"a\",\n  \"status\": \"b\",\n", path)
-            .unwrap_err()
-            .to_string();
+        let err = Meta::parse(
+            b"{\n  \"run_id\": \"a\",\n  \"status\": \"running\",\n",
+            path,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("runs/x/meta.json:4: EOF while parsing"),
             "{err}"

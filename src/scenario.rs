@@ -545,6 +545,8 @@ pub struct Overrides {
     pub workloads: Option<Vec<String>>,
     /// Repetitions for every workload (1 to [`MAX_REPS`]).
     pub reps: Option<u64>,
+    /// Warm-ups for every workload (0 to [`MAX_REPS`]).
+    pub warmups: Option<u64>,
 }
 
 impl Plan {
@@ -956,6 +958,16 @@ impl Plan {
                 w.adaptive = None;
             }
         }
+        if let Some(warmups) = o.warmups {
+            if warmups > MAX_WARMUPS {
+                return Err(ScenarioError::Override(format!(
+                    "--warmup: expected a whole number no larger than {MAX_WARMUPS}, got {warmups}"
+                )));
+            }
+            for w in &mut self.workloads {
+                w.warmups = Int::<0, MAX_WARMUPS>(warmups).to_u32();
+            }
+        }
         Ok(())
     }
 
@@ -1196,8 +1208,8 @@ mod tests {
                 "net"
             ]
         );
-        assert!(plan.workloads.iter().all(|w| w.reps == 3 && w.warmups == 1));
-        assert_eq!(plan.instance_count(), 8 * 4 * 3);
+        assert!(plan.workloads.iter().all(|w| w.reps == 6 && w.warmups == 1));
+        assert_eq!(plan.instance_count(), 8 * 7 * 3);
     }
 
     #[test]
@@ -1728,11 +1740,13 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
             environments: Some(vec![EnvKind::Native]),
             workloads: Some(vec!["cpu".into()]),
             reps: Some(7),
+            warmups: Some(0),
         };
         let plan = Plan::parse(text, "t.toml", &o).unwrap();
         assert_eq!(plan.environments, [EnvKind::Native]);
         assert_eq!(plan.workloads.len(), 1);
         assert_eq!(plan.workloads[0].reps, 7);
+        assert_eq!(plan.workloads[0].warmups, 0);
         assert_eq!(
             plan.workloads[0].spec,
             WorkloadSpec::Cpu {

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use isobench::cgroup::{CgroupUse, Driver, Limits};
-use isobench::env::EnvKind;
 use isobench::env::container::{Container, ContainerConfig};
 use isobench::run;
 use isobench::runtime::RunDir;
@@ -80,11 +79,11 @@ fn v2_bed_child() {
     }
 
     // A real container, born into its cgroup2 directory.
-    let prereqs = run::preflight(&[EnvKind::Container], None).unwrap();
+    let agent = run::find_agent().unwrap();
     let run_dir =
         Arc::new(RunDir::create(&isobench::runtime::base_dir().unwrap(), "v2bed").unwrap());
     let image = isobench::image::build(
-        &prereqs.agent,
+        &agent,
         &run_dir.path().join("image"),
         &run_dir.path().join("initramfs.cpio"),
     )

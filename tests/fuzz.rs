@@ -515,6 +515,7 @@ fn overrides() -> impl Strategy<Value = Overrides> {
                 environments,
                 workloads,
                 reps,
+                warmups: None,
             }),
     ]
 }

@@ -3,9 +3,8 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, SamplingMode};
-use isobench::env::EnvKind;
-use isobench::env::vm::AccelRequest;
-use isobench::run::{self, BedSpec, Testbed};
+use isobench::env::{BedSpec, EnvKind, VmBoot};
+use isobench::run::{self, Contents, Testbed};
 use isobench::scenario::{ContainerSettings, VmSettings};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -13,26 +12,25 @@ use std::sync::atomic::AtomicBool;
 /// A testbed with the one environment `kind` and the default settings, or
 /// `None` after printing why it cannot be built (the group is skipped).
 pub fn testbed(kind: EnvKind, bench: &str, logs: &Path, stop: &AtomicBool) -> Option<Testbed> {
-    let prereqs = match run::preflight(&[kind], None) {
-        Ok(p) => p,
+    let vm = VmSettings::default();
+    let container = ContainerSettings::default();
+    let boot = VmBoot::default();
+    let spec = BedSpec {
+        vm: &vm,
+        container: &container,
+        boot: &boot,
+        workloads: &[],
+        quiet: false,
+    };
+    let agent = match run::preflight(&[kind], &spec) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("skipping the {kind} group: {e}");
             return None;
         }
     };
-    let vm = VmSettings::default();
-    let container = ContainerSettings::default();
     let id = format!("{bench}-{kind}-{}", std::process::id());
-    let spec = BedSpec {
-        environments: &[kind],
-        vm: &vm,
-        container: &container,
-        accel: AccelRequest::Auto,
-        programs: &[],
-        files: &[],
-        quiet: false,
-    };
-    match Testbed::build(&prereqs, &id, &spec, logs, stop) {
+    match Testbed::build(&agent, &id, &[kind], spec, Contents::default(), logs, stop) {
         Ok(t) => Some(t),
         Err(e) => {
             eprintln!("skipping the {kind} group: {e}");

@@ -974,6 +974,76 @@ pub fn drop_capabilities(keep: &[(u32, &str)]) -> nix::Result<()> {
     } as libc::c_int)
 }
 
+/// What rootless mode cannot do, said once and recorded in `meta.json`.
+pub fn rootless_note(limits: &Limits) -> String {
+    let mut note = "rootless containers: a user namespace maps the caller's uid to root; \
+                    cgroups are not used (no delegated cgroup), so there is no CPU or memory \
+                    accounting per container"
+        .to_string();
+    if limits.any() {
+        note.push_str(", and the requested limits (memory, cpus, pids) are NOT applied");
+    }
+    note
+}
+
+/// Whether unprivileged user namespaces are available, or why not.
+fn user_namespaces_available() -> Result<(), String> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Err("user namespaces are disabled (user.max_user_namespaces = 0); enable them with `sysctl user.max_user_namespaces=15000`, or run as root".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Err("unprivileged user namespaces are disabled; enable them with `sysctl kernel.unprivileged_userns_clone=1`, or run as root".into());
+    }
+    Ok(())
+}
+
+/// What a run's containers need: root, or user namespaces when rootless.
+pub fn check_host(_spec: &super::BedSpec<'_>) -> Result<(), EnvError> {
+    if !nix::unistd::geteuid().is_root() {
+        user_namespaces_available()
+            .map_err(|e| EnvError::Unavailable(format!("rootless containers: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The container environment of a run: the image as the overlay's lower
+/// layer, the scenario's volumes, limits and seccomp profile, cgroups as
+/// the host has them (none rootless, said in a note).
+pub fn build(bed: &super::Bed<'_>) -> Result<super::Built, EnvError> {
+    let settings = bed.spec.container;
+    let rootless = !nix::unistd::geteuid().is_root();
+    let mut notes = Vec::new();
+    let driver = if rootless {
+        notes.push(rootless_note(&settings.limits));
+        None
+    } else {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Some(
+            Driver::detect(Path::new("/sys/fs/cgroup"), &mountinfo)
+                .map_err(|e| EnvError::Unavailable(e.to_string()))?,
+        )
+    };
+    let seccomp = seccomp_filters(&settings.seccomp)
+        .map_err(|e| EnvError::Unavailable(format!("[container] seccomp: {e}")))?;
+    let config = ContainerConfig {
+        layers: vec![bed.image_dir.to_path_buf()],
+        volumes: settings.volumes.clone(),
+        limits: settings.limits,
+        cgroups: settings.cgroups,
+        rootless,
+        seccomp,
+    };
+    Ok(super::Built {
+        env: Box::new(Container::new(config, driver, Arc::clone(bed.run_dir))),
+        notes,
+    })
+}
+
 /// Runs the agent in a fresh container.
 pub struct Container {
     config: ContainerConfig,
@@ -1007,6 +1077,10 @@ impl Drop for Container {
 }
 
 impl Environment for Container {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn kind(&self) -> EnvKind {
         EnvKind::Container
     }

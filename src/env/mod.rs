@@ -9,6 +9,7 @@
 pub mod container;
 pub mod native;
 pub mod process;
+pub mod registry;
 pub mod stdio;
 pub mod vm;
 
@@ -19,6 +20,69 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 pub use process::{Exit, ProcessHandle, Usage};
+pub use vm::{AccelChoice, AccelRequest};
+
+/// How a run's guests boot: `--accel`, `--kernel`, `--modules`.
+#[derive(Debug, Clone, Default)]
+pub struct VmBoot {
+    /// The accelerator asked for.
+    pub accel: AccelRequest,
+    /// A guest kernel other than the one `isobench kernel fetch` stored.
+    pub kernel: Option<std::path::PathBuf>,
+    /// That kernel's modules.
+    pub modules: Option<std::path::PathBuf>,
+}
+
+/// What a run asks of its environments, known before anything starts.
+#[derive(Debug, Clone, Copy)]
+pub struct BedSpec<'a> {
+    /// VM settings.
+    pub vm: &'a crate::scenario::VmSettings,
+    /// Container settings.
+    pub container: &'a crate::scenario::ContainerSettings,
+    /// How guests boot.
+    pub boot: &'a VmBoot,
+    /// The workloads that will run (a VM needs a scratch disk, and its
+    /// modules, for some).
+    pub workloads: &'a [crate::scenario::PlannedWorkload],
+    /// Say nothing on stderr (`exec`, whose stderr is the program's).
+    pub quiet: bool,
+}
+
+/// Everything an environment of a run is built from.
+pub struct Bed<'a> {
+    /// What the run asks.
+    pub spec: BedSpec<'a>,
+    /// The static agent binary.
+    pub agent: &'a std::path::Path,
+    /// The run's image tree.
+    pub image_dir: &'a std::path::Path,
+    /// The run's runtime directory.
+    pub run_dir: &'a std::sync::Arc<crate::runtime::RunDir>,
+    /// Where logs of set-up instances (a KVM probe) go.
+    pub logs: &'a std::path::Path,
+    /// Set on Ctrl-C.
+    pub stop: &'a std::sync::atomic::AtomicBool,
+}
+
+/// An environment built for a run, and what could not be set up as asked.
+pub struct Built {
+    /// The environment.
+    pub env: Box<dyn Environment>,
+    /// Remarks for the run's notes (rootless limits, ...).
+    pub notes: Vec<String>,
+}
+
+/// What an environment adds to `meta.json` beyond its knobs.
+#[derive(Debug, Clone, Default)]
+pub struct EnvFacts {
+    /// QEMU's version line.
+    pub qemu: Option<String>,
+    /// The accelerator and why.
+    pub accelerator: Option<AccelChoice>,
+    /// The guest kernel.
+    pub guest_kernel: Option<String>,
+}
 
 /// The bytes of every regular file under `path` (a file: its size).
 pub fn tree_bytes(path: &std::path::Path) -> u64 {
@@ -199,6 +263,15 @@ pub trait Environment {
 
     /// Every setting that shapes this environment's numbers, for `meta.json`.
     fn knobs(&self) -> serde_json::Value;
+
+    /// What it adds to `meta.json` beyond its knobs (a VM's accelerator).
+    fn facts(&self) -> EnvFacts {
+        EnvFacts::default()
+    }
+
+    /// The environment itself, for code that knows its concrete type
+    /// (benchmarks that start a peer with the very same settings).
+    fn as_any(&self) -> &dyn std::any::Any;
 
     /// Longest time from spawn to the agent's `ready` frame.
     fn startup_timeout(&self) -> Duration;

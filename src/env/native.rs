@@ -50,6 +50,19 @@ impl Native {
     }
 }
 
+/// Natives need nothing beyond the agent.
+pub fn check_host(_spec: &super::BedSpec<'_>) -> Result<(), EnvError> {
+    Ok(())
+}
+
+/// The native environment of a run: the agent, fork/exec, no cgroup.
+pub fn build(bed: &super::Bed<'_>) -> Result<super::Built, EnvError> {
+    Ok(super::Built {
+        env: Box::new(Native::new(bed.agent.to_path_buf())),
+        notes: Vec::new(),
+    })
+}
+
 /// Docker's default seccomp profile, as a container gets it, compiled once
 /// and encoded for the agent; `None` when it cannot be compiled here.
 fn default_seccomp_bpf() -> Option<&'static str> {
@@ -113,6 +126,10 @@ pub fn cgroup_metrics(cgroup: &Cgroup) -> Vec<Metric> {
 }
 
 impl Environment for Native {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn kind(&self) -> EnvKind {
         EnvKind::Native
     }

@@ -107,7 +107,7 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
         "<p class=\"meta\">Run {} · status <strong>{}</strong> · started {} · wall time {} · \
          isobench {}</p>\n</header>",
         code(&m.run_id),
-        escape(&m.status),
+        escape(m.status.as_str()),
         escape(&m.started),
         m.wall_s.map_or("—".into(), |w| format!("{w:.0} s")),
         escape(&m.isobench)

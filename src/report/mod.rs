@@ -646,7 +646,7 @@ fn markdown(data: &ReportData) -> String {
         s,
         "Run {} · status **{}** · started {} · wall time {} · isobench {}\n",
         code(&m.run_id),
-        cell(&m.status),
+        cell(m.status.as_str()),
         cell(&m.started),
         m.wall_s.map_or("—".into(), |w| format!("{w:.0} s")),
         cell(&m.isobench)

@@ -31,6 +31,7 @@
 //! ([`check_cmdline`]).
 
 pub mod accel;
+pub mod bed;
 pub mod modules;
 pub mod qemu;
 pub mod smaps;
@@ -226,6 +227,8 @@ pub struct Vm {
     run_dir: Arc<RunDir>,
     /// Initramfs per module set, written on first use.
     initramfs: Mutex<BTreeMap<Vec<String>, (PathBuf, u64)>>,
+    /// QEMU's version, the accelerator and the guest kernel, for meta.json.
+    pub facts: super::EnvFacts,
 }
 
 impl Vm {
@@ -247,6 +250,7 @@ impl Vm {
             kernel,
             run_dir,
             initramfs: Mutex::new(BTreeMap::new()),
+            facts: super::EnvFacts::default(),
         }
     }
 
@@ -358,8 +362,16 @@ fn create_disk(path: &Path, mib: u64) -> Result<(), EnvError> {
 }
 
 impl Environment for Vm {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn kind(&self) -> EnvKind {
         EnvKind::Vm
+    }
+
+    fn facts(&self) -> super::EnvFacts {
+        self.facts.clone()
     }
 
     fn knobs(&self) -> serde_json::Value {
