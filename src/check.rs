@@ -1095,6 +1095,28 @@ ratio_max = 3000.0
     }
 
     #[test]
+    fn the_shipped_bounds_file_is_valid() {
+        let text = include_str!("../scenarios/bounds/quick-tcg.toml");
+        let b = Bounds::parse(text, "quick-tcg.toml").unwrap();
+        assert_eq!(b.scenario.as_ref().unwrap().value, "quick");
+        assert_eq!(b.accelerator.as_ref().unwrap().value, Accel::Tcg);
+        // Every workload of the default scenario has a bound on its score.
+        let plan = crate::scenario::Plan::load(None, &Default::default()).unwrap();
+        for w in &plan.workloads {
+            if w.name == "noop" {
+                continue;
+            }
+            assert!(
+                b.bounds
+                    .iter()
+                    .any(|x| x.workload == w.name && x.metric == "score"),
+                "no bound on {}'s score",
+                w.name
+            );
+        }
+    }
+
+    #[test]
     fn bad_keys_are_named_with_line_and_column() {
         let msg = error(
             "[[bound]]\nworkload = \"cpu\"\nenvironment = \"container\"\nmetric = \"score\"\nratio_mn = 0.9\n",
