@@ -46,6 +46,8 @@ enum Command {
     },
     /// Compare two run directories: exit 1 on a regression, 0 otherwise.
     Compare(CompareArgs),
+    /// Check a run against bounds (ratios to native, medians): exit 1 when one is not met.
+    Check(crate::check::Args),
     /// Check what works on this host, and how to fix what does not.
     Doctor,
     /// Provision the guest kernel.
@@ -316,6 +318,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => cmd_exec(args),
         Command::Report { dir } => cmd_report(&dir),
         Command::Compare(args) => cmd_compare(args),
+        Command::Check(args) => crate::check::main(args),
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
         Command::Clean => cmd_clean(),

@@ -22,12 +22,14 @@
 //! - [`seccomp`]: Docker's default system-call filter, and profiles in its format;
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
 //! - [`compare`]: the regression gate between two runs;
+//! - [`check`]: the bounds gate on one run (ratios to native, medians);
 //! - [`runtime`]: per-run runtime state and `isobench clean`;
 //! - [`doctor`]: what works on this host;
 //! - [`cli`]: the command line of the `isobench` binary.
 
 pub mod agent;
 pub mod cgroup;
+pub mod check;
 pub mod cli;
 pub mod compare;
 pub mod doctor;
