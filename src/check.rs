@@ -762,7 +762,7 @@ pub fn check(bounds: &Bounds, run: &Run, strict: bool) -> Result<Check, CheckErr
             rows.push(judge(bound, limit, run));
         }
     }
-    if run.meta.status != "complete" {
+    if run.meta.status != crate::meta::RunStatus::Complete {
         warnings.push(format!(
             "the run's status is `{}`, not complete: some series may be missing or short. Its \
              report's Failures section says why.",
