@@ -179,7 +179,8 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
     let _ = writeln!(
         s,
         "<footer>Rendered by isobench {} from the run's <code>results.csv</code>, \
-         <code>instances.jsonl</code> and <code>meta.json</code>; <code>isobench report \
+         <code>instances.jsonl</code>, <code>meta.json</code> and <code>samples.csv</code>; \
+         <code>isobench report \
          DIR</code> renders it again. The same tables are in <code>report.md</code>, the \
          statistics in <code>summary.json</code>.</footer>\n</body>\n</html>",
         escape(&m.isobench)
@@ -353,7 +354,7 @@ fn figure(s: &mut String, f: &figures::Figure) -> Result<(), ReportError> {
         "<svg ",
         &format!(
             "<svg role=\"img\" aria-label=\"{}\" ",
-            escape(&f.chart.title)
+            escape(f.chart.title())
         ),
         1,
     );
@@ -363,7 +364,7 @@ fn figure(s: &mut String, f: &figures::Figure) -> Result<(), ReportError> {
          <code>.png</code>)</figcaption>\n</figure>",
         escape(&f.name),
         svg.trim_end(),
-        escape(&f.chart.title),
+        escape(f.chart.title()),
         escape(&f.name)
     );
     Ok(())
