@@ -696,13 +696,13 @@ pub const HOW_TO_READ: &str = "Every figure is the median of n repetitions, each
 fn table(s: &mut String, rows: &[&SeriesSummary]) {
     let _ = writeln!(
         s,
-        "| workload | environment | metric | n | median | interval | min | max | outliers | × native |"
+        "| workload | environment | metric | n | median | × native | interval | min | max | outliers |"
     );
     let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for x in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} ({}, {} is better) | {} | {} | {} [{}, {}] | {} | {} | {} | {} |",
+            "| {} | {} | {} ({}, {} is better) | {} | {} | {} | {} [{}, {}] | {} | {} | {} |",
             cell(&x.workload),
             cell(&x.environment),
             cell(&x.metric),
@@ -713,13 +713,13 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             },
             x.stats.n,
             fmt_value(x.stats.median),
+            fmt_ratio(x),
             x.stats.spread().label(),
             fmt_value(x.stats.spread().lo),
             fmt_value(x.stats.spread().hi),
             fmt_value(x.stats.min),
             fmt_value(x.stats.max),
-            x.stats.outliers.len(),
-            fmt_ratio(x)
+            x.stats.outliers.len()
         );
     }
     s.push('\n');
