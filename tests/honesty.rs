@@ -72,7 +72,7 @@ fn every_headline_keeps_its_unit_and_direction_in_every_output() {
         let cell = format!("| {w} | native | score ({unit}, {better} is better) |");
         assert!(md.contains(&cell), "report.md lacks `{cell}`");
         let html_cell = format!(
-            "<code>{w}</code></td><td><code>native</code></td><td><code>score</code> <span class=\"dir\">{unit} ({better} is better)</span>"
+            "<code>{w}</code></td><td><code>native</code></td><td><code>score</code><br><span class=\"dir\">{unit}, {better} is better</span>"
         );
         assert!(html.contains(&html_cell), "report.html lacks `{html_cell}`");
         let name = format!("quick/{w}/native/score");

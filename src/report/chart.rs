@@ -1,27 +1,38 @@
-//! Grouped dot-and-bar charts for the isobench report.
+//! The report's charts: grouped point charts, stacked bars and line charts.
 //!
-//! A [`BarChart`] shows one metric (for example startup time) for every
+//! A [`BarChart`] shows one figure (for example startup time) for every
 //! series (an environment: native, container, VM) inside every group (a
-//! workload: noop, cpu, ...). Each [`Bar`] is drawn as
+//! workload: noop, cpu, ...), in one of two [`Style`]s:
 //!
-//! * a filled bar up to its `median`, in the colour of its series (the same
-//!   colour in every group, named in the legend above the plot);
-//! * a black whisker from `lo` to `hi` (the caller decides what they mean:
-//!   min/max, a confidence interval, ...; say which in the caption);
-//! * every individual run in `points` as a small black dot, spread evenly
-//!   across the middle of the bar in the order given (no random jitter, so
-//!   the output is deterministic and run-order trends stay visible);
-//! * every value in `outliers` as a hollow red circle (in place of its dot
-//!   when the value is also one of the `points`);
-//! * the median as text above the highest of these marks.
+//! * [`Style::Points`], for distributions, on any axis. Each [`Bar`] is
+//!   drawn as a short thick line at its `median`, in the colour of its
+//!   series (the same colour in every group, named in the legend above the
+//!   plot); a whisker from `lo` to `hi` whose kind ([`Whisker`]) the legend
+//!   names: a solid capped line for a 95% confidence interval, a dashed one
+//!   for the range min–max; every repetition in `points` as a small black
+//!   dot, spread evenly across the mark in the order given (no random
+//!   jitter, so the output is deterministic and run-order trends stay
+//!   visible); every value in `outliers` as a hollow red circle (in place
+//!   of its dot when the value is also one of the `points`); and the median
+//!   as text above the highest of these marks. No bar is drawn: on a
+//!   logarithmic axis a bar's length means nothing (it depends on where the
+//!   axis happens to start).
+//! * [`Style::Stacked`], for parts of a whole, on a linear axis from 0
+//!   only: the bars of a group are stacked into one bar, their medians from
+//!   the bottom up, and the group's `total` (a separately measured whole)
+//!   is drawn as a black line across the stack. A stacked chart on a log
+//!   axis is refused with [`ChartError::StackedOnLogAxis`].
 //!
-//! The y axis is linear from 0 or, with [`BarChart::log_y`], logarithmic so
-//! that 0.4 ms and 2500 ms fit on one axis. On a log axis bars start at the
-//! decade below the smallest value.
+//! A [`Reference`] line (say at 1× native) may cross either style. The y
+//! axis is linear from 0 or, with [`BarChart::log_y`], logarithmic so that
+//! 0.4 ms and 2500 ms fit on one axis.
+//!
+//! A [`LineChart`] draws values against a numeric x axis (time), one
+//! [`Line`] per series, solid or dashed, for the sampler's time series.
 //!
 //! Output is a 960x540 SVG ([`render_svg`]) or PNG ([`render_png`]), or both
-//! ([`write_both`]). Invalid input is reported as a [`ChartError`], never a
-//! panic.
+//! ([`write_both`]); each takes either kind of chart, or a [`Chart`] that
+//! holds one. Invalid input is reported as a [`ChartError`], never a panic.
 //!
 //! # Why the font is embedded
 //!
@@ -51,6 +62,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::register_font;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -117,12 +129,50 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(0xf0, 0xe4, 0x42),
 ];
 
+/// What a bar's whisker spans; the legend names each kind the chart uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whisker {
+    /// A 95% confidence interval (of a median, or of a ratio of medians):
+    /// a solid line with caps, "95% CI" in the legend.
+    Ci95,
+    /// The smallest to the largest repetition: a dashed line without caps,
+    /// "min–max" in the legend. For series too short for an interval.
+    Range,
+    /// No whisker: the bar is one value.
+    None,
+}
+
+/// How the bars of a [`BarChart`] are drawn; see the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Style {
+    /// Every bar as points: median mark, whisker, repetitions. Any axis.
+    Points,
+    /// The bars of each group stacked into one bar from 0, their medians
+    /// from the bottom up; each group's `total` as a black line across the
+    /// stack, named `total_label` in the legend. Whiskers, points and
+    /// outliers are not drawn. Linear axis only, no negative median.
+    Stacked {
+        /// The legend's name for the total line, e.g. `startup_ms (median)`.
+        total_label: String,
+    },
+}
+
+/// A horizontal line across the whole plot, e.g. at 1× native.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// Where the line is drawn, in the chart's unit.
+    pub value: f64,
+    /// Its name, printed at its right end, e.g. `native = 1×`.
+    pub label: String,
+}
+
 /// One bar: a series (e.g. an environment) within a group (e.g. a workload).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
     /// Series name; bars with the same name share a colour across groups.
     pub series: String,
-    /// Height of the bar, printed above it.
+    /// The median mark (the segment's height in a stacked bar), printed
+    /// above it.
     pub median: f64,
     /// Lower end of the whisker. On a log axis a value <= 0 is clamped to
     /// the bottom of the axis (a confidence interval may dip below zero); the
@@ -130,6 +180,8 @@ pub struct Bar {
     pub lo: f64,
     /// Upper end of the whisker; must be >= `lo`.
     pub hi: f64,
+    /// What `lo`–`hi` is, named in the legend.
+    pub whisker: Whisker,
     /// Every individual measurement, drawn as a dot in the order given.
     pub points: Vec<f64>,
     /// Values drawn as hollow red circles. A value that is also in `points`
@@ -138,16 +190,21 @@ pub struct Bar {
     pub outliers: Vec<f64>,
 }
 
-/// A group of bars drawn side by side under one x label.
+/// A group of bars drawn side by side (or stacked) under one x label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
-    /// The x-axis label of the group (e.g. a workload name).
+    /// The x-axis label of the group (e.g. a workload name). A label too
+    /// long for its slot is broken onto two lines, then shortened.
     pub name: String,
-    /// The bars, left to right.
+    /// The bars, left to right (bottom to top when stacked).
     pub bars: Vec<Bar>,
+    /// A stacked chart's whole, drawn as a line across the stack; ignored
+    /// by [`Style::Points`].
+    pub total: Option<f64>,
 }
 
-/// A grouped dot-and-bar chart; see the module documentation.
+/// A grouped chart of bars, drawn as points or stacked; see the module
+/// documentation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarChart {
     /// Printed above the plot and used in error messages.
@@ -158,9 +215,105 @@ pub struct BarChart {
     pub groups: Vec<Group>,
     /// Logarithmic y axis. Every value must then be > 0, except `lo`.
     pub log_y: bool,
+    /// How the bars are drawn.
+    pub style: Style,
+    /// A horizontal reference line, if any.
+    pub reference: Option<Reference>,
     /// A note printed under the plot (wrapped, at most three lines), e.g.
     /// what the whiskers mean.
     pub caption: Option<String>,
+}
+
+/// One line of a [`LineChart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Series name; lines with the same name share a colour (an
+    /// environment's RSS and PSS, say), named in the legend.
+    pub series: String,
+    /// What the line shows, e.g. `RSS`; the legend names a solid and a
+    /// dashed line by it when a chart has both.
+    pub kind: String,
+    /// Dashed rather than solid.
+    pub dashed: bool,
+    /// Also mark every point with a dot (for sparse readings).
+    pub markers: bool,
+    /// (x, y) points, drawn in the order given.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Values against a numeric x axis (e.g. time), one [`Line`] per series: x
+/// linear, y linear from 0 (or below, for a negative value) or
+/// logarithmic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineChart {
+    /// Printed above the plot and used in error messages.
+    pub title: String,
+    /// The x-axis description, e.g. `"time since ready (s)"`.
+    pub x_label: String,
+    /// The y-axis description.
+    pub y_label: String,
+    /// The lines.
+    pub lines: Vec<Line>,
+    /// Logarithmic y axis; every y must then be > 0.
+    pub log_y: bool,
+    /// A note printed under the plot (wrapped, at most three lines).
+    pub caption: Option<String>,
+}
+
+/// Either kind of chart, owned (what a report keeps of each figure).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chart {
+    /// A grouped chart.
+    Bars(BarChart),
+    /// A line chart.
+    Lines(LineChart),
+}
+
+impl Chart {
+    /// The chart's title.
+    pub fn title(&self) -> &str {
+        ChartRef::from(self).title()
+    }
+}
+
+/// Either kind of chart, borrowed: what the render functions take (a
+/// `&BarChart`, a `&LineChart` or a `&Chart` converts into it).
+#[derive(Debug, Clone, Copy)]
+pub enum ChartRef<'a> {
+    /// A grouped chart.
+    Bars(&'a BarChart),
+    /// A line chart.
+    Lines(&'a LineChart),
+}
+
+impl<'a> ChartRef<'a> {
+    fn title(self) -> &'a str {
+        match self {
+            ChartRef::Bars(c) => &c.title,
+            ChartRef::Lines(c) => &c.title,
+        }
+    }
+}
+
+impl<'a> From<&'a BarChart> for ChartRef<'a> {
+    fn from(c: &'a BarChart) -> Self {
+        ChartRef::Bars(c)
+    }
+}
+
+impl<'a> From<&'a LineChart> for ChartRef<'a> {
+    fn from(c: &'a LineChart) -> Self {
+        ChartRef::Lines(c)
+    }
+}
+
+impl<'a> From<&'a Chart> for ChartRef<'a> {
+    fn from(c: &'a Chart) -> Self {
+        match c {
+            Chart::Bars(b) => ChartRef::Bars(b),
+            Chart::Lines(l) => ChartRef::Lines(l),
+        }
+    }
 }
 
 /// Why a chart could not be rendered or written. Every message starts with
@@ -222,6 +375,29 @@ pub enum ChartError {
         /// The whisker's upper end.
         hi: f64,
     },
+    /// A stacked chart was given a logarithmic axis, where the length of a
+    /// segment (and so the sum the stack shows) means nothing.
+    #[error(
+        "chart \"{title}\": a stacked bar needs a linear axis from 0; a logarithmic axis would make its segments' lengths meaningless"
+    )]
+    StackedOnLogAxis {
+        /// Title of the chart.
+        title: String,
+    },
+    /// A segment of a stacked bar is negative (it cannot be stacked).
+    #[error(
+        "chart \"{title}\": segment \"{series}\" of the stacked bar of group \"{group}\" is {value}; a segment must be >= 0"
+    )]
+    NegativeSegment {
+        /// Title of the chart.
+        title: String,
+        /// Name of the group holding the stack.
+        group: String,
+        /// Series name of the segment.
+        series: String,
+        /// The offending value.
+        value: f64,
+    },
     /// The embedded font could not be parsed (the binary was built with a
     /// damaged `assets/fonts/DejaVuSans.ttf`).
     #[error("chart \"{title}\": the embedded font DejaVuSans.ttf could not be loaded")]
@@ -251,13 +427,16 @@ pub enum ChartError {
 }
 
 /// Renders the chart as a 960x540 SVG document.
-pub fn render_svg(chart: &BarChart) -> Result<String, ChartError> {
-    let layout = Layout::new(chart)?;
+pub fn render_svg<'a>(chart: impl Into<ChartRef<'a>>) -> Result<String, ChartError> {
+    let chart = chart.into();
+    let prepared = Prepared::new(chart)?;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, TextMode::Whole, chart, &layout).map_err(|e| draw_error(chart, e))?;
-        root.present().map_err(|e| draw_error(chart, e))?;
+        prepared
+            .draw(&root, TextMode::Whole)
+            .map_err(|e| draw_error(chart.title(), e))?;
+        root.present().map_err(|e| draw_error(chart.title(), e))?;
     }
     Ok(svg)
 }
@@ -266,10 +445,11 @@ pub fn render_svg(chart: &BarChart) -> Result<String, ChartError> {
 ///
 /// The image is written to a temporary file next to `path` and then renamed,
 /// so `path` never holds a half-written image; any extension is accepted.
-pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
-    let layout = Layout::new(chart)?;
+pub fn render_png<'a>(chart: impl Into<ChartRef<'a>>, path: &Path) -> Result<(), ChartError> {
+    let chart = chart.into();
+    let prepared = Prepared::new(chart)?;
     let write_error = |source: io::Error| ChartError::Write {
-        title: chart.title.clone(),
+        title: chart.title().to_owned(),
         path: path.to_path_buf(),
         source,
     };
@@ -283,8 +463,8 @@ pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
         .map_err(write_error)?;
     let drawn = {
         let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
-        match draw(&root, TextMode::PerGlyph, chart, &layout) {
-            Err(e) => Err(draw_error(chart, e)),
+        match prepared.draw(&root, TextMode::PerGlyph) {
+            Err(e) => Err(draw_error(chart.title(), e)),
             Ok(()) => root
                 .present()
                 .map_err(|e| write_error(io::Error::other(e.to_string()))),
@@ -302,22 +482,53 @@ pub fn render_png(chart: &BarChart, path: &Path) -> Result<(), ChartError> {
 ///
 /// The chart is checked before anything is written, so invalid input leaves
 /// both paths untouched.
-pub fn write_both(chart: &BarChart, svg_path: &Path, png_path: &Path) -> Result<(), ChartError> {
+pub fn write_both<'a>(
+    chart: impl Into<ChartRef<'a>>,
+    svg_path: &Path,
+    png_path: &Path,
+) -> Result<(), ChartError> {
+    let chart = chart.into();
     let svg = render_svg(chart)?;
     crate::record::write_file(svg_path, svg.as_bytes()).map_err(|source| ChartError::Write {
-        title: chart.title.clone(),
+        title: chart.title().to_owned(),
         path: svg_path.to_path_buf(),
         source,
     })?;
     render_png(chart, png_path)
 }
 
+/// A chart checked and laid out, ready to draw on any backend.
+enum Prepared<'a> {
+    Bars(&'a BarChart, Layout),
+    Lines(&'a LineChart, LineLayout),
+}
+
+impl<'a> Prepared<'a> {
+    fn new(chart: ChartRef<'a>) -> Result<Self, ChartError> {
+        Ok(match chart {
+            ChartRef::Bars(c) => Prepared::Bars(c, Layout::new(c)?),
+            ChartRef::Lines(c) => Prepared::Lines(c, LineLayout::new(c)?),
+        })
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        mode: TextMode,
+    ) -> DrawResult<DB> {
+        match self {
+            Prepared::Bars(c, layout) => draw(root, mode, c, layout),
+            Prepared::Lines(c, layout) => draw_lines(root, mode, c, layout),
+        }
+    }
+}
+
 fn draw_error<E: std::error::Error + Send + Sync>(
-    chart: &BarChart,
+    title: &str,
     e: DrawingAreaErrorKind<E>,
 ) -> ChartError {
     ChartError::Draw {
-        title: chart.title.clone(),
+        title: title.to_owned(),
         message: e.to_string(),
     }
 }
@@ -729,6 +940,34 @@ impl Axis {
         }
     }
 
+    /// A logarithmic axis from 10^`min` to 10^`max` (`min` < `max`).
+    fn log(min: f64, max: f64) -> Axis {
+        let scale = Scale { log: true };
+        let (ticks, light_ticks, decimals) = make_ticks(scale, min, max);
+        Axis {
+            scale,
+            min,
+            max,
+            ticks,
+            light_ticks,
+            decimals,
+        }
+    }
+
+    /// A linear axis from `min` to `max` (`min` < `max`).
+    fn linear(min: f64, max: f64) -> Axis {
+        let scale = Scale { log: false };
+        let (ticks, light_ticks, decimals) = make_ticks(scale, min, max);
+        Axis {
+            scale,
+            min,
+            max,
+            ticks,
+            light_ticks,
+            decimals,
+        }
+    }
+
     fn tick_label(&self, t: f64) -> String {
         if self.scale.log {
             log_tick_label(t)
@@ -768,30 +1007,65 @@ fn bar_top(bar: &Bar, scale: Scale, y_min: f64) -> f64 {
         .fold(if scale.log { y_min } else { 0.0 }, f64::max)
 }
 
-fn y_range(chart: &BarChart, scale: Scale, headroom: f64) -> (f64, f64) {
-    let bars = || chart.groups.iter().flat_map(|g| &g.bars);
-    let all_values = || {
-        bars().flat_map(|b| {
-            b.points
-                .iter()
-                .chain(&b.outliers)
-                .chain([&b.median, &b.lo, &b.hi])
-                .copied()
+/// Every value a chart draws, the reference line's included: for points
+/// the marks, whiskers and repetitions; for stacks 0, the top of every
+/// segment and the totals.
+fn chart_values(chart: &BarChart) -> Vec<f64> {
+    let mut values = Vec::new();
+    for group in &chart.groups {
+        match chart.style {
+            Style::Points => {
+                for b in &group.bars {
+                    values.extend(b.points.iter().chain(&b.outliers));
+                    values.extend([b.median, b.lo, b.hi]);
+                }
+            }
+            Style::Stacked { .. } => {
+                values.push(0.0);
+                values.extend(stack_tops(group));
+                values.extend(group.total);
+            }
+        }
+    }
+    values.extend(chart.reference.as_ref().map(|r| r.value));
+    values
+}
+
+/// The top of every segment of a group's stack, bottom to top.
+fn stack_tops(group: &Group) -> Vec<f64> {
+    group
+        .bars
+        .iter()
+        .scan(0.0, |sum, b| {
+            *sum += b.median;
+            Some(*sum)
         })
-    };
+        .collect()
+}
+
+/// The top, at axis scale, of a group's stack and its total line.
+fn stack_top(group: &Group) -> f64 {
+    stack_tops(group)
+        .into_iter()
+        .chain(group.total)
+        .fold(0.0, f64::max)
+}
+
+fn y_range(chart: &BarChart, scale: Scale, headroom: f64) -> (f64, f64) {
+    let values = chart_values(chart);
     let (bottom, top_data) = if scale.log {
         // Validation guarantees every value but `lo` is > 0.
-        let min_pos = all_values()
+        let min_pos = values
+            .iter()
+            .copied()
             .filter(|&v| v > 0.0)
             .fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(min_pos, f64::max);
         let bottom = (min_pos.log10() - 0.05).floor();
-        let top = bars()
-            .map(|b| bar_top(b, scale, bottom))
-            .fold(bottom, f64::max);
-        (bottom, top)
+        (bottom, max.log10())
     } else {
-        let min = all_values().fold(0.0, f64::min);
-        let max = all_values().fold(0.0, f64::max);
+        let min = values.iter().copied().fold(0.0, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
         let bottom = if min < 0.0 {
             min - 0.05 * (max - min)
         } else {
@@ -892,7 +1166,51 @@ fn validate(chart: &BarChart) -> Result<(), ChartError> {
             title: chart.title.clone(),
         });
     }
+    let stacked = matches!(chart.style, Style::Stacked { .. });
+    if stacked && chart.log_y {
+        return Err(ChartError::StackedOnLogAxis {
+            title: chart.title.clone(),
+        });
+    }
+    let non_finite = |group: &str, series: &str, field: &str, value: f64| ChartError::NonFinite {
+        title: chart.title.clone(),
+        group: group.to_owned(),
+        series: series.to_owned(),
+        field: field.to_owned(),
+        value,
+    };
+    if let Some(r) = &chart.reference {
+        if !r.value.is_finite() {
+            return Err(non_finite("", &r.label, "reference", r.value));
+        }
+        if chart.log_y && r.value <= 0.0 {
+            return Err(ChartError::NonPositiveOnLogAxis {
+                title: chart.title.clone(),
+                group: String::new(),
+                series: r.label.clone(),
+                field: "reference".to_owned(),
+                value: r.value,
+            });
+        }
+    }
     for group in &chart.groups {
+        if let Some(total) = group.total.filter(|t| !t.is_finite()) {
+            return Err(non_finite(&group.name, "total", "total", total));
+        }
+        if stacked {
+            if let Some(bar) = group.bars.iter().find(|b| b.median < 0.0) {
+                return Err(ChartError::NegativeSegment {
+                    title: chart.title.clone(),
+                    group: group.name.clone(),
+                    series: bar.series.clone(),
+                    value: bar.median,
+                });
+            }
+            // Finite parts can overflow when summed.
+            if let Some(top) = stack_tops(group).last().filter(|t| !t.is_finite()) {
+                return Err(non_finite(&group.name, "stack", "sum of medians", *top));
+            }
+        }
         for bar in &group.bars {
             let mut values = vec![
                 ("median".to_owned(), bar.median),
@@ -959,17 +1277,18 @@ struct Layout {
     bottom: f64,
     title: String,
     title_size: f64,
+    legend: Vec<(LegendMark, String)>,
     legend_size: f64,
     y_desc: String,
-    group_labels: Vec<String>,
+    y_desc_size: f64,
+    /// Each group's label, on one or two lines.
+    group_labels: Vec<Vec<String>>,
     group_label_size: f64,
     value_size: f64,
     value_rotated: bool,
     caption: Vec<String>,
     /// Width of a bar's slot in groups (one group is 1.0 wide).
     slot: f64,
-    has_points: bool,
-    has_outliers: bool,
 }
 
 impl Layout {
@@ -982,6 +1301,7 @@ impl Layout {
         }
         let scale = Scale { log: chart.log_y };
         let bars = || chart.groups.iter().flat_map(|g| &g.bars);
+        let stacked = matches!(chart.style, Style::Stacked { .. });
 
         let mut series: Vec<String> = Vec::new();
         for bar in bars() {
@@ -989,39 +1309,50 @@ impl Layout {
                 series.push(bar.series.clone());
             }
         }
-        let has_points = bars().any(|b| !b.points.is_empty());
-        let has_outliers = bars().any(|b| !b.outliers.is_empty());
+        let legend = bar_legend(chart, &series);
 
         let inner_w = f64::from(WIDTH) - 2.0 * MARGIN_LEFT;
         let title_size = fitting_size(&[&chart.title], TITLE_SIZE, 14.0, inner_w);
         let title = truncate_to(&chart.title, title_size, inner_w);
-        let legend_size = {
-            let mut size = LEGEND_SIZE;
-            while size > MIN_TEXT_SIZE
-                && legend_width(&series, has_points, has_outliers, size) > inner_w
-            {
-                size -= 1.0;
-            }
-            size
-        };
+        let legend_size = legend_size(&legend, inner_w);
         let caption = match &chart.caption {
             Some(c) => wrap(c, CAPTION_SIZE, inner_w, MAX_CAPTION_LINES),
             None => Vec::new(),
         };
 
+        let n_groups = chart.groups.len() as f64;
+        let right = f64::from(WIDTH) - MARGIN_RIGHT;
+        // The group labels' lines decide the height of the area under the
+        // plot; their width is known closely enough before the y axis is.
+        let rough_group_px = ((right - MARGIN_LEFT - 60.0) / n_groups - 6.0).max(1.0);
+        let names: Vec<&str> = chart.groups.iter().map(|g| g.name.as_str()).collect();
+        let (_, rough_lines) = group_label_lines(&names, rough_group_px);
+        let x_label_area = X_LABEL_AREA + (rough_lines - 1) as f64 * (GROUP_SIZE + 2.0);
+
         let top = TITLE_H + LEGEND_H + MARGIN_TOP;
         let bottom =
-            f64::from(HEIGHT) - caption_height(caption.len()) - MARGIN_BOTTOM - X_LABEL_AREA;
+            f64::from(HEIGHT) - caption_height(caption.len()) - MARGIN_BOTTOM - x_label_area;
         let plot_h = bottom - top;
-        let right = f64::from(WIDTH) - MARGIN_RIGHT;
 
-        let n_groups = chart.groups.len() as f64;
         let max_bars = chart.groups.iter().map(|g| g.bars.len()).max().unwrap_or(1);
-        let slot = GROUP_FILL / max_bars.max(1) as f64;
+        let slot = if stacked {
+            GROUP_FILL / 2.0
+        } else {
+            GROUP_FILL / max_bars.max(1) as f64
+        };
 
         // First pass: room for horizontal value labels, to find how wide
         // the tick labels, and so the plot, will be.
-        let value_labels: Vec<String> = bars().map(|b| format_value(b.median)).collect();
+        let value_labels: Vec<String> = if stacked {
+            chart
+                .groups
+                .iter()
+                .filter(|g| !g.bars.is_empty())
+                .map(|g| format_value(g.total.unwrap_or_else(|| stack_top(g))))
+                .collect()
+        } else {
+            bars().map(|b| format_value(b.median)).collect()
+        };
         let value_labels: Vec<&str> = value_labels.iter().map(String::as_str).collect();
         let headroom = |px: f64| (px / plot_h).clamp(0.02, 0.45);
         let horizontal_px = |size: f64| size + VALUE_GAP + 4.0;
@@ -1046,13 +1377,15 @@ impl Layout {
         let left = MARGIN_LEFT + axis.label_area_width();
 
         let group_px = ((right - left) / n_groups - 6.0).max(1.0);
-        let names: Vec<&str> = chart.groups.iter().map(|g| g.name.as_str()).collect();
-        let group_label_size = fitting_size(&names, GROUP_SIZE, MIN_TEXT_SIZE + 1.0, group_px);
-        let group_labels = names
-            .iter()
-            .map(|n| truncate_to(n, group_label_size, group_px))
-            .collect();
-        let y_desc = truncate_to(&chart.y_label, AXIS_DESC_SIZE, plot_h);
+        let (group_label_size, mut group_labels) = group_label_lines_of(&names, group_px);
+        // Never more lines than the area was sized for.
+        if group_labels.iter().any(|l| l.len() > rough_lines) {
+            group_labels = names
+                .iter()
+                .map(|n| vec![truncate_to(n, group_label_size, group_px)])
+                .collect();
+        }
+        let (y_desc, y_desc_size) = axis_desc(&chart.y_label, plot_h);
 
         Ok(Layout {
             axis,
@@ -1063,22 +1396,21 @@ impl Layout {
             bottom,
             title,
             title_size,
+            legend,
             legend_size,
             y_desc,
+            y_desc_size,
             group_labels,
             group_label_size,
             value_size,
             value_rotated,
             caption,
             slot,
-            has_points,
-            has_outliers,
         })
     }
 
     fn colour(&self, series: &str) -> RGBColor {
-        let index = self.series.iter().position(|s| s == series).unwrap_or(0);
-        PALETTE[index % PALETTE.len()]
+        series_colour(&self.series, series)
     }
 
     /// Pixel x of `x` groups from the left of the plot.
@@ -1094,6 +1426,97 @@ impl Layout {
     }
 }
 
+/// An axis description fitted into `width` pixels: smaller, down to 12 px,
+/// then shortened. Returns the text and its size.
+fn axis_desc(text: &str, width: f64) -> (String, f64) {
+    let size = fitting_size(&[text], AXIS_DESC_SIZE, 12.0, width);
+    (truncate_to(text, size, width), size)
+}
+
+/// The colour of `name` among `series` (in order of first appearance). An
+/// environment keeps its colour in every chart (native the first of the
+/// palette, container the second, vm the third); other series take the
+/// palette's colours in order, skipping those of the environments the
+/// chart shows.
+fn series_colour(series: &[String], name: &str) -> RGBColor {
+    let env = |s: &str| {
+        crate::env::EnvKind::ALL
+            .iter()
+            .position(|k| k.as_str() == s)
+    };
+    if let Some(i) = env(name) {
+        return PALETTE[i];
+    }
+    let taken: Vec<usize> = series.iter().filter_map(|s| env(s)).collect();
+    let mut free = (0..).filter(|i| !taken.contains(&(i % PALETTE.len())));
+    let rank = series
+        .iter()
+        .filter(|s| env(s).is_none())
+        .position(|s| s == name)
+        .unwrap_or(0);
+    free.nth(rank)
+        .map_or(PALETTE[0], |i| PALETTE[i % PALETTE.len()])
+}
+
+/// Characters after which a group label may be broken onto a second line.
+const BREAKS: [char; 5] = [' ', '-', '_', '/', '·'];
+
+/// The two halves of `name` broken after the break character that makes
+/// the wider half narrowest, or `None` without a break character.
+fn split_label(name: &str, size: f64) -> Option<(String, String)> {
+    name.char_indices()
+        .filter(|(i, c)| BREAKS.contains(c) && *i > 0)
+        .map(|(i, c)| {
+            let cut = i + c.len_utf8();
+            let first = name[..cut].trim_end().to_owned();
+            let second = name[cut..].trim_start().to_owned();
+            (first, second)
+        })
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .min_by(|a, b| {
+            let width = |p: &(String, String)| text_width(&p.0, size).max(text_width(&p.1, size));
+            width(a).total_cmp(&width(b))
+        })
+}
+
+/// How many lines (1 or 2) the group labels need at `width` pixels each:
+/// `(size, lines)`.
+fn group_label_lines(names: &[&str], width: f64) -> (f64, usize) {
+    let (size, labels) = group_label_lines_of(names, width);
+    (size, labels.iter().map(Vec::len).max().unwrap_or(1))
+}
+
+/// The group labels at `width` pixels each: on one line when all fit at a
+/// readable size; else the ones that do not fit broken onto two lines;
+/// whatever still does not fit is shortened with an ellipsis.
+fn group_label_lines_of(names: &[&str], width: f64) -> (f64, Vec<Vec<String>>) {
+    const READABLE: f64 = 13.0;
+    let one_line = fitting_size(names, GROUP_SIZE, MIN_TEXT_SIZE + 1.0, width);
+    if names.iter().all(|n| text_width(n, one_line) <= width) && one_line >= READABLE {
+        return (
+            one_line,
+            names.iter().map(|n| vec![(*n).to_owned()]).collect(),
+        );
+    }
+    let split: Vec<Vec<String>> = names
+        .iter()
+        .map(|n| {
+            if text_width(n, READABLE) <= width {
+                vec![(*n).to_owned()]
+            } else {
+                split_label(n, READABLE).map_or_else(|| vec![(*n).to_owned()], |(a, b)| vec![a, b])
+            }
+        })
+        .collect();
+    let lines: Vec<&str> = split.iter().flatten().map(String::as_str).collect();
+    let size = fitting_size(&lines, GROUP_SIZE, MIN_TEXT_SIZE + 1.0, width);
+    let labels = split
+        .iter()
+        .map(|l| l.iter().map(|t| truncate_to(t, size, width)).collect())
+        .collect();
+    (size, labels)
+}
+
 fn caption_height(lines: usize) -> f64 {
     if lines == 0 {
         0.0
@@ -1104,38 +1527,67 @@ fn caption_height(lines: usize) -> f64 {
 
 const SWATCH_W: f64 = 16.0;
 const LEGEND_GAP: f64 = 6.0;
-const LEGEND_SPACING: f64 = 24.0;
+const LEGEND_SPACING: f64 = 22.0;
 
+/// The symbol of a legend entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum LegendMark {
+    /// A filled rectangle: a stacked segment.
     Swatch(RGBColor),
+    /// A short thick line: a median mark.
+    Median(RGBColor),
+    /// A line, solid or dashed: a line chart's series or kind.
+    Line(RGBColor, bool),
+    /// A repetition.
     Dot,
+    /// An outlier.
     Outlier,
+    /// A 95% CI whisker.
+    Ci,
+    /// A min–max whisker.
+    Range,
+    /// A stack's total.
+    Total,
 }
 
-fn legend_entries(
-    series: &[String],
-    has_points: bool,
-    has_outliers: bool,
-    layout: Option<&Layout>,
-) -> Vec<(LegendMark, String)> {
-    let mut entries: Vec<(LegendMark, String)> = series
-        .iter()
-        .map(|s| {
-            let colour = layout.map_or(PALETTE[0], |l| l.colour(s));
-            (LegendMark::Swatch(colour), s.clone())
-        })
-        .collect();
-    if has_points {
-        entries.push((LegendMark::Dot, "runs".to_owned()));
+/// The legend of a grouped chart: the series, then the marks it uses.
+fn bar_legend(chart: &BarChart, series: &[String]) -> Vec<(LegendMark, String)> {
+    let bars = || chart.groups.iter().flat_map(|g| &g.bars);
+    let colour = |s: &str| series_colour(series, s);
+    match &chart.style {
+        Style::Stacked { total_label } => {
+            let mut entries: Vec<(LegendMark, String)> = series
+                .iter()
+                .map(|s| (LegendMark::Swatch(colour(s)), s.clone()))
+                .collect();
+            if chart.groups.iter().any(|g| g.total.is_some()) {
+                entries.push((LegendMark::Total, total_label.clone()));
+            }
+            entries
+        }
+        Style::Points => {
+            let mut entries: Vec<(LegendMark, String)> = series
+                .iter()
+                .map(|s| (LegendMark::Median(colour(s)), s.clone()))
+                .collect();
+            if bars().any(|b| !b.points.is_empty()) {
+                entries.push((LegendMark::Dot, "repetitions".to_owned()));
+            }
+            if bars().any(|b| !b.outliers.is_empty()) {
+                entries.push((LegendMark::Outlier, "outliers".to_owned()));
+            }
+            if bars().any(|b| b.whisker == Whisker::Ci95) {
+                entries.push((LegendMark::Ci, "95% CI".to_owned()));
+            }
+            if bars().any(|b| b.whisker == Whisker::Range) {
+                entries.push((LegendMark::Range, "min–max".to_owned()));
+            }
+            entries
+        }
     }
-    if has_outliers {
-        entries.push((LegendMark::Outlier, "outliers".to_owned()));
-    }
-    entries
 }
 
-fn legend_width(series: &[String], has_points: bool, has_outliers: bool, size: f64) -> f64 {
-    let entries = legend_entries(series, has_points, has_outliers, None);
+fn legend_width(entries: &[(LegendMark, String)], size: f64) -> f64 {
     let spacing = entries.len().saturating_sub(1) as f64 * LEGEND_SPACING;
     entries
         .iter()
@@ -1144,10 +1596,26 @@ fn legend_width(series: &[String], has_points: bool, has_outliers: bool, size: f
         + spacing
 }
 
+/// The largest legend text size from [`LEGEND_SIZE`] down at which the
+/// legend fits in `width`.
+fn legend_size(entries: &[(LegendMark, String)], width: f64) -> f64 {
+    let mut size = LEGEND_SIZE;
+    while size > MIN_TEXT_SIZE && legend_width(entries, size) > width {
+        size -= 1.0;
+    }
+    size
+}
+
 // ---------------------------------------------------------------------------
 // Drawing
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// Widest median mark, in pixels.
+const MAX_MARK_PX: f64 = 48.0;
+/// Dash and gap of a min–max whisker, a dashed line and the reference
+/// line, in pixels.
+const DASH: (u32, u32) = (5, 4);
 
 fn px(p: (f64, f64)) -> (i32, i32) {
     (p.0.round() as i32, p.1.round() as i32)
@@ -1162,6 +1630,14 @@ fn line<DB: DrawingBackend>(
     root.draw(&PathElement::new(vec![px(from), px(to)], style))
 }
 
+fn dashed<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    points: Vec<(i32, i32)>,
+    style: ShapeStyle,
+) -> DrawResult<DB> {
+    root.draw(&DashedPathElement::new(points, DASH.0, DASH.1, style))
+}
+
 fn draw_dot<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, at: (f64, f64)) -> DrawResult<DB> {
     // Filled circles: plotters' bitmap backend draws stroked ones unevenly.
     root.draw(&Circle::new(px(at), 4, WHITE.filled()))?;
@@ -1174,6 +1650,54 @@ fn draw_outlier<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     root.draw(&Circle::new(px(at), 6, OUTLIER.filled()))?;
     root.draw(&Circle::new(px(at), 3, WHITE.filled()))
+}
+
+/// A median mark: a short thick line in the series colour, outlined.
+fn draw_median<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x, y): (f64, f64),
+    width: f64,
+    colour: RGBColor,
+) -> DrawResult<DB> {
+    let half = width / 2.0;
+    root.draw(&Rectangle::new(
+        [px((x - half - 1.0, y - 4.0)), px((x + half + 1.0, y + 4.0))],
+        WHISKER.filled(),
+    ))?;
+    root.draw(&Rectangle::new(
+        [px((x - half, y - 3.0)), px((x + half, y + 3.0))],
+        colour.filled(),
+    ))
+}
+
+/// A whisker from `lo` to `hi` (pixels) at `x`: solid with caps for a CI,
+/// dashed without caps for a range; a cap is left off an end that runs off
+/// the plot (`open_lo`).
+fn draw_whisker<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    kind: Whisker,
+    x: f64,
+    (lo, hi): (f64, f64),
+    cap: f64,
+    open_lo: bool,
+) -> DrawResult<DB> {
+    match kind {
+        Whisker::None => Ok(()),
+        Whisker::Ci95 => {
+            let style = WHISKER.stroke_width(2);
+            line(root, (x, lo), (x, hi), style)?;
+            line(root, (x - cap, hi), (x + cap, hi), style)?;
+            if !open_lo {
+                line(root, (x - cap, lo), (x + cap, lo), style)?;
+            }
+            Ok(())
+        }
+        Whisker::Range => dashed(
+            root,
+            vec![px((x, lo)), px((x, hi))],
+            WHISKER.stroke_width(2),
+        ),
+    }
 }
 
 /// Which points are outliers (an outlier equal to a point marks that point,
@@ -1206,26 +1730,24 @@ fn spread(centre: f64, width: f64, n: usize) -> impl Iterator<Item = f64> {
     })
 }
 
-fn draw<DB: DrawingBackend>(
+/// Title, legend and caption: what every chart has around its plot.
+fn draw_frame<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     mode: TextMode,
-    chart: &BarChart,
-    layout: &Layout,
+    title: (&str, f64),
+    legend: (&[(LegendMark, String)], f64),
+    caption: &[String],
 ) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    draw_plot(root, mode, chart, layout)?;
-    draw_axes(root, mode, layout)?;
-
     put_text(
         root,
         mode,
-        &layout.title,
+        title.0,
         (f64::from(WIDTH) / 2.0, TITLE_H / 2.0 + 2.0),
-        Label::new(layout.title_size, HPos::Center, VPos::Center),
+        Label::new(title.1, HPos::Center, VPos::Center),
     )?;
-    draw_legend(root, mode, layout)?;
-    let caption_top = f64::from(HEIGHT) - caption_height(layout.caption.len()) + 6.0;
-    for (i, line) in layout.caption.iter().enumerate() {
+    draw_legend(root, mode, legend.0, legend.1)?;
+    let caption_top = f64::from(HEIGHT) - caption_height(caption.len()) + 6.0;
+    for (i, line) in caption.iter().enumerate() {
         let label = Label {
             colour: MUTED,
             ..Label::new(CAPTION_SIZE, HPos::Left, VPos::Top)
@@ -1236,42 +1758,118 @@ fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &BarChart,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    draw_plot(root, mode, chart, layout)?;
+    draw_axes(root, mode, layout)?;
+    draw_frame(
+        root,
+        mode,
+        (&layout.title, layout.title_size),
+        (&layout.legend, layout.legend_size),
+        &layout.caption,
+    )
+}
+
 fn draw_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     mode: TextMode,
-    layout: &Layout,
+    entries: &[(LegendMark, String)],
+    size: f64,
 ) -> DrawResult<DB> {
-    let entries = legend_entries(
-        &layout.series,
-        layout.has_points,
-        layout.has_outliers,
-        Some(layout),
-    );
-    let size = layout.legend_size;
-    let total = legend_width(&layout.series, layout.has_points, layout.has_outliers, size);
+    let total = legend_width(entries, size);
     let mut x = ((f64::from(WIDTH) - total) / 2.0).max(0.0).round();
     let mid = TITLE_H + LEGEND_H / 2.0;
     for (mark, label) in entries {
         let centre = (x + SWATCH_W / 2.0, mid);
-        match mark {
+        let (left, right) = (x, x + SWATCH_W);
+        match *mark {
             LegendMark::Swatch(colour) => root.draw(&Rectangle::new(
-                [px((x, mid - 6.0)), px((x + SWATCH_W, mid + 6.0))],
+                [px((left, mid - 6.0)), px((right, mid + 6.0))],
                 colour.mix(0.85).filled(),
             ))?,
+            LegendMark::Median(colour) => draw_median(root, centre, SWATCH_W - 2.0, colour)?,
+            LegendMark::Line(colour, false) => {
+                line(root, (left, mid), (right, mid), colour.stroke_width(3))?;
+            }
+            LegendMark::Line(colour, true) => dashed(
+                root,
+                vec![px((left, mid)), px((right, mid))],
+                colour.stroke_width(3),
+            )?,
             LegendMark::Dot => draw_dot(root, centre)?,
             LegendMark::Outlier => draw_outlier(root, centre)?,
+            LegendMark::Ci => draw_whisker(
+                root,
+                Whisker::Ci95,
+                centre.0,
+                (mid + 7.0, mid - 7.0),
+                4.0,
+                false,
+            )?,
+            LegendMark::Range => draw_whisker(
+                root,
+                Whisker::Range,
+                centre.0,
+                (mid + 8.0, mid - 8.0),
+                4.0,
+                false,
+            )?,
+            LegendMark::Total => {
+                line(root, (left, mid), (right, mid), BLACK.stroke_width(3))?;
+            }
         }
         x += SWATCH_W + LEGEND_GAP;
         put_text(
             root,
             mode,
-            &label,
+            label,
             (x, mid),
             Label::new(size, HPos::Left, VPos::Center),
         )?;
-        x += (text_width(&label, size) + LEGEND_SPACING).round();
+        x += (text_width(label, size) + LEGEND_SPACING).round();
     }
     Ok(())
+}
+
+/// The y axis line, its ticks and tick labels, and its description.
+fn draw_y_axis<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    axis: &Axis,
+    (left, top, bottom): (f64, f64, f64),
+    (desc, desc_size): (&str, f64),
+    y_px: &dyn Fn(f64) -> f64,
+) -> DrawResult<DB> {
+    let axis_style = MUTED.stroke_width(1);
+    line(root, (left, top), (left, bottom), axis_style)?;
+    for &t in &axis.ticks {
+        let y = y_px(t).round();
+        line(root, (left - TICK_LEN, y), (left, y), axis_style)?;
+        put_text(
+            root,
+            mode,
+            &axis.tick_label(t),
+            (left - TICK_LEN - 4.0, y),
+            Label::new(TICK_SIZE, HPos::Right, VPos::Center),
+        )?;
+    }
+    let desc_label = Label {
+        rotated: true,
+        ..Label::new(desc_size, HPos::Center, VPos::Top)
+    };
+    put_text(
+        root,
+        mode,
+        desc,
+        (MARGIN_LEFT, (top + bottom) / 2.0),
+        desc_label,
+    )
 }
 
 fn draw_axes<DB: DrawingBackend>(
@@ -1279,55 +1877,58 @@ fn draw_axes<DB: DrawingBackend>(
     mode: TextMode,
     layout: &Layout,
 ) -> DrawResult<DB> {
-    let axis_style = MUTED.stroke_width(1);
-    line(
-        root,
-        (layout.left, layout.top),
-        (layout.left, layout.bottom),
-        axis_style,
-    )?;
     line(
         root,
         (layout.left, layout.bottom),
         (layout.right, layout.bottom),
-        axis_style,
+        MUTED.stroke_width(1),
     )?;
-    for &t in &layout.axis.ticks {
-        let y = layout.y_px(t).round();
-        line(
-            root,
-            (layout.left - TICK_LEN, y),
-            (layout.left, y),
-            axis_style,
-        )?;
-        put_text(
-            root,
-            mode,
-            &layout.axis.tick_label(t),
-            (layout.left - TICK_LEN - 4.0, y),
-            Label::new(TICK_SIZE, HPos::Right, VPos::Center),
-        )?;
+    let size = layout.group_label_size;
+    for (i, lines) in layout.group_labels.iter().enumerate() {
+        for (j, text) in lines.iter().enumerate() {
+            put_text(
+                root,
+                mode,
+                text,
+                (
+                    layout.x_px(i as f64 + 0.5),
+                    layout.bottom + 9.0 + j as f64 * (size + 3.0),
+                ),
+                Label::new(size, HPos::Center, VPos::Top),
+            )?;
+        }
     }
-    for (i, name) in layout.group_labels.iter().enumerate() {
-        put_text(
-            root,
-            mode,
-            name,
-            (layout.x_px(i as f64 + 0.5), layout.bottom + 9.0),
-            Label::new(layout.group_label_size, HPos::Center, VPos::Top),
-        )?;
-    }
-    let desc = Label {
-        rotated: true,
-        ..Label::new(AXIS_DESC_SIZE, HPos::Center, VPos::Top)
-    };
-    put_text(
+    draw_y_axis(
         root,
         mode,
-        &layout.y_desc,
-        (MARGIN_LEFT, (layout.top + layout.bottom) / 2.0),
-        desc,
+        &layout.axis,
+        (layout.left, layout.top, layout.bottom),
+        (&layout.y_desc, layout.y_desc_size),
+        &|t| layout.y_px(t),
     )
+}
+
+/// Light and bold horizontal grid lines at the axis' ticks.
+fn draw_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    axis: &Axis,
+    (left, right): (f64, f64),
+    y_px: &dyn Fn(f64) -> f64,
+) -> DrawResult<DB> {
+    for (ticks, colour) in [(&axis.light_ticks, GRID_LIGHT), (&axis.ticks, GRID)] {
+        for &t in ticks {
+            let y = y_px(t).round();
+            line(root, (left, y), (right, y), colour.stroke_width(1))?;
+        }
+    }
+    Ok(())
+}
+
+/// Dark text on light colours, white text on dark ones.
+fn text_on(colour: RGBColor) -> RGBColor {
+    let RGBColor(r, g, b) = colour;
+    let luma = 0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b);
+    if luma > 140.0 { TEXT } else { WHITE }
 }
 
 fn draw_plot<DB: DrawingBackend>(
@@ -1337,17 +1938,7 @@ fn draw_plot<DB: DrawingBackend>(
     layout: &Layout,
 ) -> DrawResult<DB> {
     let axis = &layout.axis;
-    for (ticks, colour) in [(&axis.light_ticks, GRID_LIGHT), (&axis.ticks, GRID)] {
-        for &t in ticks {
-            let y = layout.y_px(t).round();
-            line(
-                root,
-                (layout.left, y),
-                (layout.right, y),
-                colour.stroke_width(1),
-            )?;
-        }
-    }
+    draw_grid(root, axis, (layout.left, layout.right), &|t| layout.y_px(t))?;
     for i in 1..chart.groups.len() {
         let x = layout.x_px(i as f64).round();
         line(
@@ -1357,51 +1948,72 @@ fn draw_plot<DB: DrawingBackend>(
             GRID.stroke_width(1),
         )?;
     }
-
     let scale = axis.scale;
-    let group_px = layout.x_px(1.0) - layout.x_px(0.0);
-    let slot_px = layout.slot * group_px;
-    let bar_px = (slot_px * BAR_FILL).clamp(1.0, MAX_BAR_PX);
-    let base = layout.y_px(if scale.log { axis.min } else { 0.0 });
-    let value_label = if layout.value_rotated {
+    let y = |v: f64| layout.y_px(scale.to_axis(v));
+    if let Some(r) = &chart.reference {
+        let at = y(r.value).round();
+        dashed(
+            root,
+            vec![px((layout.left, at)), px((layout.right, at))],
+            MUTED.stroke_width(2),
+        )?;
+        let label = Label {
+            colour: MUTED,
+            ..Label::new(VALUE_SIZE, HPos::Right, VPos::Bottom)
+        };
+        put_text(root, mode, &r.label, (layout.right - 4.0, at - 4.0), label)?;
+    }
+    match chart.style {
+        Style::Points => draw_points(root, mode, chart, layout),
+        Style::Stacked { .. } => draw_stacks(root, mode, chart, layout),
+    }
+}
+
+/// Where a value label goes: rotated when the widest does not fit its slot.
+fn value_label(layout: &Layout) -> Label {
+    if layout.value_rotated {
         Label {
             rotated: true,
             ..Label::new(layout.value_size, HPos::Left, VPos::Center)
         }
     } else {
         Label::new(layout.value_size, HPos::Center, VPos::Bottom)
-    };
+    }
+}
 
+fn draw_points<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &BarChart,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    let axis = &layout.axis;
+    let scale = axis.scale;
+    let group_px = layout.x_px(1.0) - layout.x_px(0.0);
+    let slot_px = layout.slot * group_px;
+    let mark_px = (slot_px * BAR_FILL).clamp(4.0, MAX_MARK_PX);
+    let y = |v: f64| layout.y_px(scale.to_axis(v));
     for (gi, group) in chart.groups.iter().enumerate() {
         let n = group.bars.len() as f64;
         let start = layout.x_px(gi as f64 + 0.5) - n * slot_px / 2.0;
         for (bi, bar) in group.bars.iter().enumerate() {
             let xc = start + (bi as f64 + 0.5) * slot_px;
-            let y = |v: f64| layout.y_px(scale.to_axis(v));
-
-            root.draw(&Rectangle::new(
-                [
-                    px((xc - bar_px / 2.0, base)),
-                    px((xc + bar_px / 2.0, y(bar.median))),
-                ],
-                layout.colour(&bar.series).mix(0.85).filled(),
-            ))?;
 
             // Whisker; on a log axis a non-positive lo runs off the bottom.
             let clamped = scale.log && bar.lo <= 0.0;
             let lo = if clamped { layout.bottom } else { y(bar.lo) };
-            let hi = y(bar.hi);
-            let cap = (bar_px * 0.2).clamp(3.0, 10.0);
-            let whisker = WHISKER.stroke_width(2);
-            line(root, (xc, lo), (xc, hi), whisker)?;
-            line(root, (xc - cap, hi), (xc + cap, hi), whisker)?;
-            if !clamped {
-                line(root, (xc - cap, lo), (xc + cap, lo), whisker)?;
-            }
+            let cap = (mark_px * 0.25).clamp(3.0, 8.0);
+            draw_whisker(root, bar.whisker, xc, (lo, y(bar.hi)), cap, clamped)?;
+            draw_median(
+                root,
+                (xc, y(bar.median)),
+                mark_px,
+                layout.colour(&bar.series),
+            )?;
 
-            // Dots at most MAX_DOT_STEP apart, within the middle 60% of the
-            // bar; outliers on top.
-            let dots_w = |n: usize| (bar_px * 0.6).min(MAX_DOT_STEP * n.saturating_sub(1) as f64);
+            // Dots at most MAX_DOT_STEP apart, within the mark's width;
+            // outliers on top.
+            let dots_w = |n: usize| (mark_px * 0.9).min(MAX_DOT_STEP * n.saturating_sub(1) as f64);
             let (marked, unmatched) = match_outliers(bar);
             let n = bar.points.len();
             let dots: Vec<(f64, f64, bool)> = spread(xc, dots_w(n), n)
@@ -1426,16 +2038,365 @@ fn draw_plot<DB: DrawingBackend>(
                 mode,
                 &format_value(bar.median),
                 (xc, top),
-                value_label,
+                value_label(layout),
             )?;
         }
     }
     Ok(())
 }
 
+fn draw_stacks<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &BarChart,
+    layout: &Layout,
+) -> DrawResult<DB> {
+    let group_px = layout.x_px(1.0) - layout.x_px(0.0);
+    let bar_px = (layout.slot * group_px * BAR_FILL).clamp(1.0, MAX_BAR_PX);
+    let y = |v: f64| layout.y_px(v);
+    for (gi, group) in chart.groups.iter().enumerate() {
+        if group.bars.is_empty() {
+            continue;
+        }
+        let xc = layout.x_px(gi as f64 + 0.5);
+        let (left, right) = (xc - bar_px / 2.0, xc + bar_px / 2.0);
+        let mut base = 0.0;
+        for (bar, top) in group.bars.iter().zip(stack_tops(group)) {
+            let colour = layout.colour(&bar.series);
+            let (y0, y1) = (y(base), y(top));
+            root.draw(&Rectangle::new(
+                [px((left, y0)), px((right, y1))],
+                colour.filled(),
+            ))?;
+            line(root, (left, y1), (right, y1), WHITE.stroke_width(1))?;
+            // The segment's value inside it, where it fits.
+            let text = format_value(bar.median);
+            let size = layout.value_size;
+            if y0 - y1 >= size + 4.0 && text_width(&text, size) <= bar_px - 6.0 {
+                let label = Label {
+                    colour: text_on(colour),
+                    ..Label::new(size, HPos::Center, VPos::Center)
+                };
+                put_text(root, mode, &text, (xc, (y0 + y1) / 2.0), label)?;
+            }
+            base = top;
+        }
+        if let Some(total) = group.total {
+            let at = y(total);
+            let reach = (bar_px * 0.12).clamp(4.0, 14.0);
+            line(
+                root,
+                (left - reach, at),
+                (right + reach, at),
+                BLACK.stroke_width(3),
+            )?;
+        }
+        let top = y(stack_top(group)) - VALUE_GAP;
+        let value = group.total.unwrap_or(base);
+        put_text(
+            root,
+            mode,
+            &format_value(value),
+            (xc, top),
+            value_label(layout),
+        )?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Line charts
+
+/// The layout of a [`LineChart`], in pixels.
+struct LineLayout {
+    x_axis: Axis,
+    y_axis: Axis,
+    series: Vec<String>,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    title: String,
+    title_size: f64,
+    legend: Vec<(LegendMark, String)>,
+    legend_size: f64,
+    x_desc: String,
+    y_desc: String,
+    y_desc_size: f64,
+    caption: Vec<String>,
+}
+
+/// Height of the x axis' description line of a line chart.
+const X_DESC_H: f64 = 22.0;
+
+impl LineLayout {
+    fn new(chart: &LineChart) -> Result<Self, ChartError> {
+        validate_lines(chart)?;
+        if !font_registered() {
+            return Err(ChartError::Font {
+                title: chart.title.clone(),
+            });
+        }
+        let mut series: Vec<String> = Vec::new();
+        for l in &chart.lines {
+            if !series.contains(&l.series) {
+                series.push(l.series.clone());
+            }
+        }
+        let mut legend: Vec<(LegendMark, String)> = series
+            .iter()
+            .map(|s| {
+                (
+                    LegendMark::Line(series_colour(&series, s), false),
+                    s.clone(),
+                )
+            })
+            .collect();
+        let mut kinds: Vec<(&str, bool)> = Vec::new();
+        for l in &chart.lines {
+            if !kinds.contains(&(l.kind.as_str(), l.dashed)) {
+                kinds.push((&l.kind, l.dashed));
+            }
+        }
+        if kinds.len() > 1 {
+            legend.extend(
+                kinds
+                    .iter()
+                    .map(|(k, d)| (LegendMark::Line(MUTED, *d), (*k).to_owned())),
+            );
+        }
+        let inner_w = f64::from(WIDTH) - 2.0 * MARGIN_LEFT;
+        let title_size = fitting_size(&[&chart.title], TITLE_SIZE, 14.0, inner_w);
+        let title = truncate_to(&chart.title, title_size, inner_w);
+        let legend_size = legend_size(&legend, inner_w);
+        let caption = match &chart.caption {
+            Some(c) => wrap(c, CAPTION_SIZE, inner_w, MAX_CAPTION_LINES),
+            None => Vec::new(),
+        };
+        let points = || chart.lines.iter().flat_map(|l| &l.points);
+        let (x_lo, x_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+        let y_axis = if chart.log_y {
+            // Validation guarantees every y is > 0.
+            let (lo, hi) = points().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+                (lo.min(p.1), hi.max(p.1))
+            });
+            let (lo, hi) = (lo.log10(), hi.log10());
+            let bottom = (lo - 0.05).floor();
+            Axis::log(bottom, (hi + 0.03 * (hi - bottom)).max(bottom + 1.0))
+        } else {
+            let (lo, hi) =
+                points().fold((0.0f64, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+            let pad = 0.06 * (hi - lo);
+            Axis::linear(lo, if hi > lo { hi + pad } else { lo + 1.0 })
+        };
+        let x_axis = Axis::linear(x_lo, if x_hi > x_lo { x_hi } else { x_lo + 1.0 });
+        let top = TITLE_H + LEGEND_H + MARGIN_TOP;
+        let bottom = f64::from(HEIGHT)
+            - caption_height(caption.len())
+            - MARGIN_BOTTOM
+            - X_LABEL_AREA
+            - X_DESC_H;
+        let left = MARGIN_LEFT + y_axis.label_area_width();
+        let right = f64::from(WIDTH) - MARGIN_RIGHT;
+        let (y_desc, y_desc_size) = axis_desc(&chart.y_label, bottom - top);
+        Ok(LineLayout {
+            x_desc: truncate_to(&chart.x_label, AXIS_DESC_SIZE, right - left),
+            y_desc,
+            y_desc_size,
+            x_axis,
+            y_axis,
+            series,
+            left,
+            right,
+            top,
+            bottom,
+            title,
+            title_size,
+            legend,
+            legend_size,
+            caption,
+        })
+    }
+
+    fn x_px(&self, v: f64) -> f64 {
+        let a = &self.x_axis;
+        let fraction = ((v - a.min) / (a.max - a.min)).clamp(0.0, 1.0);
+        self.left + fraction * (self.right - self.left)
+    }
+
+    /// Pixel y of `t`, at axis scale.
+    fn y_px(&self, t: f64) -> f64 {
+        let a = &self.y_axis;
+        let fraction = ((t - a.min) / (a.max - a.min)).clamp(0.0, 1.0);
+        self.bottom - fraction * (self.bottom - self.top)
+    }
+
+    /// Pixel y of the value `v`.
+    fn y_of(&self, v: f64) -> f64 {
+        self.y_px(self.y_axis.scale.to_axis(v))
+    }
+}
+
+fn validate_lines(chart: &LineChart) -> Result<(), ChartError> {
+    if chart.lines.iter().all(|l| l.points.is_empty()) {
+        return Err(ChartError::Empty {
+            title: chart.title.clone(),
+        });
+    }
+    for l in &chart.lines {
+        for (i, &(x, y)) in l.points.iter().enumerate() {
+            for (field, value) in [(format!("points[{i}].x"), x), (format!("points[{i}].y"), y)] {
+                if !value.is_finite() {
+                    return Err(ChartError::NonFinite {
+                        title: chart.title.clone(),
+                        group: l.kind.clone(),
+                        series: l.series.clone(),
+                        field,
+                        value,
+                    });
+                }
+            }
+        }
+    }
+    if chart.log_y
+        && let Some((l, i, y)) = chart.lines.iter().find_map(|l| {
+            l.points
+                .iter()
+                .enumerate()
+                .find(|(_, p)| p.1 <= 0.0)
+                .map(|(i, p)| (l, i, p.1))
+        })
+    {
+        return Err(ChartError::NonPositiveOnLogAxis {
+            title: chart.title.clone(),
+            group: l.kind.clone(),
+            series: l.series.clone(),
+            field: format!("points[{i}].y"),
+            value: y,
+        });
+    }
+    // The axes' ranges must be finite too (f64::MAX - -f64::MAX is not).
+    let points = || chart.lines.iter().flat_map(|l| &l.points);
+    let span = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) = points().fold((0.0f64, 0.0f64), |(lo, hi), p| (lo.min(f(p)), hi.max(f(p))));
+        hi - lo
+    };
+    for (axis, value) in [("x", span(|p| p.0)), ("y", span(|p| p.1))] {
+        if !value.is_finite() {
+            return Err(ChartError::NonFinite {
+                title: chart.title.clone(),
+                group: String::new(),
+                series: format!("the {axis} axis"),
+                field: "range".to_owned(),
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    chart: &LineChart,
+    layout: &LineLayout,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (left, right, top, bottom) = (layout.left, layout.right, layout.top, layout.bottom);
+    draw_grid(root, &layout.y_axis, (left, right), &|t| layout.y_px(t))?;
+    for &t in &layout.x_axis.ticks {
+        let x = layout.x_px(t).round();
+        line(root, (x, top), (x, bottom), GRID_LIGHT.stroke_width(1))?;
+        line(
+            root,
+            (x, bottom),
+            (x, bottom + TICK_LEN),
+            MUTED.stroke_width(1),
+        )?;
+        put_text(
+            root,
+            mode,
+            &layout.x_axis.tick_label(t),
+            (x, bottom + TICK_LEN + 4.0),
+            Label::new(TICK_SIZE, HPos::Center, VPos::Top),
+        )?;
+    }
+    line(root, (left, bottom), (right, bottom), MUTED.stroke_width(1))?;
+    put_text(
+        root,
+        mode,
+        &layout.x_desc,
+        ((left + right) / 2.0, bottom + X_LABEL_AREA),
+        Label::new(AXIS_DESC_SIZE, HPos::Center, VPos::Top),
+    )?;
+    draw_y_axis(
+        root,
+        mode,
+        &layout.y_axis,
+        (left, top, bottom),
+        (&layout.y_desc, layout.y_desc_size),
+        &|t| layout.y_px(t),
+    )?;
+    for l in &chart.lines {
+        let colour = series_colour(&layout.series, &l.series);
+        let points: Vec<(i32, i32)> = l
+            .points
+            .iter()
+            .map(|&(x, y)| px((layout.x_px(x), layout.y_of(y))))
+            .collect();
+        let style = colour.stroke_width(2);
+        if l.dashed {
+            dashed(root, points.clone(), style)?;
+        } else {
+            root.draw(&PathElement::new(points.clone(), style))?;
+        }
+        if l.markers {
+            for p in points {
+                root.draw(&Circle::new(p, 4, WHITE.filled()))?;
+                root.draw(&Circle::new(p, 3, colour.filled()))?;
+            }
+        }
+    }
+    draw_frame(
+        root,
+        mode,
+        (&layout.title, layout.title_size),
+        (&layout.legend, layout.legend_size),
+        &layout.caption,
+    )
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The filled rectangles of an SVG taller than a legend swatch (12 px),
+    /// the white background left out: bars. `(x, y, width, height)`.
+    pub(crate) fn tall_rects(svg: &str) -> Vec<(f64, f64, f64, f64)> {
+        let attr = |element: &str, name: &str| -> f64 {
+            let key = format!(" {name}=\"");
+            element
+                .split_once(&key)
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .and_then(|(v, _)| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        svg.split("<rect")
+            .skip(1)
+            .map(|e| e.split_once('>').map_or(e, |(e, _)| e))
+            .map(|e| {
+                (
+                    attr(e, "x"),
+                    attr(e, "y"),
+                    attr(e, "width"),
+                    attr(e, "height"),
+                )
+            })
+            .filter(|r| r.3 > 12.0 && !(r.2 == f64::from(WIDTH) && r.3 == f64::from(HEIGHT)))
+            .collect()
+    }
 
     fn bar(series: &str, median: f64, points: &[f64]) -> Bar {
         let lo = points.iter().copied().fold(median, f64::min);
@@ -1445,6 +2406,7 @@ mod tests {
             median,
             lo,
             hi,
+            whisker: Whisker::Range,
             points: points.to_vec(),
             outliers: Vec::new(),
         }
@@ -1464,6 +2426,7 @@ mod tests {
                         bar("container", 3.1, &[2.9, 3.1, 3.4]),
                         bar("vm", 2304.0, &[2290.0, 2304.0, 2351.0]),
                     ],
+                    total: None,
                 },
                 Group {
                     name: "cpu".to_owned(),
@@ -1472,9 +2435,12 @@ mod tests {
                         bar("container", 3.3, &[3.2, 3.3, 3.6]),
                         vm_cpu,
                     ],
+                    total: None,
                 },
             ],
             log_y: true,
+            style: Style::Points,
+            reference: None,
             caption: Some(
                 "Bars: median of 3 runs; whiskers: min to max; dots: individual runs.".to_owned(),
             ),
@@ -1567,8 +2533,11 @@ mod tests {
             groups: vec![Group {
                 name: "only".to_owned(),
                 bars: vec![bar("native", 12.5, &[12.0, 12.5, 13.0])],
+                total: None,
             }],
             log_y: false,
+            style: Style::Points,
+            reference: None,
             caption: None,
         };
         let texts = svg_texts(&render_svg(&chart).expect("render"));
@@ -1594,6 +2563,7 @@ mod tests {
         chart.groups.push(Group {
             name: "none".to_owned(),
             bars: Vec::new(),
+            total: None,
         });
         let err = render_svg(&chart).expect_err("empty");
         assert!(matches!(err, ChartError::Empty { .. }));
@@ -1689,8 +2659,11 @@ mod tests {
                 groups: vec![Group {
                     name: String::new(),
                     bars: values.iter().map(|&v| bar("s", v, &[v])).collect(),
+                    total: None,
                 }],
                 log_y: false,
+                style: Style::Points,
+                reference: None,
                 caption: Some(String::new()),
             };
             render_svg(&chart).expect("render");
@@ -1705,9 +2678,12 @@ mod tests {
                     bars: (0..6)
                         .map(|s| bar(&format!("series-{s}"), 1234.5 * (s + 1) as f64, &[]))
                         .collect(),
+                    total: None,
                 })
                 .collect(),
             log_y: true,
+            style: Style::Points,
+            reference: None,
             caption: Some("word ".repeat(200)),
         };
         render_svg(&chart).expect("crowded");
@@ -1774,5 +2750,270 @@ mod tests {
         assert_eq!(log_tick_label(3.0), "1000");
         assert_eq!(log_tick_label(2.0f64.log10() - 2.0), "0.02");
         assert_eq!(log_tick_label(7.0), "1e7");
+    }
+
+    fn stacked_chart() -> BarChart {
+        let part = |series: &str, v: f64| Bar {
+            series: series.to_owned(),
+            median: v,
+            lo: v,
+            hi: v,
+            whisker: Whisker::None,
+            points: Vec::new(),
+            outliers: Vec::new(),
+        };
+        BarChart {
+            title: "VM startup".to_owned(),
+            y_label: "ms".to_owned(),
+            groups: ["noop", "cpu"]
+                .iter()
+                .map(|name| Group {
+                    name: (*name).to_owned(),
+                    bars: vec![
+                        part("vmm", 700.0),
+                        part("kernel", 1150.0),
+                        part("agent", 20.0),
+                    ],
+                    total: Some(1900.0),
+                })
+                .collect(),
+            log_y: false,
+            style: Style::Stacked {
+                total_label: "startup_ms".to_owned(),
+            },
+            reference: None,
+            caption: None,
+        }
+    }
+
+    #[test]
+    fn a_points_chart_draws_no_bars_and_names_its_whiskers() {
+        let chart = startup_chart();
+        let svg = render_svg(&chart).expect("render");
+        assert!(tall_rects(&svg).is_empty(), "{:?}", tall_rects(&svg));
+        let texts = svg_texts(&svg);
+        assert!(texts.iter().any(|t| t == "min–max"), "{texts:?}");
+        assert!(!texts.iter().any(|t| t.contains("95% CI")), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "repetitions"));
+        let mut chart = chart;
+        chart.groups[0].bars[0].whisker = Whisker::Ci95;
+        let texts = svg_texts(&render_svg(&chart).expect("render"));
+        assert!(texts.iter().any(|t| t == "95% CI") && texts.iter().any(|t| t == "min–max"));
+        for bar in chart.groups.iter_mut().flat_map(|g| &mut g.bars) {
+            bar.whisker = Whisker::None;
+        }
+        let texts = svg_texts(&render_svg(&chart).expect("render"));
+        assert!(!texts.iter().any(|t| t == "95% CI" || t == "min–max"));
+    }
+
+    #[test]
+    fn a_stacked_chart_stacks_from_zero_and_marks_the_total() {
+        let chart = stacked_chart();
+        let svg = render_svg(&chart).expect("render");
+        let tall = tall_rects(&svg);
+        // Three segments per group (the 20 ms one is thin).
+        assert_eq!(tall.len(), 4, "{tall:?}");
+        // The segments of a group sit on one another, bottom first.
+        let (vmm, kernel) = (tall[0], tall[1]);
+        assert!(
+            (kernel.1 + kernel.3 - vmm.1).abs() <= 1.0,
+            "{vmm:?} {kernel:?}"
+        );
+        let texts = svg_texts(&svg);
+        for t in [
+            "700",
+            "1150",
+            "1900",
+            "startup_ms",
+            "vmm",
+            "kernel",
+            "agent",
+            "0",
+        ] {
+            assert!(texts.iter().any(|x| x == t), "{t} missing: {texts:?}");
+        }
+        render_png(
+            &chart,
+            &crate::testutil::TempDir::new("stack").join("s.png"),
+        )
+        .expect("png");
+    }
+
+    #[test]
+    fn a_stacked_chart_refuses_a_log_axis_and_negative_parts() {
+        let mut chart = stacked_chart();
+        chart.log_y = true;
+        let err = render_svg(&chart).expect_err("log");
+        assert!(matches!(err, ChartError::StackedOnLogAxis { .. }));
+        assert!(err.to_string().contains("linear axis from 0"), "{err}");
+        let mut chart = stacked_chart();
+        chart.groups[1].bars[2].median = -3.0;
+        let err = render_svg(&chart).expect_err("negative");
+        assert!(
+            matches!(&err, ChartError::NegativeSegment { group, series, .. } if group == "cpu" && series == "agent"),
+            "{err}"
+        );
+        let mut chart = stacked_chart();
+        chart.groups[0].bars[0].median = f64::MAX;
+        chart.groups[0].bars[1].median = f64::MAX;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonFinite { .. })
+        ));
+        let mut chart = stacked_chart();
+        chart.groups[0].total = Some(f64::NAN);
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonFinite { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reference_line_is_drawn_and_checked() {
+        let mut chart = startup_chart();
+        chart.reference = Some(Reference {
+            value: 1.0,
+            label: "native = 1×".to_owned(),
+        });
+        let texts = svg_texts(&render_svg(&chart).expect("render"));
+        assert!(texts.iter().any(|t| t == "native = 1×"));
+        chart.reference.as_mut().unwrap().value = 0.0;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonPositiveOnLogAxis { field, .. }) if field == "reference"
+        ));
+    }
+
+    #[test]
+    fn environments_keep_their_colours_in_every_chart() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let all = names(&["native", "container", "vm"]);
+        let vm_only = names(&["vm"]);
+        assert_eq!(series_colour(&all, "vm"), series_colour(&vm_only, "vm"));
+        assert_eq!(series_colour(&vm_only, "vm"), PALETTE[2]);
+        // Other series skip the colours of the environments shown.
+        let mixed = names(&["vm", "parts", "more"]);
+        assert_eq!(series_colour(&mixed, "parts"), PALETTE[0]);
+        assert_eq!(series_colour(&mixed, "more"), PALETTE[1]);
+        let with_native = names(&["native", "vm", "other"]);
+        assert_eq!(series_colour(&with_native, "other"), PALETTE[1]);
+    }
+
+    #[test]
+    fn long_group_labels_break_onto_two_lines() {
+        assert!(font_registered());
+        let names = ["fileio-volume · rand_read_iops", "net"];
+        let (_, labels) = group_label_lines_of(&names, 130.0);
+        assert_eq!(labels[0].len(), 2, "{labels:?}");
+        assert_eq!(labels[1], ["net"]);
+        assert!(labels[0].iter().all(|l| !l.ends_with('…')), "{labels:?}");
+        // Short labels stay on one line at full size.
+        let (size, labels) = group_label_lines_of(&["noop", "cpu"], 200.0);
+        assert_eq!(size, GROUP_SIZE);
+        assert!(labels.iter().all(|l| l.len() == 1));
+        // A label without a break character is shortened, not lost.
+        let (_, labels) = group_label_lines_of(&["x".repeat(80).as_str()], 100.0);
+        assert!(labels[0][0].ends_with('…'));
+        let mut chart = startup_chart();
+        chart.groups[0].name = "fileio-volume · rand_read_p99_us".to_owned();
+        for g in 1..8 {
+            let mut group = chart.groups[1].clone();
+            group.name = format!("workload-{g}");
+            chart.groups.push(group);
+        }
+        let texts = svg_texts(&render_svg(&chart).expect("render"));
+        assert!(
+            texts.iter().any(|t| t.starts_with("fileio-volume")),
+            "{texts:?}"
+        );
+        assert!(
+            texts.iter().any(|t| t.contains("rand_read_p99_us")),
+            "{texts:?}"
+        );
+    }
+
+    fn line_chart() -> LineChart {
+        let line = |series: &str, kind: &str, dashed: bool, f: f64| Line {
+            series: series.to_owned(),
+            kind: kind.to_owned(),
+            dashed,
+            markers: dashed,
+            points: (0..50)
+                .map(|i| (f64::from(i) * 10.0, f * (1.0 + f64::from(i) / 100.0)))
+                .collect(),
+        };
+        LineChart {
+            title: "Memory over time".to_owned(),
+            x_label: "time (ms)".to_owned(),
+            y_label: "MiB".to_owned(),
+            lines: vec![
+                line("native", "RSS", false, 1.5),
+                line("vm", "RSS", false, 200.0),
+                line("vm", "PSS", true, 170.0),
+            ],
+            log_y: true,
+            caption: Some("RSS solid, PSS dashed".to_owned()),
+        }
+    }
+
+    #[test]
+    fn renders_a_line_chart() {
+        let chart = line_chart();
+        let dir = crate::testutil::TempDir::new("lines");
+        write_both(&chart, &dir.join("l.svg"), &dir.join("l.png")).expect("render");
+        let svg = fs::read_to_string(dir.join("l.svg")).expect("read");
+        let texts = svg_texts(&svg);
+        for t in [
+            "Memory over time",
+            "time (ms)",
+            "MiB",
+            "native",
+            "vm",
+            "RSS",
+            "PSS",
+            "100",
+            "1",
+            "0",
+            "400",
+        ] {
+            assert!(texts.iter().any(|x| x == t), "{t} missing: {texts:?}");
+        }
+        assert_eq!(
+            png_size(&fs::read(dir.join("l.png")).expect("read")),
+            (WIDTH, HEIGHT)
+        );
+        // Through the owned enum too, as a report keeps it.
+        render_svg(&Chart::Lines(chart.clone())).expect("enum");
+        assert_eq!(Chart::Lines(chart).title(), "Memory over time");
+    }
+
+    #[test]
+    fn a_line_chart_checks_its_values() {
+        let mut chart = line_chart();
+        chart.lines[1].points[3].1 = f64::NAN;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonFinite { series, field, .. }) if series == "vm" && field == "points[3].y"
+        ));
+        let mut chart = line_chart();
+        chart.lines[0].points[0].1 = 0.0;
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonPositiveOnLogAxis { .. })
+        ));
+        chart.log_y = false;
+        render_svg(&chart).expect("0 on a linear axis");
+        chart.lines[0].points = vec![(0.0, f64::MAX), (1.0, -f64::MAX)];
+        assert!(matches!(
+            render_svg(&chart),
+            Err(ChartError::NonFinite { .. })
+        ));
+        chart.lines.iter_mut().for_each(|l| l.points.clear());
+        assert!(matches!(render_svg(&chart), Err(ChartError::Empty { .. })));
+        // One point, one line: drawn without a panic.
+        let mut chart = line_chart();
+        chart.lines.truncate(1);
+        chart.lines[0].points.truncate(1);
+        render_svg(&chart).expect("one point");
     }
 }

@@ -260,7 +260,7 @@ impl Family {
             Family::Startup => {
                 "Here the VM ran under TCG: QEMU translated every guest instruction in software, \
                  so booting took seconds instead of the few hundred milliseconds of a KVM guest. \
-                 Read the VM's bars as the cost of emulation, not of hardware virtualization."
+                 Read the VM's figures as the cost of emulation, not of hardware virtualization."
             }
             Family::Memory => {
                 "Under TCG QEMU also keeps a cache of translated guest code in its own memory, \

@@ -6,7 +6,9 @@
 //! warning when the VM ran under TCG, and one section per family that ran
 //! (see [`super::family`]) with a few plain sentences on what the difference
 //! means and why it arises, what this run measured, the family's charts and
-//! a table of every statistic with the raw repetitions. Every piece of text
+//! a table of every statistic with the raw repetitions (folded when long,
+//! with × native beside the median so that it shows without scrolling in a
+//! 1280-px window). Every piece of text
 //! that comes from a run (names, the CPU model, the scenario's description,
 //! error messages) is HTML-escaped with [`escape`].
 
@@ -69,6 +71,9 @@ nav ul { display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; list-style: none; p
 figure { margin: 1.2rem 0; } figure svg { max-width: 100%; height: auto; border: 1px solid var(--line); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.88rem; margin: 0.8rem 0; }
+details.table > summary { cursor: pointer; font-weight: 600; margin: 0.8rem 0 0.3rem; }
+table.stats th, table.stats td { padding: 0.25rem 0.4rem; }
+td.values { min-width: 8rem; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.55rem; text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.kv th { font-weight: 600; white-space: nowrap; }
@@ -184,7 +189,8 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
     let _ = writeln!(
         s,
         "<footer>Rendered by isobench {} from the run's <code>results.csv</code>, \
-         <code>instances.jsonl</code> and <code>meta.json</code>; <code>isobench report \
+         <code>instances.jsonl</code>, <code>meta.json</code> and <code>samples.csv</code>; \
+         <code>isobench report \
          DIR</code> renders it again. The same tables are in <code>report.md</code>, the \
          statistics in <code>summary.json</code>.</footer>\n</body>\n</html>",
         escape(&m.isobench)
@@ -377,7 +383,7 @@ fn figure(s: &mut String, f: &figures::Figure) -> Result<(), ReportError> {
         "<svg ",
         &format!(
             "<svg role=\"img\" aria-label=\"{}\" ",
-            escape(&f.chart.title)
+            escape(f.chart.title())
         ),
         1,
     );
@@ -387,7 +393,7 @@ fn figure(s: &mut String, f: &figures::Figure) -> Result<(), ReportError> {
          <code>.png</code>)</figcaption>\n</figure>",
         escape(&f.name),
         svg.trim_end(),
-        escape(&f.chart.title),
+        escape(f.chart.title()),
         escape(&f.name)
     );
     Ok(())
@@ -420,19 +426,37 @@ fn values(x: &SeriesSummary) -> String {
     }
 }
 
+/// A table folds (shows only its summary line until opened) from this
+/// many rows on.
+const FOLD_ROWS: usize = 10;
+
+/// The statistics of a section's series, in a `<details>` that is open
+/// when the table is short: the columns a reader compares (median, × native
+/// next to it, the interval and what it is, outliers, the repetitions),
+/// narrow enough to need no horizontal scrolling at 1280 px; mean, standard
+/// deviation, MAD, min and max are folded into a second table below it.
 fn table(s: &mut String, rows: &[&SeriesSummary]) {
+    let open = if rows.len() < FOLD_ROWS { " open" } else { "" };
+    let _ = writeln!(
+        s,
+        "<details class=\"table\"{open}><summary>Every statistic of the {} series of this \
+         section (median, × native, interval, repetitions)</summary>",
+        rows.len()
+    );
     s.push_str(
         "<div class=\"scroll\"><table class=\"stats\">\n<thead><tr><th>workload</th>\
          <th>environment</th><th>metric</th><th class=\"num\">n</th><th class=\"num\">median</th>\
-         <th class=\"num\">95% CI or range</th><th class=\"num\">mean</th><th class=\"num\">stddev</th>\
-         <th class=\"num\">min</th><th class=\"num\">max</th><th class=\"num\">MAD</th>\
-         <th class=\"num\">outliers</th><th class=\"num\">× native (95% CI)</th>\
+         <th class=\"num\">× native<br><span class=\"dir\">(95% CI from n ≥ 6)</span></th>\
+         <th class=\"num\">interval</th><th class=\"num\">outliers</th>\
          <th>repetitions (outliers marked)</th></tr></thead>\n<tbody>\n",
     );
     for x in rows {
         let st = &x.stats;
         let ratio = match (x.ratio_to_native, &x.ratio_ci95) {
-            (Some(r), Some(ci)) => format!("{:.2}× [{:.2}, {:.2}]", r, ci.lo, ci.hi),
+            (Some(r), Some(ci)) => format!(
+                "{:.2}×<br><span class=\"dir\">[{:.2}, {:.2}]</span>",
+                r, ci.lo, ci.hi
+            ),
             (Some(r), None) => format!("{r:.2}×"),
             _ => "—".into(),
         };
@@ -440,33 +464,54 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             Better::Higher => "higher is better",
             Better::Lower => "lower is better",
         };
+        let spread = st.spread();
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{} <span class=\"dir\">{} ({better})</span></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} [{}, {}]</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"dir\">{}, {better}</span></td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{ratio}</td>\
+             <td class=\"num\">[{}, {}]<br><span class=\"dir\">{}</span></td>\
+             <td class=\"num\">{}</td><td class=\"values\">{}</td></tr>",
             code(&x.workload),
             code(&x.environment),
             code(&x.metric),
             escape(&x.unit),
             st.n,
             fmt_value(st.median),
-            escape(&st.spread().label()),
-            fmt_value(st.spread().lo),
-            fmt_value(st.spread().hi),
-            fmt_value(st.mean),
-            fmt_value(st.stddev),
-            fmt_value(st.min),
-            fmt_value(st.max),
-            fmt_value(st.mad),
+            fmt_value(spread.lo),
+            fmt_value(spread.hi),
+            escape(&spread.label()),
             st.outliers.len(),
-            ratio,
             values(x)
         );
     }
     s.push_str("</tbody>\n</table></div>\n");
+    s.push_str(
+        "<details><summary>More statistics: mean, standard deviation, relative standard \
+         deviation, MAD, min, max</summary>\n<div class=\"scroll\"><table class=\"more\">\n\
+         <thead><tr><th>workload</th><th>environment</th><th>metric</th>\
+         <th class=\"num\">mean</th><th class=\"num\">stddev</th><th class=\"num\">RSD</th>\
+         <th class=\"num\">MAD</th><th class=\"num\">min</th><th class=\"num\">max</th></tr>\
+         </thead>\n<tbody>\n",
+    );
+    for x in rows {
+        let st = &x.stats;
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            code(&x.workload),
+            code(&x.environment),
+            code(&x.metric),
+            fmt_value(st.mean),
+            fmt_value(st.stddev),
+            100.0 * st.rsd,
+            fmt_value(st.mad),
+            fmt_value(st.min),
+            fmt_value(st.max),
+        );
+    }
+    s.push_str("</tbody>\n</table></div></details>\n</details>\n");
 }
 
 #[cfg(test)]
@@ -542,6 +587,44 @@ mod tests {
         let page = html(false);
         assert!(!page.contains("tcg-warning") && !page.contains("class=\"caveat\""));
         assert!(!page.contains("id=\"chart-vm_boot\""));
+    }
+
+    #[test]
+    fn long_tables_fold_and_the_ratio_sits_next_to_the_median() {
+        let page = html(true);
+        let section = |slug: &str| {
+            let start = page
+                .find(&format!("<section id=\"{slug}\" class=\"family\">"))
+                .unwrap();
+            let end = start + page[start..].find("</section>").unwrap();
+            page[start..end].to_string()
+        };
+        // The startup section has 10 series: folded, summary line shown.
+        let startup = section("startup");
+        assert!(
+            startup.contains("<details class=\"table\"><summary>Every statistic of the 10 series"),
+            "{startup}"
+        );
+        // The network section has 3: open.
+        assert!(section("network").contains("<details class=\"table\" open><summary>"));
+        // × native is the column after the median, in the header and in
+        // every row; mean and stddev are in the folded second table.
+        let header = startup.split("<thead>").nth(1).unwrap();
+        let header = header.split("</thead>").next().unwrap();
+        let columns: Vec<&str> = header.split("<th").collect();
+        let median = columns.iter().position(|c| c.contains(">median<")).unwrap();
+        assert!(columns[median + 1].contains(">× native<br>"), "{header}");
+        assert!(startup.contains("<table class=\"more\">") && startup.contains(">mean</th>"));
+        let row = startup
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "<tr><td><code>noop</code></td><td><code>vm</code></td><td><code>startup_ms",
+                )
+            })
+            .unwrap();
+        let cells: Vec<&str> = row.split("<td").collect();
+        assert!(cells[6].contains("×"), "{row}");
     }
 
     #[test]

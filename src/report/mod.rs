@@ -1,7 +1,7 @@
 //! Reports: everything a run directory shows, rendered from its records.
 //!
-//! [`render`] reads `results.csv`, `instances.jsonl` and `meta.json` and
-//! writes `summary.json`, `report.md`, `report.html`, `bmf.json`, the
+//! [`render`] reads `results.csv`, `instances.jsonl`, `meta.json` and (for
+//! the charts over time, when it is there) `samples.csv`, and writes `summary.json`, `report.md`, `report.html`, `bmf.json`, the
 //! github-action-benchmark files and the charts. It depends on nothing but
 //! those files, so `isobench report DIR` re-renders an old or an interrupted
 //! run the same way. The text outputs are [`Exporter`]s that turn the data
@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod family;
 pub mod figures;
 pub mod html;
+pub mod samples;
 
 use crate::env::EnvKind;
 use crate::meta::Meta;
@@ -98,6 +99,10 @@ pub struct ReportData {
     /// Workload name → kind, from the scenario in `meta.json`.
     #[serde(skip)]
     pub kinds: BTreeMap<String, String>,
+    /// The sampler's time series, for the charts over time: set by
+    /// [`render`] from `samples.csv`, empty otherwise.
+    #[serde(skip)]
+    pub samples: samples::Samples,
 }
 
 impl ReportData {
@@ -110,6 +115,7 @@ impl ReportData {
             series,
             failures: instances.into_iter().filter(|i| !i.ok).collect(),
             kinds,
+            samples: samples::Samples::default(),
         }
     }
 
@@ -692,7 +698,7 @@ fn markdown(data: &ReportData) -> String {
     for family in data.families() {
         let _ = writeln!(s, "## {}\n", family.title());
         for f in figures.iter().filter(|f| f.family == family) {
-            let _ = writeln!(s, "![{}](charts/{}.svg)\n", cell(&f.chart.title), f.name);
+            let _ = writeln!(s, "![{}](charts/{}.svg)\n", cell(f.chart.title()), f.name);
         }
         for line in findings(data, family, &|x| code(x), &|x| cell(x)) {
             let _ = writeln!(s, "- {line}");
@@ -754,13 +760,13 @@ pub const HOW_TO_READ: &str = "Every figure is the median of n repetitions, each
 fn table(s: &mut String, rows: &[&SeriesSummary]) {
     let _ = writeln!(
         s,
-        "| workload | environment | metric | n | median | interval | min | max | outliers | × native |"
+        "| workload | environment | metric | n | median | × native | interval | min | max | outliers |"
     );
     let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for x in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} ({}, {} is better) | {} | {} | {} [{}, {}] | {} | {} | {} | {} |",
+            "| {} | {} | {} ({}, {} is better) | {} | {} | {} | {} [{}, {}] | {} | {} | {} |",
             cell(&x.workload),
             cell(&x.environment),
             cell(&x.metric),
@@ -771,13 +777,13 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             },
             x.stats.n,
             fmt_value(x.stats.median),
+            fmt_ratio(x),
             x.stats.spread().label(),
             fmt_value(x.stats.spread().lo),
             fmt_value(x.stats.spread().hi),
             fmt_value(x.stats.min),
             fmt_value(x.stats.max),
-            x.stats.outliers.len(),
-            fmt_ratio(x)
+            x.stats.outliers.len()
         );
     }
     s.push('\n');
@@ -858,7 +864,8 @@ pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
     let meta = Meta::load(dir)?;
     let records = record::read_results(&dir.join(RESULTS))?;
     let instances = record::read_instances(&dir.join(INSTANCES))?;
-    let data = ReportData::new(meta, &records, instances);
+    let mut data = ReportData::new(meta, &records, instances);
+    data.samples = samples::read(dir)?;
     let mut files = Vec::new();
     let exporters: [&dyn Exporter; 6] = [
         &SummaryJson,
@@ -1261,7 +1268,9 @@ mod tests {
             assert_eq!(cells, header_cells, "{line}");
         }
         assert!(md.contains("| workload | environment | metric |"), "{md}");
-        assert!(md.contains("![VM startup, broken down](charts/vm_boot.svg)"));
+        assert!(
+            md.contains("![VM startup, broken down (medians per workload)](charts/vm_boot.svg)")
+        );
     }
 
     #[test]
@@ -1343,7 +1352,7 @@ mod tests {
             "benchmark-action-bigger.json",
             "charts/startup.svg",
             "charts/vm_boot.png",
-            "charts/memory.svg",
+            "charts/memory_pss.svg",
             "charts/vmm_overhead.svg",
             "charts/cpu.png",
             "charts/syscalls.svg",
@@ -1354,6 +1363,8 @@ mod tests {
             assert!(rendered.files.contains(&dir.join(f)), "{f} not reported");
             assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
         }
+        // samples.csv has its header and no row: no chart over time.
+        assert!(!dir.join("charts/timeline_memory.svg").exists());
         let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
         assert!(
             md.contains("## Failures") && md.contains("boom &lt;b&gt;"),
@@ -1390,6 +1401,62 @@ mod tests {
         );
         std::fs::remove_file(&outside).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn render_draws_the_samples_over_time() {
+        let dir = crate::testutil::TempDir::new("render-samples");
+        fixture::meta(true).save(&dir).unwrap();
+        let mut rec = record::Recorder::create(&dir).unwrap();
+        let instance = InstanceRecord {
+            workload: "noop".into(),
+            environment: "vm".into(),
+            repetition: 1,
+            warmup: false,
+            ok: true,
+            error: None,
+            exit: None,
+            digest: None,
+            metrics: Vec::new(),
+            log: "logs/x.log".into(),
+            sampler: None,
+        };
+        rec.append(&fixture::records(true), &instance).unwrap();
+        for (env, kib) in [("native", 1200), ("vm", 210_000)] {
+            let ticks: Vec<crate::sample::Sample> = (0..20)
+                .map(|i| crate::sample::Sample {
+                    t_ms: f64::from(i) * 10.0,
+                    processes: 1,
+                    cpu_ms: f64::from(i),
+                    rss_kib: kib,
+                    pss_kib: (i % 5 == 0).then_some(kib / 2),
+                })
+                .collect();
+            rec.append_samples("noop", env, 1, &ticks).unwrap();
+        }
+        drop(rec);
+        let rendered = render(&dir).unwrap();
+        for f in ["charts/timeline_memory.svg", "charts/timeline_cpu.png"] {
+            assert!(rendered.files.contains(&dir.join(f)), "{f} not reported");
+        }
+        let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let memory = page.find("<section id=\"memory\"").unwrap();
+        let chart = page.find("id=\"chart-timeline_memory\"").unwrap();
+        assert!(
+            chart > memory,
+            "the chart over time is in the memory section"
+        );
+        let html = page.clone();
+        render(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("report.html")).unwrap(),
+            html
+        );
+        // A samples.csv that is a device is refused like any run file.
+        std::fs::remove_file(dir.join(record::SAMPLES)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join(record::SAMPLES)).unwrap();
+        let err = render(&dir).unwrap_err().to_string();
+        assert!(err.contains("character device"), "{err}");
     }
 
     /// Three repetitions 1% apart: no "95% CI" and no outlier anywhere a
