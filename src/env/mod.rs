@@ -7,6 +7,8 @@
 //! them and tears them down the same way for all three.
 
 pub mod container;
+#[cfg(test)]
+pub mod fake;
 pub mod native;
 pub mod process;
 pub mod registry;

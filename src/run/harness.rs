@@ -358,3 +358,338 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     metrics.extend(r.metrics.iter().cloned());
     metrics
 }
+
+/// The harness on a scripted fake environment: no root, no QEMU.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::frame::Frame;
+    use crate::env::fake::{Fake, Script};
+    use crate::record::{INSTANCES, RESULTS, read_instances, read_results};
+    use crate::run::progress::{Mode, Progress};
+    use crate::scenario::Overrides;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    struct Bench {
+        dir: crate::testutil::TempDir,
+        book: Book,
+        plan: Plan,
+    }
+
+    fn bench(scenario: &str) -> Bench {
+        let dir = crate::testutil::TempDir::new("harness");
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let plan = Plan::parse(scenario, "t.toml", &Overrides::default()).unwrap();
+        let book = Book::open(&dir, crate::report::fixture::meta(false)).unwrap();
+        Bench { dir, book, plan }
+    }
+
+    fn score(v: f64) -> Vec<Metric> {
+        vec![Metric::higher("score", "rounds/s", v)]
+    }
+
+    /// Runs the plan on these environments; the tally and the notes.
+    fn run(b: &mut Bench, envs: Vec<Box<dyn Environment>>, stop: &AtomicBool) -> Tally {
+        let commands = BTreeMap::new();
+        let mut progress = Progress::new(Mode::Quiet, b.plan.instance_count());
+        Harness {
+            plan: &b.plan,
+            envs: &envs,
+            commands: &commands,
+            scratch: &b.dir,
+            stop,
+        }
+        .run(&mut b.book, &mut progress)
+        .unwrap()
+    }
+
+    const TWO_ENVS: &str = "name = \"t\"\nenvironments = [\"native\", \"container\"]\n";
+
+    #[test]
+    fn every_repetition_is_timed_and_recorded_with_its_figures() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 3\nwarmups = 1\n[[workload]]\nkind = \"cpu\"\n"
+        ));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| {
+                Script::ok(score(100.0), Some("d"))
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::ok(score(99.0), Some("d"))
+            })),
+        ];
+        let tally = run(&mut b, envs, &AtomicBool::new(false));
+        assert_eq!(tally, Tally::default());
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        for env in ["native", "container"] {
+            let of = |m: &str| {
+                rows.iter()
+                    .filter(|r| r.environment == env && r.metric == m)
+                    .count()
+            };
+            // Warm-ups are run but not recorded.
+            assert_eq!(
+                (of("score"), of("startup_ms"), of("teardown_ms")),
+                (3, 3, 3),
+                "{env}"
+            );
+        }
+        assert_eq!(read_instances(&b.dir.join(INSTANCES)).unwrap().len(), 8);
+        assert!(
+            b.book
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("digest is identical in all 8"))
+        );
+    }
+
+    #[test]
+    fn adaptive_repetitions_stop_when_the_spread_is_small_and_go_to_the_cap_when_not() {
+        let adaptive = format!(
+            "{TWO_ENVS}reps = 2\nwarmups = 0\nmax_reps = 6\ntarget_rsd = 5.0\n[[workload]]\nkind = \"cpu\"\n"
+        );
+        // Steady everywhere: the minimum is enough.
+        let mut b = bench(&adaptive);
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| {
+                Script::ok(score(100.0), None)
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::ok(score(101.0), None)
+            })),
+        ];
+        run(&mut b, envs, &AtomicBool::new(false));
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        assert_eq!(rows.iter().filter(|r| r.metric == "score").count(), 4);
+        assert!(
+            b.book
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("stopped after 2")),
+            "{:?}",
+            b.book.meta.notes
+        );
+        // One environment never settles: every environment runs to the cap.
+        let mut b = bench(&adaptive);
+        let flip = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| {
+                Script::ok(score(100.0), None)
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], move |_| {
+                let n = flip.fetch_add(1, Ordering::SeqCst);
+                Script::ok(score(if n % 2 == 0 { 100.0 } else { 160.0 }), None)
+            })),
+        ];
+        run(&mut b, envs, &AtomicBool::new(false));
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        assert_eq!(rows.iter().filter(|r| r.metric == "score").count(), 12);
+        assert!(
+            b.book
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("ran to the cap of 6") && n.contains("not reached")),
+            "{:?}",
+            b.book.meta.notes
+        );
+    }
+
+    #[test]
+    fn a_digest_mismatch_fails_the_run_and_names_the_instances() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 2\nwarmups = 0\n[[workload]]\nkind = \"cpu\"\n"
+        ));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| {
+                Script::ok(score(1.0), Some("aaaa"))
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::ok(score(1.0), Some("bbbb"))
+            })),
+        ];
+        let tally = run(&mut b, envs, &AtomicBool::new(false));
+        assert_eq!(tally.failed, 1);
+        let note = b
+            .book
+            .meta
+            .notes
+            .iter()
+            .find(|n| n.contains("DIGEST MISMATCH"))
+            .unwrap();
+        assert!(
+            note.contains("aaaa in cpu-native-r1, cpu-native-r2"),
+            "{note}"
+        );
+        assert!(note.contains("bbbb in cpu-container-r1"), "{note}");
+    }
+
+    #[test]
+    fn a_failing_instance_is_counted_and_kept_out_of_the_results() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 2\nwarmups = 0\n[[workload]]\nkind = \"cpu\"\n"
+        ));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| {
+                Script::ok(score(1.0), None)
+            })),
+            Box::new(Fake::new(
+                EnvKind::Container,
+                vec![Script::error("boom")],
+                |_| Script::ok(score(1.0), None),
+            )),
+        ];
+        let tally = run(&mut b, envs, &AtomicBool::new(false));
+        assert_eq!(
+            tally,
+            Tally {
+                failed: 1,
+                interrupted: false
+            }
+        );
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        let reps = |env: &str| {
+            let mut r: Vec<u32> = rows
+                .iter()
+                .filter(|r| r.environment == env && r.metric == "score")
+                .map(|r| r.repetition)
+                .collect();
+            r.sort();
+            r
+        };
+        assert_eq!((reps("native"), reps("container")), (vec![1, 2], vec![2]));
+        let failed: Vec<_> = read_instances(&b.dir.join(INSTANCES))
+            .unwrap()
+            .into_iter()
+            .filter(|i| !i.ok)
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].error.as_deref(), Some("agent: boom"));
+    }
+
+    #[test]
+    fn an_instance_without_done_or_with_a_late_ready_fails_with_the_reason() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 1\nwarmups = 0\ntimeout_s = 1\n[[workload]]\nkind = \"noop\"\n"
+        ));
+        let mut no_done = Script::ok(vec![], None);
+        no_done.frames.pop();
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![no_done], |_| {
+                Script::ok(vec![], None)
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::stays_up()
+            })),
+        ];
+        let tally = run(&mut b, envs, &AtomicBool::new(false));
+        assert_eq!(tally.failed, 2);
+        let errors: Vec<String> = read_instances(&b.dir.join(INSTANCES))
+            .unwrap()
+            .into_iter()
+            .filter_map(|i| i.error)
+            .collect();
+        assert!(errors[0].contains("without a `done` frame"), "{errors:?}");
+        assert!(
+            errors[1].contains("still running 1 s after `ready`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn density_keeps_every_instance_alive_and_records_each() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}[[workload]]\nkind = \"density\"\ninstances = 3\nsettle_ms = 1\n"
+        ));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![], |_| Script::stays_up())),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::stays_up()
+            })),
+        ];
+        let tally = run(&mut b, envs, &AtomicBool::new(false));
+        assert_eq!(tally, Tally::default());
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        for env in ["native", "container"] {
+            let k: Vec<u32> = rows
+                .iter()
+                .filter(|r| r.environment == env && r.metric == "density_pss_total_mib")
+                .map(|r| r.repetition)
+                .collect();
+            assert_eq!(k, [1, 2, 3], "{env}");
+        }
+        assert!(
+            b.book
+                .meta
+                .notes
+                .iter()
+                .any(|n| n.contains("3 container instance(s) were alive at once"))
+        );
+    }
+
+    #[test]
+    fn a_stop_ends_the_run_after_the_instance_under_way() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 5\nwarmups = 0\n[[workload]]\nkind = \"cpu\"\n"
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut native = Fake::new(EnvKind::Native, vec![], |_| {
+            let mut s = Script::ok(score(1.0), None);
+            // A slow instance, so the stop arrives while it runs.
+            s.frames[1].0 = Duration::from_millis(200);
+            s
+        });
+        let flag = Arc::clone(&stop);
+        native.on_spawn = Some(Box::new(move |n| {
+            if n == 2 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }));
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(native),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::ok(score(1.0), None)
+            })),
+        ];
+        let tally = run(&mut b, envs, &stop);
+        assert!(tally.interrupted);
+        assert_eq!(tally.failed, 0, "an interrupted instance is not a failure");
+        let instances = read_instances(&b.dir.join(INSTANCES)).unwrap();
+        assert_eq!(instances.len(), 3, "r1 in both, then the stopped one");
+        assert_eq!(instances[2].error.as_deref(), Some("interrupted"));
+    }
+
+    #[test]
+    fn output_that_looks_like_a_frame_is_data() {
+        let mut b = bench(&format!(
+            "{TWO_ENVS}reps = 1\nwarmups = 0\n[[workload]]\nkind = \"noop\"\n"
+        ));
+        let forged = Frame::Result {
+            metrics: vec![Metric::lower("startup_ms", "ms", 0.001)],
+            digest: None,
+            status: None,
+        };
+        let mut s = Script::ok(vec![], None);
+        s.output = vec![forged.encode().trim_end().to_string()];
+        let envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(Fake::new(EnvKind::Native, vec![s], |_| {
+                Script::ok(vec![], None)
+            })),
+            Box::new(Fake::new(EnvKind::Container, vec![], |_| {
+                Script::ok(vec![], None)
+            })),
+        ];
+        run(&mut b, envs, &AtomicBool::new(false));
+        let rows = read_results(&b.dir.join(RESULTS)).unwrap();
+        let startups: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.environment == "native" && r.metric == "startup_ms")
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(startups.len(), 1);
+        assert!(startups[0] > 0.001);
+    }
+}
