@@ -481,7 +481,7 @@ mod tests {
             })),
             Box::new(Fake::new(EnvKind::Container, vec![], move |_| {
                 let n = flip.fetch_add(1, Ordering::SeqCst);
-                Script::ok(score(if n % 2 == 0 { 100.0 } else { 160.0 }), None)
+                Script::ok(score(if n.is_multiple_of(2) { 100.0 } else { 160.0 }), None)
             })),
         ];
         run(&mut b, envs, &AtomicBool::new(false));
