@@ -57,6 +57,33 @@ enum Command {
     },
     /// Remove what crashed or killed runs left behind.
     Clean,
+    /// Check a scenario and print its plan (instances, estimated time); starts nothing.
+    Validate(ValidateArgs),
+    /// The workloads with their parameters, and the environments usable here.
+    List,
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// The scenario file (default: the built-in scenarios/quick.toml).
+    file: Option<PathBuf>,
+    /// Environments, as `run --env`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    env: Option<Vec<EnvKind>>,
+    /// Workloads, as `run --workload`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    workload: Option<Vec<String>>,
+    /// Repetitions, as `run --reps`.
+    #[arg(long, value_name = "N")]
+    reps: Option<u64>,
+    /// Warm-ups, as `run --warmup`.
+    #[arg(long, value_name = "N")]
+    warmup: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -136,6 +163,10 @@ struct RunArgs {
     /// No progress output (errors and the final table only).
     #[arg(long, short)]
     quiet: bool,
+    /// Check the scenario and print the plan (instances, estimated time);
+    /// start nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
@@ -322,6 +353,18 @@ pub fn main() -> ExitCode {
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
         Command::Clean => cmd_clean(),
+        Command::Validate(args) => cmd_validate(args),
+        Command::List => {
+            crate::show_part!("{}", crate::describe::catalog());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "isobench", &mut out);
+            crate::show_part!("{}", String::from_utf8_lossy(&out));
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -347,6 +390,10 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
     if let Err(e) = plan.check_host(&host) {
         return fail(2, e);
+    }
+    if args.dry_run {
+        crate::show_part!("{}", crate::describe::plan_table(&plan));
+        return ExitCode::SUCCESS;
     }
     if let Err(e) = check_out_dir(&args.out) {
         return fail(2, e);
@@ -407,6 +454,25 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     }
     crate::out::stop_on_close(Arc::clone(&stop));
     Ok(stop)
+}
+
+fn cmd_validate(args: ValidateArgs) -> ExitCode {
+    let overrides = Overrides {
+        environments: args.env,
+        workloads: args.workload,
+        reps: args.reps,
+        warmups: args.warmup,
+    };
+    let plan = match Plan::load(args.file.as_deref(), &overrides) {
+        Ok(p) => p,
+        Err(e) => return fail(2, e),
+    };
+    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    if let Err(e) = plan.check_host(&host) {
+        return fail(2, e);
+    }
+    crate::show_part!("{}", crate::describe::plan_table(&plan));
+    ExitCode::SUCCESS
 }
 
 fn cmd_exec(args: ExecArgs) -> ExitCode {

@@ -32,6 +32,7 @@ pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod compare;
+pub mod describe;
 pub mod doctor;
 pub mod env;
 pub mod exec;

@@ -581,3 +581,35 @@ fn a_scenario_that_is_a_fifo_or_a_device_is_refused_at_once() {
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }
+
+#[test]
+fn validate_list_completions_and_dry_run_start_nothing() {
+    let s = Scratch::new("validate");
+    let out = s.isobench().arg("validate").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("total: 168 instances"), "{said}");
+    let bad = s.write(
+        "bad.toml",
+        "name = \"x\"\n[[workload]]\nkind = \"cpu\"\nrounds = -1\n",
+    );
+    let out = s.isobench().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = s
+        .isobench()
+        .args(["run", "--dry-run", "--env", "native", "--out"])
+        .arg(s.reports())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total: 56 instances"));
+    assert!(
+        !s.reports().exists() && !s.runtime().exists(),
+        "a dry run starts nothing"
+    );
+    let out = s.isobench().arg("list").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("pagefault") && said.contains("vm "));
+    let out = s.isobench().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("isobench"));
+}
