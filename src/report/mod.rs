@@ -16,7 +16,9 @@ pub mod dashboard;
 pub mod family;
 pub mod figures;
 pub mod html;
+pub mod markdown;
 pub mod samples;
+pub mod summary;
 
 use crate::env::EnvKind;
 use crate::meta::Meta;
@@ -24,6 +26,8 @@ use crate::record::{self, INSTANCES, InstanceRecord, RESULTS, Record, RecordErro
 use crate::stats::{self, Interval, Summary};
 use crate::workload::Better;
 use family::Family;
+pub use markdown::{Markdown, cell, code};
+pub use summary::SummaryJson;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -343,63 +347,6 @@ pub trait Exporter {
     fn export(&self, data: &ReportData) -> Result<Vec<u8>, ReportError>;
 }
 
-/// `summary.json`: every series with its statistics and ratio to native.
-pub struct SummaryJson;
-
-impl Exporter for SummaryJson {
-    fn file_name(&self) -> &'static str {
-        "summary.json"
-    }
-    fn export(&self, data: &ReportData) -> Result<Vec<u8>, ReportError> {
-        let doc = serde_json::json!({
-            "run_id": data.meta.run_id,
-            "status": data.meta.status,
-            "scenario": data.meta.scenario.get("name"),
-            "accelerator": data.meta.accelerator,
-            "series": data.series,
-            "failures": data.failures,
-        });
-        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|source| ReportError::Encode {
-            file: self.file_name(),
-            source,
-        })?;
-        bytes.push(b'\n');
-        Ok(bytes)
-    }
-}
-
-/// `report.md`: the summary tables, fit for a pull-request comment.
-pub struct Markdown;
-
-impl Exporter for Markdown {
-    fn file_name(&self) -> &'static str {
-        "report.md"
-    }
-    fn export(&self, data: &ReportData) -> Result<Vec<u8>, ReportError> {
-        Ok(markdown(data).into_bytes())
-    }
-}
-
-/// Escapes free text for Markdown: characters that would break a table
-/// cell, and the angle brackets that would open raw HTML.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace(['\n', '\r'], " ")
-}
-
-/// A name as Markdown inline code. A name with characters that could
-/// start HTML or end the span is written as escaped plain text instead, so
-/// the output holds no raw markup whichever renderer reads it.
-fn code(text: &str) -> String {
-    if text.contains(['`', '<', '>', '&', '|', '\n', '\r']) {
-        cell(text)
-    } else {
-        format!("`{text}`")
-    }
-}
-
 /// `× native` of one series, e.g. `1.52× native (95% CI 1.10–2.30)`.
 fn ratio_phrase(s: &SeriesSummary) -> Option<String> {
     let r = s.ratio_to_native?;
@@ -612,134 +559,6 @@ fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<Strin
     out
 }
 
-/// The per-instance density table, in Markdown.
-fn density_table(s: &mut String, data: &ReportData) {
-    let rows = density_rows(data);
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        s,
-        "Instance by instance (k: instances alive once the k-th has started):\n"
-    );
-    let _ = writeln!(
-        s,
-        "| workload | environment | k | {} |",
-        DENSITY_COLUMNS.map(|c| c.1).join(" | ")
-    );
-    let _ = writeln!(s, "|---|---|---:|{}", "---:|".repeat(DENSITY_COLUMNS.len()));
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i < 2 { code(c) } else { cell(c) })
-            .collect();
-        let _ = writeln!(s, "| {} |", cells.join(" | "));
-    }
-    s.push('\n');
-}
-
-fn markdown(data: &ReportData) -> String {
-    let m = &data.meta;
-    let mut s = String::new();
-    let _ = writeln!(s, "# isobench report: {}\n", code(data.scenario_name()));
-    if let Some(desc) = m.scenario.get("description").and_then(|v| v.as_str())
-        && !desc.is_empty()
-    {
-        let _ = writeln!(s, "{}\n", cell(desc));
-    }
-    let _ = writeln!(
-        s,
-        "Run {} · status **{}** · started {} · wall time {} · isobench {}\n",
-        code(&m.run_id),
-        cell(m.status.as_str()),
-        cell(&m.started),
-        m.wall_s.map_or("—".into(), |w| format!("{w:.0} s")),
-        cell(&m.isobench)
-    );
-    let _ = writeln!(
-        s,
-        "Host: {} ({} cores, {} MiB) · kernel {} · {} · cgroups {}",
-        cell(&m.host.cpu_model),
-        m.host.cores,
-        m.host.memory_mib,
-        cell(&m.host.kernel),
-        cell(&m.host.os),
-        cell(&m.host.cgroup_mode)
-    );
-    if let Some(acc) = &m.accelerator {
-        let _ = writeln!(
-            s,
-            "\nVM: {} · accelerator **{}** ({}) · guest kernel {}",
-            cell(m.qemu.as_deref().unwrap_or("QEMU")),
-            acc.accel.as_str(),
-            cell(&acc.reason),
-            cell(m.guest_kernel.as_deref().unwrap_or("?"))
-        );
-        if data.tcg() {
-            let _ = writeln!(s, "\n> **Warning:** {TCG_WARNING}");
-        }
-    }
-    let _ = writeln!(s, "\n{HOW_TO_READ}\n");
-    let _ = writeln!(s, "## The usual claims, checked against this run\n");
-    for c in claims::claims(data) {
-        let _ = writeln!(
-            s,
-            "- **{}** Measured: {} {} *Cannot tell:* {}",
-            cell(c.claim),
-            cell(&c.measured),
-            cell(&c.verdict),
-            cell(&c.cannot_tell)
-        );
-    }
-    s.push('\n');
-
-    let figures = figures::all(data);
-    for family in data.families() {
-        let _ = writeln!(s, "## {}\n", family.title());
-        for f in figures.iter().filter(|f| f.family == family) {
-            let _ = writeln!(s, "![{}](charts/{}.svg)\n", cell(f.chart.title()), f.name);
-        }
-        for line in findings(data, family, &|x| code(x), &|x| cell(x)) {
-            let _ = writeln!(s, "- {line}");
-        }
-        s.push('\n');
-        if family == Family::Density {
-            density_table(&mut s, data);
-        }
-        table(&mut s, &data.in_family(Some(family)));
-    }
-    let other = data.in_family(None);
-    if !other.is_empty() {
-        let _ = writeln!(s, "## Other figures\n");
-        table(&mut s, &other);
-    }
-    if !data.failures.is_empty() {
-        let _ = writeln!(s, "## Failures\n");
-        for f in &data.failures {
-            let _ = writeln!(
-                s,
-                "- {} in {}, {} {}: {} (log: {})",
-                code(&f.workload),
-                code(&f.environment),
-                if f.warmup { "warm-up" } else { "repetition" },
-                f.repetition,
-                cell(f.error.as_deref().unwrap_or("?")),
-                code(&f.log)
-            );
-        }
-        s.push('\n');
-    }
-    if !m.notes.is_empty() {
-        let _ = writeln!(s, "## Notes\n");
-        for n in &m.notes {
-            let _ = writeln!(s, "- {}", cell(n));
-        }
-        s.push('\n');
-    }
-    s
-}
-
 /// The warning shown when the VM ran under TCG.
 pub const TCG_WARNING: &str = "The VM ran under TCG, QEMU's software emulator, not hardware \
      virtualization. Its boot times and CPU scores show the cost of emulation, which is far \
@@ -756,38 +575,6 @@ pub const HOW_TO_READ: &str = "Every figure is the median of n repetitions, each
      native is the ratio of the medians to the native one, with a bootstrap interval when both \
      sides have 6 or more repetitions. A CI that means 95% needs at least 6 repetitions; for the \
      compare gate to reach p < 0.01, 8 per side.";
-
-fn table(s: &mut String, rows: &[&SeriesSummary]) {
-    let _ = writeln!(
-        s,
-        "| workload | environment | metric | n | median | × native | interval | min | max | outliers |"
-    );
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for x in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} ({}, {} is better) | {} | {} | {} | {} [{}, {}] | {} | {} | {} |",
-            cell(&x.workload),
-            cell(&x.environment),
-            cell(&x.metric),
-            cell(&x.unit),
-            match x.better {
-                Better::Higher => "higher",
-                Better::Lower => "lower",
-            },
-            x.stats.n,
-            fmt_value(x.stats.median),
-            fmt_ratio(x),
-            x.stats.spread().label(),
-            fmt_value(x.stats.spread().lo),
-            fmt_value(x.stats.spread().hi),
-            fmt_value(x.stats.min),
-            fmt_value(x.stats.max),
-            x.stats.outliers.len()
-        );
-    }
-    s.push('\n');
-}
 
 /// The terminal summary: startup and score per workload and environment.
 pub fn terminal_table(series: &[SeriesSummary]) -> String {
@@ -1163,7 +950,7 @@ mod tests {
             data.families(),
             [Family::Startup, Family::Memory, Family::Cpu]
         );
-        let md = markdown(&data);
+        let md = markdown::markdown(&data);
         assert!(md.contains("## Startup") && md.contains("## CPU"), "{md}");
         for absent in [
             "## Disk",
@@ -1252,7 +1039,7 @@ mod tests {
 
     #[test]
     fn markdown_escapes_free_text_and_keeps_tables_intact() {
-        let md = markdown(&fixture::data(true));
+        let md = markdown::markdown(&fixture::data(true));
         assert!(!md.contains("<script>") && !md.contains("<img"), "{md}");
         assert!(md.contains("&lt;img src=x"), "{md}");
         assert!(md.contains("> **Warning:** The VM ran under TCG"), "{md}");
