@@ -27,11 +27,11 @@ use crate::stats::{self, Interval, Summary};
 use crate::workload::Better;
 use family::Family;
 pub use markdown::{Markdown, cell, code};
-pub use summary::SummaryJson;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+pub use summary::SummaryJson;
 
 /// Seed of the bootstrap of ratios, fixed so re-rendering gives the same report.
 pub const RATIO_SEED: u64 = 0x0150_BE4C_0000_0002;
