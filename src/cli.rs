@@ -524,7 +524,7 @@ fn cmd_report(dir: &Path) -> ExitCode {
 }
 
 fn cmd_compare(args: CompareArgs) -> ExitCode {
-    let settings = compare::Settings {
+    let settings = compare::Thresholds {
         alpha: args.alpha,
         noise_pct: args.noise,
     };

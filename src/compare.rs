@@ -43,7 +43,7 @@ pub const SEED: u64 = 0x1500_BE4C_0000_0003;
 
 /// The thresholds of the gate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub struct Thresholds {
     /// Significance level of the permutation test, in (0, 1).
     pub alpha: f64,
     /// Noise threshold: the smallest relative change of the median, in
@@ -51,9 +51,9 @@ pub struct Settings {
     pub noise_pct: f64,
 }
 
-impl Default for Settings {
+impl Default for Thresholds {
     fn default() -> Self {
-        Settings {
+        Thresholds {
             alpha: 0.01,
             noise_pct: 5.0,
         }
@@ -246,7 +246,7 @@ impl Row {
 #[derive(Debug, Clone)]
 pub struct Comparison {
     /// The thresholds used.
-    pub settings: Settings,
+    pub settings: Thresholds,
     /// The baseline's run id and directory.
     pub baseline: (String, PathBuf),
     /// The current run's id and directory.
@@ -408,7 +408,7 @@ fn side(s: &SeriesSummary) -> Side {
 }
 
 /// The verdict on one matched pair of series.
-fn judge(base: &SeriesSummary, cur: &SeriesSummary, settings: Settings) -> Row {
+fn judge(base: &SeriesSummary, cur: &SeriesSummary, settings: Thresholds) -> Row {
     let better = cur.better;
     let (b, c) = (base.stats.median, cur.stats.median);
     let change = if b != 0.0 {
@@ -460,7 +460,7 @@ fn judge(base: &SeriesSummary, cur: &SeriesSummary, settings: Settings) -> Row {
 }
 
 /// Compares two loaded runs.
-pub fn compare(base: &Run, cur: &Run, settings: Settings) -> Result<Comparison, CompareError> {
+pub fn compare(base: &Run, cur: &Run, settings: Thresholds) -> Result<Comparison, CompareError> {
     check_compatible(base, cur)?;
     let mut rows = Vec::new();
     for s in &cur.series {
@@ -683,8 +683,8 @@ mod tests {
         }
     }
 
-    fn strict() -> Settings {
-        Settings::default()
+    fn strict() -> Thresholds {
+        Thresholds::default()
     }
 
     const BASE: [f64; 8] = [100.0, 101.0, 99.5, 100.4, 100.9, 99.8, 100.2, 100.6];
@@ -742,7 +742,7 @@ mod tests {
         let row = judge(
             &series("startup_ms", Better::Lower, &BASE),
             &series("startup_ms", Better::Lower, &worse),
-            Settings {
+            Thresholds {
                 alpha: 0.01,
                 noise_pct: 2.0,
             },
@@ -789,7 +789,7 @@ mod tests {
         let row = judge(
             &series("startup_ms", Better::Lower, &base),
             &series("startup_ms", Better::Lower, &cur),
-            Settings {
+            Thresholds {
                 alpha: 0.05,
                 noise_pct: 5.0,
             },
@@ -811,7 +811,7 @@ mod tests {
             judge(
                 &series("startup_ms", Better::Lower, &base6),
                 &series("startup_ms", Better::Lower, &cur6),
-                Settings {
+                Thresholds {
                     alpha,
                     noise_pct: 5.0,
                 },
@@ -860,7 +860,7 @@ mod tests {
         let row = judge(
             &series("errors", Better::Lower, &[-0.3, -0.2, -0.1, 0.1, 0.2, 0.3]),
             &series("errors", Better::Lower, &[9.7, 9.8, 9.9, 10.1, 10.2, 10.3]),
-            Settings {
+            Thresholds {
                 alpha: 0.02,
                 noise_pct: 5.0,
             },

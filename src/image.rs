@@ -209,7 +209,7 @@ pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageE
         dir: dir.to_path_buf(),
         initramfs: initramfs.to_path_buf(),
         agent_source: agent.to_path_buf(),
-        agent_sha256: crate::scenario::hex(&Sha256::digest(&bytes)),
+        agent_sha256: crate::util::hex(&Sha256::digest(&bytes)),
         agent_bytes: bytes.len() as u64,
         initramfs_bytes,
     })

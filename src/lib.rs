@@ -51,4 +51,5 @@ pub mod seccomp;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod util;
 pub mod workload;

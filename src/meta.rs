@@ -196,13 +196,6 @@ impl Meta {
     }
 }
 
-/// The current UTC time, RFC 3339 with seconds.
-pub fn now_utc() -> String {
-    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -841,7 +841,7 @@ impl Plan {
             name: file.name,
             description: file.description,
             source: origin.to_string(),
-            source_sha256: hex(&Sha256::digest(text.as_bytes())),
+            source_sha256: crate::util::hex(&Sha256::digest(text.as_bytes())),
             environments,
             workloads,
             vm: VmSettings {
@@ -1117,11 +1117,6 @@ fn command_spec(entry: &WorkloadEntry, index: usize) -> Result<CommandSpec, Entr
         files,
         metrics,
     })
-}
-
-/// Lower-case hex of some bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn invalid_at(

@@ -665,7 +665,7 @@ fn build(plan: &Plan) -> Result<BpfProgram, BackendError> {
 
 /// What a compiled profile amounts to, for `meta.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
+pub struct ProfileSummary {
     /// `default` (Docker's, built in) or the profile's path.
     pub profile: String,
     /// SHA-256 of the profile's text.
@@ -713,7 +713,7 @@ pub struct FilterSummary {
 pub struct Filters {
     programs: Vec<BpfProgram>,
     flags: u32,
-    summary: Summary,
+    summary: ProfileSummary,
 }
 
 impl Filters {
@@ -746,7 +746,7 @@ impl Filters {
     }
 
     /// What they amount to.
-    pub fn summary(&self) -> &Summary {
+    pub fn summary(&self) -> &ProfileSummary {
         &self.summary
     }
 
@@ -890,7 +890,7 @@ fn compile_text(text: &str, label: &str, target: &Target) -> Result<Filters, Sec
         })
         .collect();
     other_actions.dedup();
-    let summary = Summary {
+    let summary = ProfileSummary {
         profile: label.to_string(),
         sha256: Sha256::digest(text.as_bytes())
             .iter()

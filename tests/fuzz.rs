@@ -598,7 +598,7 @@ fn load_and_compare(dir: &Path, meta: &str, results: &str) -> Result<(), TestCas
     let loaded = bounded("compare::load", || compare::load("current", dir))?;
     if let Ok(run) = loaded {
         let compared = bounded("compare::compare", || {
-            compare::compare(&run, &run, compare::Settings::default()).map(|c| c.markdown())
+            compare::compare(&run, &run, compare::Thresholds::default()).map(|c| c.markdown())
         })?;
         if let Ok(md) = compared {
             prop_assert!(md.contains("isobench compare"));
@@ -827,7 +827,7 @@ proptest! {
             let (a, b) = (a.unwrap(), b.unwrap());
             for (x, y) in [(&a, &b), (&a, &a)] {
                 let _ = bounded("compare::compare", || {
-                    compare::compare(x, y, compare::Settings::default()).map(|c| c.markdown())
+                    compare::compare(x, y, compare::Thresholds::default()).map(|c| c.markdown())
                 })?;
             }
             Ok(())

@@ -101,21 +101,17 @@ fn chain(rounds: u64, buffer: &[u8], thread: u64) -> [u8; 32] {
     digest.into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The `cpu` digest from the threads' last digests: the one chain's, or
 /// the SHA-256 of all of them in thread order.
 fn combine(digests: &[[u8; 32]]) -> String {
     match digests {
-        [one] => hex(one),
+        [one] => crate::util::hex(one),
         many => {
             let mut all = Sha256::new();
             for d in many {
                 all.update(d);
             }
-            hex(&all.finalize())
+            crate::util::hex(&all.finalize())
         }
     }
 }

@@ -146,7 +146,7 @@ impl Book {
             ));
         }
         self.meta.status = status;
-        self.meta.finished = Some(crate::meta::now_utc());
+        self.meta.finished = Some(crate::util::now_utc());
         self.meta.wall_s = Some(wall.as_secs_f64());
         self.save()
     }

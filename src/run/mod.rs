@@ -304,7 +304,7 @@ fn first_meta(run_id: &str, plan: &Plan, testbed: &Testbed) -> Meta {
     let mut meta = Meta {
         run_id: run_id.to_string(),
         status: RunStatus::Running,
-        started: crate::meta::now_utc(),
+        started: crate::util::now_utc(),
         finished: None,
         wall_s: None,
         isobench: crate::meta::version(),

@@ -130,7 +130,7 @@ impl ProbeCache {
             qemu_version.trim(),
             kernel.display()
         );
-        let digest = crate::scenario::hex(&Sha256::digest(key.as_bytes()));
+        let digest = crate::util::hex(&Sha256::digest(key.as_bytes()));
         ProbeCache {
             path: cache
                 .join("accel")
@@ -225,7 +225,7 @@ pub fn choose_accel(
                     let verdict = ProbeVerdict {
                         kvm_works,
                         detail,
-                        probed_at: crate::meta::now_utc(),
+                        probed_at: crate::util::now_utc(),
                         key: cache.map(|c| c.key.clone()).unwrap_or_default(),
                     };
                     if let Some(c) = cache
