@@ -612,9 +612,9 @@ fn find<'a>(
     environment: &str,
     metric: &str,
 ) -> Option<&'a SeriesSummary> {
-    run.series
-        .iter()
-        .find(|s| s.workload == workload && s.environment == environment && s.metric == metric)
+    run.series.iter().find(|s| {
+        s.workload == workload && s.environment.as_str() == environment && s.metric == metric
+    })
 }
 
 /// Judges one limit of `bound` on the run.
@@ -1318,7 +1318,7 @@ ratio_max = 3000.0
         let b = parse("[[bound]]\nworkload = \"fork\"\nenvironment = \"container\"\nmetric = \"score\"\nratio_min = 0.8\n\n[[bound]]\nworkload = \"noop\"\nenvironment = \"vm\"\nmetric = \"startup_ms\"\nratio_max = 5000\n").unwrap();
         let mut r = run(1000.0, 1000.0);
         r.series
-            .retain(|s| !(s.workload == "noop" && s.environment == "native"));
+            .retain(|s| !(s.workload == "noop" && s.environment == EnvKind::Native));
         let c = check(&b, &r, false).unwrap();
         assert_eq!(c.exit_code(), 1);
         assert!(c.rows.iter().all(|r| r.verdict == Verdict::Missing));

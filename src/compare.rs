@@ -397,7 +397,7 @@ fn check_compatible(base: &Run, cur: &Run) -> Result<(), CompareError> {
 }
 
 fn key(s: &SeriesSummary) -> (&str, &str, &str) {
-    (&s.workload, &s.environment, &s.metric)
+    (&s.workload, s.environment.as_str(), &s.metric)
 }
 
 fn side(s: &SeriesSummary) -> Side {
@@ -445,7 +445,7 @@ fn judge(base: &SeriesSummary, cur: &SeriesSummary, settings: Thresholds) -> Row
     };
     Row {
         workload: cur.workload.clone(),
-        environment: cur.environment.clone(),
+        environment: cur.environment.to_string(),
         metric: cur.metric.clone(),
         unit: cur.unit.clone(),
         better,
@@ -468,7 +468,7 @@ pub fn compare(base: &Run, cur: &Run, settings: Thresholds) -> Result<Comparison
             Some(o) => rows.push(judge(o, s, settings)),
             None => rows.push(Row {
                 workload: s.workload.clone(),
-                environment: s.environment.clone(),
+                environment: s.environment.to_string(),
                 metric: s.metric.clone(),
                 unit: s.unit.clone(),
                 better: s.better,
@@ -486,7 +486,7 @@ pub fn compare(base: &Run, cur: &Run, settings: Thresholds) -> Result<Comparison
         if !cur.series.iter().any(|s| key(s) == key(o)) {
             rows.push(Row {
                 workload: o.workload.clone(),
-                environment: o.environment.clone(),
+                environment: o.environment.to_string(),
                 metric: o.metric.clone(),
                 unit: o.unit.clone(),
                 better: o.better,
@@ -626,7 +626,7 @@ impl Comparison {
                     s,
                     "- `{}` in `{}`: `{}` {} (p = {})",
                     cell(&r.workload),
-                    cell(&r.environment),
+                    cell(r.environment.as_str()),
                     cell(&r.metric),
                     r.change.map_or("?".into(), fmt_change),
                     r.p.map_or("?".into(), fmt_p)
@@ -651,7 +651,7 @@ impl Comparison {
                 s,
                 "| {} | {} | {} ({}, {dir} is better) | {} | {} | {} | {} | {} |",
                 cell(&r.workload),
-                cell(&r.environment),
+                cell(r.environment.as_str()),
                 cell(&r.metric),
                 cell(&r.unit),
                 fmt_side(r.baseline),

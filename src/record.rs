@@ -30,8 +30,8 @@ pub const INSTANCES: &str = "instances.jsonl";
 pub struct Record {
     /// Workload name from the scenario.
     pub workload: String,
-    /// `native`, `container` or `vm`.
-    pub environment: String,
+    /// The environment.
+    pub environment: EnvKind,
     /// Repetition number, from 1 (warm-ups are not recorded here).
     pub repetition: u32,
     /// Metric name.
@@ -58,7 +58,7 @@ impl Record {
             .iter()
             .map(|m| Record {
                 workload: workload.to_string(),
-                environment: environment.to_string(),
+                environment,
                 repetition,
                 metric: m.name.clone(),
                 unit: m.unit.clone(),
@@ -75,7 +75,7 @@ pub struct InstanceRecord {
     /// Workload name.
     pub workload: String,
     /// Environment.
-    pub environment: String,
+    pub environment: EnvKind,
     /// Repetition number from 1, or the warm-up number when `warmup`.
     pub repetition: u32,
     /// Whether this was an unrecorded warm-up.
@@ -571,7 +571,7 @@ pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, Reco
                     format!(
                         "{}/{} metric {} is in {} ({} is better) here but in {} ({} is better) at line {first}; one series has one unit and one direction",
                         shown(&record.workload),
-                        shown(&record.environment),
+                        record.environment.as_str(),
                         shown(&record.metric),
                         shown(&record.unit),
                         record.better.as_str(),
@@ -595,7 +595,7 @@ pub fn parse_results(reader: impl Read, path: &Path) -> Result<Vec<Record>, Reco
             format!(
                 "duplicate row for {}/{} repetition {} metric {} (first at line {}); each is measured once, so one of them is not a measurement: remove it",
                 shown(&r.workload),
-                shown(&r.environment),
+                r.environment.as_str(),
                 r.repetition,
                 shown(&r.metric),
                 lines[first]
@@ -640,14 +640,14 @@ fn parse_row(row: &csv::StringRecord, legacy: bool) -> Result<Record, String> {
     if workload.is_empty() || metric.is_empty() {
         return Err("the workload or the metric name is empty".into());
     }
-    if !EnvKind::ALL.iter().any(|k| k.as_str() == environment) {
+    let Some(kind) = EnvKind::from_name(environment) else {
         return Err(format!(
             "unknown environment `{}` for {}: isobench's are {}",
             shown(environment),
             shown(workload),
             EnvKind::ALL.map(|k| k.as_str()).join(", ")
         ));
-    }
+    };
     let series = || {
         format!(
             "{}/{environment} repetition {} metric {}",
@@ -675,7 +675,7 @@ fn parse_row(row: &csv::StringRecord, legacy: bool) -> Result<Record, String> {
     }
     Ok(Record {
         workload: workload.to_string(),
-        environment: environment.to_string(),
+        environment: kind,
         repetition,
         metric: metric.to_string(),
         unit: unit.to_string(),

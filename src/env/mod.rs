@@ -143,6 +143,22 @@ impl EnvKind {
     }
 }
 
+impl EnvKind {
+    /// The environment with this name, as scenarios and records spell it.
+    pub fn from_name(name: &str) -> Option<EnvKind> {
+        EnvKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// For the unit tests' fixtures only: a name that is not an environment's
+/// is a bug in the test.
+#[cfg(test)]
+impl From<&str> for EnvKind {
+    fn from(name: &str) -> EnvKind {
+        EnvKind::from_name(name).unwrap_or_else(|| panic!("no environment `{name}`"))
+    }
+}
+
 impl fmt::Display for EnvKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

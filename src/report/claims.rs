@@ -47,16 +47,16 @@ fn find<'a>(
     env: EnvKind,
     metric: &str,
 ) -> Option<&'a SeriesSummary> {
-    data.series.iter().find(|s| {
-        data.kind_of(&s.workload) == kind && s.environment == env.as_str() && s.metric == metric
-    })
+    data.series
+        .iter()
+        .find(|s| data.kind_of(&s.workload) == kind && s.environment == env && s.metric == metric)
 }
 
 /// The first series with `metric` in `env`, any workload.
 fn any<'a>(data: &'a ReportData, env: EnvKind, metric: &str) -> Option<&'a SeriesSummary> {
     data.series
         .iter()
-        .find(|s| s.environment == env.as_str() && s.metric == metric)
+        .find(|s| s.environment == env && s.metric == metric)
 }
 
 /// A ratio with its interval: `1.02× (95% CI 0.98–1.05)`, or without one
@@ -390,7 +390,7 @@ mod tests {
         for s in data
             .series
             .iter_mut()
-            .filter(|s| s.environment == "container" && s.metric == "startup_ms")
+            .filter(|s| s.environment == EnvKind::Container && s.metric == "startup_ms")
         {
             s.stats.median = 5000.0;
         }

@@ -142,7 +142,11 @@ mod tests {
         let s = data
             .series
             .iter()
-            .find(|s| s.workload == "cpu" && s.environment == "vm" && s.metric == "score")
+            .find(|s| {
+                s.workload == "cpu"
+                    && s.environment == crate::env::EnvKind::Vm
+                    && s.metric == "score"
+            })
             .unwrap();
         let m = &doc["fx/cpu/vm"]["score"];
         // (serde_json's default parser may be one ulp off in the last digit.)

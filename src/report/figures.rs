@@ -188,7 +188,7 @@ fn density_chart(series: &[&SeriesSummary], metric: &str, title: &str) -> Option
                 &mut groups,
                 &group,
                 chart::Bar {
-                    series: s.environment.clone(),
+                    series: s.environment.to_string(),
                     median: *v,
                     lo: *v,
                     hi: *v,
@@ -221,7 +221,7 @@ fn bar(series: &SeriesSummary) -> chart::Bar {
     let x = &series.stats;
     let spread = x.spread();
     chart::Bar {
-        series: series.environment.clone(),
+        series: series.environment.to_string(),
         median: x.median,
         lo: spread.lo,
         hi: spread.hi,
@@ -365,7 +365,7 @@ pub const BOOT_PARTS: [(&str, &str); 3] = [
 /// recorded) stacks `boot_kernel_ms` and the rest of `startup_ms` (its
 /// median per instance). `None` without VM boot figures.
 pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
-    let vm = EnvKind::Vm.as_str();
+    let vm = EnvKind::Vm;
     let mut workloads: Vec<&str> = Vec::new();
     for s in series.iter().filter(|s| s.environment == vm) {
         if !workloads.contains(&s.workload.as_str()) {
@@ -661,7 +661,7 @@ pub fn worse_than_native(s: &SeriesSummary, native_median: f64) -> Option<chart:
         .filter_map(|i| s.values.get(*i))
         .map(|v| worse(*v))
         .collect::<Option<_>>()?;
-    let ci = if s.environment == EnvKind::Native.as_str() {
+    let ci = if s.environment == EnvKind::Native {
         s.stats
             .ci95
             .as_ref()
@@ -678,7 +678,7 @@ pub fn worse_than_native(s: &SeriesSummary, native_median: f64) -> Option<chart:
         }
     };
     let bar = chart::Bar {
-        series: s.environment.clone(),
+        series: s.environment.to_string(),
         median,
         lo,
         hi,
@@ -698,7 +698,7 @@ pub fn worse_than_native_chart(
     family: Family,
     picked: &[&SeriesSummary],
 ) -> Option<chart::BarChart> {
-    let native = EnvKind::Native.as_str();
+    let native = EnvKind::Native;
     let mut groups = Vec::new();
     let mut inverted: Vec<String> = Vec::new();
     let mut divided: Vec<String> = Vec::new();
@@ -856,7 +856,7 @@ pub fn timeline_charts(data: &ReportData) -> (Option<chart::LineChart>, Option<c
     for t in &picked {
         let at = |tick: &super::samples::Tick| tick.t_ms / scale;
         memory.push(chart::Line {
-            series: t.environment.clone(),
+            series: t.environment.to_string(),
             kind: "RSS".into(),
             dashed: false,
             markers: false,
@@ -881,7 +881,7 @@ pub fn timeline_charts(data: &ReportData) -> (Option<chart::LineChart>, Option<c
             .collect();
         if !pss.is_empty() {
             memory.push(chart::Line {
-                series: t.environment.clone(),
+                series: t.environment.to_string(),
                 kind: "PSS".into(),
                 dashed: true,
                 markers: true,
@@ -890,7 +890,7 @@ pub fn timeline_charts(data: &ReportData) -> (Option<chart::LineChart>, Option<c
         }
         let start = t.ticks[0].cpu_ms;
         cpu.push(chart::Line {
-            series: t.environment.clone(),
+            series: t.environment.to_string(),
             kind: "CPU".into(),
             dashed: false,
             markers: false,
@@ -1137,7 +1137,7 @@ mod tests {
         let all = summarize(&recs);
         let vm_fork = all
             .iter()
-            .find(|s| s.workload == "fork" && s.environment == "vm")
+            .find(|s| s.workload == "fork" && s.environment == EnvKind::Vm)
             .unwrap();
         let ci = vm_fork.ratio_ci95.as_ref().expect("n = 6 a side");
         let refs: Vec<&SeriesSummary> = all.iter().collect();

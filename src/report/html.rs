@@ -170,7 +170,7 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
                 s,
                 "<li>{} in {}, {} {}: {} (log: {})</li>",
                 code(&f.workload),
-                code(&f.environment),
+                code(f.environment.as_str()),
                 if f.warmup { "warm-up" } else { "repetition" },
                 f.repetition,
                 escape(f.error.as_deref().unwrap_or("?")),
@@ -246,7 +246,7 @@ fn system(s: &mut String, data: &ReportData) {
         let mut v: Vec<&str> = Vec::new();
         for x in &data.series {
             if !v.contains(&x.environment.as_str()) {
-                v.push(&x.environment);
+                v.push(x.environment.as_str());
             }
         }
         v
@@ -323,7 +323,7 @@ fn section(
     for p in family.lecture() {
         let _ = writeln!(s, "<p>{}</p>", escape(p));
     }
-    let vm_here = series.iter().any(|x| x.environment == EnvKind::Vm.as_str());
+    let vm_here = series.iter().any(|x| x.environment == EnvKind::Vm);
     if data.tcg() && vm_here {
         let _ = writeln!(s, "<p class=\"caveat\">{}</p>", escape(family.tcg_caveat()));
     }
@@ -472,7 +472,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
              <td class=\"num\">[{}, {}]<br><span class=\"dir\">{}</span></td>\
              <td class=\"num\">{}</td><td class=\"values\">{}</td></tr>",
             code(&x.workload),
-            code(&x.environment),
+            code(x.environment.as_str()),
             code(&x.metric),
             escape(&x.unit),
             st.n,
@@ -501,7 +501,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
              <td class=\"num\">{}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             code(&x.workload),
-            code(&x.environment),
+            code(x.environment.as_str()),
             code(&x.metric),
             fmt_value(st.mean),
             fmt_value(st.stddev),

@@ -151,7 +151,7 @@ pub(crate) fn markdown(data: &ReportData) -> String {
                 s,
                 "- {} in {}, {} {}: {} (log: {})",
                 code(&f.workload),
-                code(&f.environment),
+                code(f.environment.as_str()),
                 if f.warmup { "warm-up" } else { "repetition" },
                 f.repetition,
                 cell(f.error.as_deref().unwrap_or("?")),
@@ -181,7 +181,7 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
             s,
             "| {} | {} | {} ({}, {} is better) | {} | {} | {} | {} [{}, {}] | {} | {} | {} |",
             cell(&x.workload),
-            cell(&x.environment),
+            cell(x.environment.as_str()),
             cell(&x.metric),
             cell(&x.unit),
             match x.better {

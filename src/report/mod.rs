@@ -72,7 +72,7 @@ pub struct SeriesSummary {
     /// Workload name.
     pub workload: String,
     /// Environment.
-    pub environment: String,
+    pub environment: EnvKind,
     /// Metric name.
     pub metric: String,
     /// Unit.
@@ -161,9 +161,7 @@ impl ReportData {
 
     /// Whether any series comes from a VM.
     pub fn has_vm(&self) -> bool {
-        self.series
-            .iter()
-            .any(|s| s.environment == EnvKind::Vm.as_str())
+        self.series.iter().any(|s| s.environment == EnvKind::Vm)
     }
 
     /// The scenario's name.
@@ -200,7 +198,7 @@ pub fn workload_kinds(meta: &Meta) -> BTreeMap<String, String> {
 pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
     // One pass: the values of every series, in repetition order, and the
     // order in which workloads and metrics first appear.
-    type Key = (String, String, String);
+    type Key = (String, EnvKind, String);
     let mut values: HashMap<Key, Vec<(u32, f64)>> = HashMap::new();
     let mut info: HashMap<Key, (String, Better)> = HashMap::new();
     let mut workload_rank: HashMap<&str, usize> = HashMap::new();
@@ -210,26 +208,13 @@ pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
         workload_rank.entry(&r.workload).or_insert(n);
         let n = metric_rank.len();
         metric_rank.entry(&r.metric).or_insert(n);
-        let key = (r.workload.clone(), r.environment.clone(), r.metric.clone());
+        let key = (r.workload.clone(), r.environment, r.metric.clone());
         info.entry(key.clone())
             .or_insert_with(|| (r.unit.clone(), r.better));
         values.entry(key).or_default().push((r.repetition, r.value));
     }
-    let env_rank = |e: &str| {
-        EnvKind::ALL
-            .iter()
-            .position(|k| k.as_str() == e)
-            .unwrap_or(99)
-    };
     let mut keys: Vec<&Key> = values.keys().collect();
-    keys.sort_by_key(|k| {
-        (
-            workload_rank[k.0.as_str()],
-            metric_rank[k.2.as_str()],
-            env_rank(&k.1),
-            k.1.clone(),
-        )
-    });
+    keys.sort_by_key(|k| (workload_rank[k.0.as_str()], metric_rank[k.2.as_str()], k.1));
     let ordered = |k: &Key| -> Vec<f64> {
         let mut v = values.get(k).cloned().unwrap_or_default();
         v.sort_by_key(|x| x.0);
@@ -242,16 +227,16 @@ pub fn summarize(records: &[Record]) -> Vec<SeriesSummary> {
             continue;
         };
         let (w, e, m) = key;
-        let native_key = (w.clone(), EnvKind::Native.as_str().to_string(), m.clone());
+        let native_key = (w.clone(), EnvKind::Native, m.clone());
         let native = ordered(&native_key);
-        let ratio = (e != EnvKind::Native.as_str() && !native.is_empty())
+        let ratio = (*e != EnvKind::Native && !native.is_empty())
             .then(|| stats::ratio_of_medians(&series, &native, RATIO_SEED))
             .flatten();
         let (unit, better) = info[key].clone();
         let enough = stats.n >= stats::CI_MIN_N && native.len() >= stats::CI_MIN_N;
         out.push(SeriesSummary {
             workload: w.clone(),
-            environment: e.clone(),
+            environment: *e,
             metric: m.clone(),
             unit,
             better,
@@ -277,10 +262,10 @@ pub fn density_rows(data: &ReportData) -> Vec<Vec<String>> {
         .into_iter()
         .filter(|s| data.kind_of(&s.workload) == "density")
         .collect();
-    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut keys: Vec<(&str, EnvKind)> = Vec::new();
     for s in &density {
-        if !keys.contains(&(s.workload.as_str(), s.environment.as_str())) {
-            keys.push((&s.workload, &s.environment));
+        if !keys.contains(&(s.workload.as_str(), s.environment)) {
+            keys.push((&s.workload, s.environment));
         }
     }
     for (w, e) in keys {
@@ -399,8 +384,8 @@ pub fn findings(
             .map(|s| {
                 let value = format!("{} {}", fmt_value(s.stats.median), text(&s.unit));
                 match ratio_phrase(s) {
-                    Some(r) => format!("{} {value}, {r}", name(&s.environment)),
-                    None => format!("{} {value}", name(&s.environment)),
+                    Some(r) => format!("{} {value}, {r}", name(s.environment.as_str())),
+                    None => format!("{} {value}", name(s.environment.as_str())),
                 }
             })
             .collect();
@@ -417,12 +402,12 @@ pub fn findings(
         let within: Vec<String> = rows
             .iter()
             .filter(|s| s.ratio_ci95.as_ref().is_some_and(|ci| ci.contains(1.0)))
-            .map(|s| name(&s.environment))
+            .map(|s| name(s.environment.as_str()))
             .collect();
         let short: Vec<String> = rows
             .iter()
             .filter(|s| s.ratio_to_native.is_some() && s.ratio_ci95.is_none())
-            .map(|s| name(&s.environment))
+            .map(|s| name(s.environment.as_str()))
             .collect();
         if !short.is_empty() {
             let _ = write!(
@@ -461,7 +446,7 @@ pub fn findings(
 /// instance times its loop, then installs the filter on itself and times
 /// it again (`score_seccomp`).
 fn seccomp_cost(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String> {
-    let native = EnvKind::Native.as_str();
+    let native = EnvKind::Native;
     let mut out = Vec::new();
     for plain in data
         .series
@@ -508,7 +493,7 @@ fn seccomp_cost(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String>
 /// Per workload, how the VM's median startup splits into the guest
 /// kernel's boot and the rest.
 fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String> {
-    let vm = EnvKind::Vm.as_str();
+    let vm = EnvKind::Vm;
     let get = |w: &str, m: &str| {
         data.series
             .iter()

@@ -81,7 +81,7 @@ impl Book {
         };
         let instance = InstanceRecord {
             workload: e.workload.to_string(),
-            environment: e.env.to_string(),
+            environment: e.env,
             repetition: e.repetition,
             warmup: e.warmup,
             ok: r.error.is_none(),

@@ -425,7 +425,7 @@ mod tests {
         for env in ["native", "container"] {
             let of = |m: &str| {
                 rows.iter()
-                    .filter(|r| r.environment == env && r.metric == m)
+                    .filter(|r| r.environment.as_str() == env && r.metric == m)
                     .count()
             };
             // Warm-ups are run but not recorded.
@@ -554,7 +554,7 @@ mod tests {
         let reps = |env: &str| {
             let mut r: Vec<u32> = rows
                 .iter()
-                .filter(|r| r.environment == env && r.metric == "score")
+                .filter(|r| r.environment.as_str() == env && r.metric == "score")
                 .map(|r| r.repetition)
                 .collect();
             r.sort();
@@ -616,7 +616,7 @@ mod tests {
         for env in ["native", "container"] {
             let k: Vec<u32> = rows
                 .iter()
-                .filter(|r| r.environment == env && r.metric == "density_pss_total_mib")
+                .filter(|r| r.environment.as_str() == env && r.metric == "density_pss_total_mib")
                 .map(|r| r.repetition)
                 .collect();
             assert_eq!(k, [1, 2, 3], "{env}");
@@ -686,7 +686,7 @@ mod tests {
         let rows = read_results(&b.dir.join(RESULTS)).unwrap();
         let startups: Vec<f64> = rows
             .iter()
-            .filter(|r| r.environment == "native" && r.metric == "startup_ms")
+            .filter(|r| r.environment == EnvKind::Native && r.metric == "startup_ms")
             .map(|r| r.value)
             .collect();
         assert_eq!(startups.len(), 1);

@@ -134,7 +134,7 @@ pub fn results(run: &Path) -> Vec<(String, String, u32, String, String, f64)> {
         .map(|r| {
             (
                 r.workload,
-                r.environment,
+                r.environment.to_string(),
                 r.repetition,
                 r.metric,
                 r.unit,
