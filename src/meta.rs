@@ -97,7 +97,10 @@ impl Host {
     }
 }
 
-/// The value of the first `key : value` line with this key.
+/// The value of the first `key : value` line with this key. The agent's
+/// reader (of the guest's `/proc/self/status` and `/proc/meminfo`): it is in
+/// every image and initramfs, and stays with the standard library; the host
+/// side reads `/proc` through `procfs`.
 pub fn field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -105,9 +108,17 @@ pub fn field(text: &str, key: &str) -> Option<String> {
     })
 }
 
-/// A `/proc/meminfo` figure (`MemTotal:   24000 kB`), in KiB.
+/// A `/proc/meminfo` figure (`MemTotal:   24000 kB`), in KiB; the agent's
+/// (see [`field`]).
 pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
     field(meminfo, key).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// `meminfo` under a procfs root (`/proc`), parsed by `procfs`; its figures
+/// are in bytes.
+pub fn meminfo(proc_root: &Path) -> Option<procfs::Meminfo> {
+    use procfs::FromRead;
+    procfs::Meminfo::from_file(proc_root.join("meminfo")).ok()
 }
 
 /// Unit and direction of a metric, so reports and `compare` know which way is better.
@@ -275,6 +286,45 @@ mod tests {
         assert!(err.contains("meta.json is a FIFO"), "{err}");
     }
 
+    /// The `/proc/meminfo` of a 2-core, 24 GiB Debian 12 host (kernel 6.1),
+    /// trimmed to the lines `procfs` requires and a few it does not.
+    const MEMINFO: &str = "\
+MemTotal:       24684084 kB
+MemFree:        20795812 kB
+MemAvailable:   23864776 kB
+Buffers:           15904 kB
+Cached:          3204696 kB
+SwapCached:            0 kB
+Active:          2291628 kB
+Inactive:        1266384 kB
+SwapTotal:             0 kB
+SwapFree:              0 kB
+Dirty:             18512 kB
+Writeback:             0 kB
+AnonPages:        351324 kB
+Mapped:           134896 kB
+Shmem:              8872 kB
+Slab:             200696 kB
+Committed_AS:    2979584 kB
+VmallocTotal:   34359738367 kB
+VmallocUsed:       14636 kB
+VmallocChunk:          0 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+";
+
+    #[test]
+    fn meminfo_is_read_under_a_proc_root() {
+        let root = crate::testutil::TempDir::new("meta-meminfo");
+        assert!(meminfo(&root).is_none(), "no file, no figures");
+        std::fs::write(root.join("meminfo"), MEMINFO).unwrap();
+        let m = meminfo(&root).unwrap();
+        assert_eq!(m.mem_total, 24684084 * 1024);
+        assert_eq!(m.mem_available, Some(23864776 * 1024));
+        std::fs::write(root.join("meminfo"), "MemTotal: lots kB\n").unwrap();
+        assert!(meminfo(&root).is_none());
+    }
+
     /// The inventory `sysinfo` takes of this machine, checked for
     /// plausibility (no figure of a particular machine is asserted).
     #[test]
@@ -299,8 +349,7 @@ mod tests {
             "{host:?}"
         );
         // The memory `sysinfo` sees is MemTotal.
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-        let total = meminfo_kib(&meminfo, "MemTotal").unwrap() / 1024;
+        let total = meminfo(Path::new("/proc")).unwrap().mem_total >> 20;
         assert_eq!(host.memory_mib, total, "{host:?}");
         assert!(host.os.starts_with("Linux"), "{host:?}");
         assert!(host.os_name.as_deref().is_some_and(|n| !n.is_empty()));
