@@ -4,9 +4,16 @@
 //! mapped; PSS makes the kernel walk it). The sampler must stay under 1% of
 //! a core at its default 10 ms interval with PSS every 10th tick: per tick,
 //! `(stat cost + pss cost / 10) / 10 ms`.
+//!
+//! `parse/...` sets the sampler's hand parsers of `stat` and
+//! `smaps_rollup` beside `procfs`'s on the same bytes (this process's own
+//! files, read once): the reason the sampler keeps its own (see
+//! `isobench::sample`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use isobench::sample::sample_once;
+use isobench::sample::{parse_rollup_pss_kib, parse_stat, sample_once};
+use procfs::process::{SmapsRollup, Stat};
+use procfs::{FromBufRead, FromRead};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -42,5 +49,24 @@ fn sampler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sampler);
+fn parsers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse");
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").expect("own smaps_rollup");
+    group.bench_function("stat/hand", |b| {
+        b.iter(|| parse_stat(std::hint::black_box(&stat)).expect("stat"))
+    });
+    group.bench_function("stat/procfs", |b| {
+        b.iter(|| Stat::from_read(std::hint::black_box(stat.as_bytes())).expect("stat"))
+    });
+    group.bench_function("smaps_rollup/hand", |b| {
+        b.iter(|| parse_rollup_pss_kib(std::hint::black_box(&rollup)).expect("pss"))
+    });
+    group.bench_function("smaps_rollup/procfs", |b| {
+        b.iter(|| SmapsRollup::from_buf_read(std::hint::black_box(rollup.as_bytes())).expect("pss"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sampler, parsers);
 criterion_main!(benches);

@@ -236,24 +236,18 @@ pub struct Driver {
     pub v2: Option<(PathBuf, Vec<String>)>,
 }
 
-/// Mount points of the v1 hierarchies, by controller, from a mountinfo text.
+/// Mount points of the v1 hierarchies, by controller, from a mountinfo text
+/// (parsed by `procfs`, through [`crate::runtime::mount_table`]): each
+/// `cgroup` mount whose super options name a controller isobench uses.
 pub fn v1_mounts(mountinfo: &str) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        if r.next() != Some("cgroup") {
+    for m in crate::runtime::mount_table(mountinfo) {
+        if m.fs_type != "cgroup" {
             continue;
         }
-        let super_opts = r.nth(1).unwrap_or("");
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        for opt in super_opts.split(',') {
-            if ["memory", "cpu", "cpuacct", "pids"].contains(&opt) {
-                out.push((opt.to_string(), PathBuf::from(mount_point)));
+        for c in ["memory", "cpu", "cpuacct", "pids"] {
+            if m.super_options.contains_key(c) {
+                out.push((c.to_string(), m.mount_point.clone()));
             }
         }
     }

@@ -24,47 +24,83 @@ pub fn version() -> String {
     )
 }
 
-/// The host a run ran on.
+/// The host a run ran on: its inventory as `sysinfo` reads it, plus what
+/// `sysinfo` does not know (the CPUs isobench may use, the cgroup layout).
+///
+/// Fields added after the first `meta.json`s were written default when a
+/// file lacks them, so `report` and `compare` still read old run
+/// directories.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
-    /// `model name` from `/proc/cpuinfo`.
+    /// The CPU's brand (`sysinfo`; on Linux the `model name` of
+    /// `/proc/cpuinfo`).
     pub cpu_model: String,
-    /// CPUs available to isobench.
+    /// The CPU's frequency in MHz as `sysinfo` reads it (cpufreq's current
+    /// frequency, else `cpu MHz` of `/proc/cpuinfo`); `None` when unknown.
+    #[serde(default)]
+    pub cpu_mhz: Option<u64>,
+    /// Physical cores of the host.
+    #[serde(default)]
+    pub physical_cores: Option<usize>,
+    /// Logical CPUs of the host (hardware threads).
+    #[serde(default)]
+    pub logical_cores: Option<usize>,
+    /// CPUs available to isobench (`available_parallelism`: the affinity
+    /// mask and a cgroup quota count), which may be fewer than
+    /// `logical_cores`.
     pub cores: usize,
     /// Host kernel release (`uname -r`).
     pub kernel: String,
-    /// `PRETTY_NAME` from `/etc/os-release`.
+    /// The operating system in one line (`sysinfo`'s long OS version:
+    /// `Linux (Debian GNU/Linux 12)`; older files have `PRETTY_NAME`).
     pub os: String,
-    /// `MemTotal` in MiB.
+    /// The distribution's name (`NAME` of `/etc/os-release`).
+    #[serde(default)]
+    pub os_name: Option<String>,
+    /// The distribution's version (`VERSION_ID` of `/etc/os-release`).
+    #[serde(default)]
+    pub os_version: Option<String>,
+    /// Total memory in MiB.
     pub memory_mib: u64,
     /// cgroup setup: `v1`, `v2` or `hybrid`.
     pub cgroup_mode: String,
 }
 
 impl Host {
-    /// Reads the host's description from `/proc`, `/etc` and `/sys`.
+    /// Takes the host's inventory (`sysinfo`) and its cgroup layout (`/sys`).
     pub fn detect() -> Host {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing()
+                .with_cpu(CpuRefreshKind::nothing().with_frequency())
+                .with_memory(MemoryRefreshKind::nothing().with_ram()),
+        )
+        .ok();
+        let cpus = sys.as_ref().map_or(&[][..], |s| s.cpus());
+        let first = cpus.first();
+        let known = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
         Host {
-            cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: nix::sys::utsname::uname()
-                .map(|u| u.release().to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "unknown".into()),
-            os: os
-                .lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string())
+            cpu_model: first
+                .and_then(|c| known(c.brand()))
                 .unwrap_or_else(|| "unknown".into()),
-            memory_mib: meminfo_kib(&meminfo, "MemTotal").map_or(0, |kib| kib / 1024),
+            cpu_mhz: first.map(|c| c.frequency()).filter(|&f| f > 0),
+            physical_cores: System::physical_core_count().ok().filter(|&n| n > 0),
+            logical_cores: (!cpus.is_empty()).then_some(cpus.len()),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: System::kernel_version().unwrap_or_else(|_| "unknown".into()),
+            os: System::long_os_version().unwrap_or_else(|_| "unknown".into()),
+            os_name: System::name().ok(),
+            os_version: System::os_version().ok(),
+            memory_mib: sys.as_ref().map_or(0, |s| s.total_memory() >> 20),
             cgroup_mode: crate::cgroup::detect(Path::new("/sys/fs/cgroup")).to_string(),
         }
     }
 }
 
-/// The value of the first `key : value` line with this key.
+/// The value of the first `key : value` line with this key. The agent's
+/// reader (of the guest's `/proc/self/status` and `/proc/meminfo`): it is in
+/// every image and initramfs, and stays with the standard library; the host
+/// side reads `/proc` through `procfs`.
 pub fn field(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -72,9 +108,17 @@ pub fn field(text: &str, key: &str) -> Option<String> {
     })
 }
 
-/// A `/proc/meminfo` figure (`MemTotal:   24000 kB`), in KiB.
+/// A `/proc/meminfo` figure (`MemTotal:   24000 kB`), in KiB; the agent's
+/// (see [`field`]).
 pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
     field(meminfo, key).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// `meminfo` under a procfs root (`/proc`), parsed by `procfs`; its figures
+/// are in bytes.
+pub fn meminfo(proc_root: &Path) -> Option<procfs::Meminfo> {
+    use procfs::FromRead;
+    procfs::Meminfo::from_file(proc_root.join("meminfo")).ok()
 }
 
 /// Unit and direction of a metric, so reports and `compare` know which way is better.
@@ -242,11 +286,88 @@ mod tests {
         assert!(err.contains("meta.json is a FIFO"), "{err}");
     }
 
+    /// The `/proc/meminfo` of a 2-core, 24 GiB Debian 12 host (kernel 6.1),
+    /// trimmed to the lines `procfs` requires and a few it does not.
+    const MEMINFO: &str = "\
+MemTotal:       24684084 kB
+MemFree:        20795812 kB
+MemAvailable:   23864776 kB
+Buffers:           15904 kB
+Cached:          3204696 kB
+SwapCached:            0 kB
+Active:          2291628 kB
+Inactive:        1266384 kB
+SwapTotal:             0 kB
+SwapFree:              0 kB
+Dirty:             18512 kB
+Writeback:             0 kB
+AnonPages:        351324 kB
+Mapped:           134896 kB
+Shmem:              8872 kB
+Slab:             200696 kB
+Committed_AS:    2979584 kB
+VmallocTotal:   34359738367 kB
+VmallocUsed:       14636 kB
+VmallocChunk:          0 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+";
+
+    #[test]
+    fn meminfo_is_read_under_a_proc_root() {
+        let root = crate::testutil::TempDir::new("meta-meminfo");
+        assert!(meminfo(&root).is_none(), "no file, no figures");
+        std::fs::write(root.join("meminfo"), MEMINFO).unwrap();
+        let m = meminfo(&root).unwrap();
+        assert_eq!(m.mem_total, 24684084 * 1024);
+        assert_eq!(m.mem_available, Some(23864776 * 1024));
+        std::fs::write(root.join("meminfo"), "MemTotal: lots kB\n").unwrap();
+        assert!(meminfo(&root).is_none());
+    }
+
+    /// The inventory `sysinfo` takes of this machine, checked for
+    /// plausibility (no figure of a particular machine is asserted).
     #[test]
     fn host_is_described() {
         let host = Host::detect();
+        crate::say!("this host: {host:?}");
         assert!(host.cores >= 1);
         assert!(!host.kernel.is_empty() && host.kernel != "unknown");
+        let release = nix::sys::utsname::uname().unwrap();
+        assert_eq!(host.kernel, release.release().to_string_lossy());
         assert!(["v1", "v2", "hybrid", "none"].contains(&host.cgroup_mode.as_str()));
+        assert!(
+            !host.cpu_model.is_empty() && host.cpu_model != "unknown",
+            "{host:?}"
+        );
+        let logical = host.logical_cores.expect("logical CPUs");
+        assert!(logical >= host.cores, "{host:?}");
+        let physical = host.physical_cores.expect("physical cores");
+        assert!((1..=logical).contains(&physical), "{host:?}");
+        assert!(
+            host.cpu_mhz.is_some_and(|f| (100..20_000).contains(&f)),
+            "{host:?}"
+        );
+        // The memory `sysinfo` sees is MemTotal.
+        let total = meminfo(Path::new("/proc")).unwrap().mem_total >> 20;
+        assert_eq!(host.memory_mib, total, "{host:?}");
+        assert!(host.os.starts_with("Linux"), "{host:?}");
+        assert!(host.os_name.as_deref().is_some_and(|n| !n.is_empty()));
+    }
+
+    /// A `meta.json` written before the inventory came from `sysinfo`
+    /// still loads (what `report` and `compare` do with old runs).
+    #[test]
+    fn an_old_host_description_still_loads() {
+        let old = r#"{"cpu_model": "AMD EPYC", "cores": 2, "kernel": "6.1.0-18-cloud-amd64",
+            "os": "Debian GNU/Linux 12 (bookworm)", "memory_mib": 24105, "cgroup_mode": "hybrid"}"#;
+        let host: Host = serde_json::from_str(old).unwrap();
+        assert_eq!(host.cpu_model, "AMD EPYC");
+        assert_eq!(host.memory_mib, 24105);
+        assert_eq!(
+            (host.cpu_mhz, host.physical_cores, host.logical_cores),
+            (None, None, None)
+        );
+        assert_eq!(host.os_name, None);
     }
 }

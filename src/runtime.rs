@@ -19,6 +19,7 @@
 //! are still the same processes (never by name), detaches any mount left
 //! under the directory, removes the run's cgroups, and removes it.
 
+use procfs::process::MountInfo;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -190,10 +191,11 @@ pub struct State {
 /// Start time of a process from its `stat` file (field 22), or `None`
 /// when it does not exist.
 pub fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    use procfs::FromRead;
+    let path = proc_root.join(pid.to_string()).join("stat");
+    procfs::process::Stat::from_file(path)
+        .ok()
+        .map(|s| s.starttime)
 }
 
 fn is_same_process(proc_root: &Path, t: &Tracked) -> bool {
@@ -358,36 +360,47 @@ pub struct CleanReport {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Decodes the octal escapes (`\040` for a space) of a mountinfo path.
-fn unescape_mount_path(raw: &str) -> PathBuf {
+/// Decodes the octal escapes (`\040` for a space) of a mountinfo path
+/// (`procfs` leaves them in).
+fn unescape_mount_path(raw: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
+    while i < raw.len() {
+        if raw[i] == b'\\'
+            && i + 3 < raw.len()
+            && raw[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
         {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            let v = (raw[i + 1] - b'0') * 64 + (raw[i + 2] - b'0') * 8 + (raw[i + 3] - b'0');
             out.push(v);
             i += 4;
         } else {
-            out.push(bytes[i]);
+            out.push(raw[i]);
             i += 1;
         }
     }
     PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
+/// The mounts of a mountinfo text (`/proc/PID/mountinfo`), parsed by
+/// `procfs` line by line, in order, with their mount points unescaped. A
+/// line `procfs` cannot read is left out, not the whole table.
+pub fn mount_table(mountinfo: &str) -> Vec<MountInfo> {
+    mountinfo
+        .lines()
+        .filter_map(|line| MountInfo::from_line(line).ok())
+        .map(|mut m| {
+            m.mount_point = unescape_mount_path(m.mount_point.as_os_str().as_encoded_bytes());
+            m
+        })
+        .collect()
+}
+
 /// Mount points under `dir` in a mountinfo text, deepest first.
 pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
+    let mut found: Vec<PathBuf> = mount_table(mountinfo)
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -396,29 +409,22 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The file system holding `path`, from `/proc/self/mountinfo` text: its
-/// type, source and mount point (the longest mount point above `path`; of
-/// several on one point, the last mounted).
+/// type, source (`none` when it has none) and mount point (the longest
+/// mount point above `path`; of several on one point, the last mounted).
 pub fn filesystem_of(mountinfo: &str, path: &Path) -> Option<(String, String, PathBuf)> {
-    let mut best: Option<(String, String, PathBuf)> = None;
-    for line in mountinfo.lines() {
-        let Some(point) = line.split(' ').nth(4).map(unescape_mount_path) else {
-            continue;
-        };
-        let Some((_, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut rest = after.split(' ');
-        let (Some(fstype), Some(source)) = (rest.next(), rest.next()) else {
-            continue;
-        };
-        let deeper = best
-            .as_ref()
-            .is_none_or(|(_, _, b)| point.components().count() >= b.components().count());
-        if path.starts_with(&point) && deeper {
-            best = Some((fstype.to_string(), source.to_string(), point));
+    let mut best: Option<MountInfo> = None;
+    for m in mount_table(mountinfo) {
+        let deeper = best.as_ref().is_none_or(|b| {
+            m.mount_point.components().count() >= b.mount_point.components().count()
+        });
+        if path.starts_with(&m.mount_point) && deeper {
+            best = Some(m);
         }
     }
-    best
+    best.map(|m| {
+        let source = m.mount_source.unwrap_or_else(|| "none".into());
+        (m.fs_type, source, m.mount_point)
+    })
 }
 
 /// The instance cgroups of run `run_id`: `isobench/<run-id>.*` in every
@@ -605,15 +611,21 @@ mod tests {
     fn start_time_parses_names_with_spaces_and_parens() {
         let root = temp("stat");
         std::fs::create_dir_all(root.join("42")).unwrap();
-        let mut fields = vec!["S".to_string(); 50];
-        fields[19] = "987654".into();
+        // A real stat line (Linux 6.1) with a command name that has spaces
+        // and parentheses; start time (field 22) 987654.
         std::fs::write(
             root.join("42/stat"),
-            format!("42 (a b) c)) {}", fields.join(" ")),
+            "42 (a b) c)) S 665 665 17282 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 \
+             987654 3133440 383 18446744073709551615 93885223882752 93885223902633 \
+             140726074533856 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 93885223918640 \
+             93885223920256 93886011465728 140726074538720 140726074538740 \
+             140726074538740 140726074540011 0\n",
         )
         .unwrap();
         assert_eq!(start_time(&root, 42), Some(987654));
         assert_eq!(start_time(&root, 43), None);
+        std::fs::write(root.join("42/stat"), "42 (x) S 1 2\n").unwrap();
+        assert_eq!(start_time(&root, 42), None, "a cut-off line");
     }
 
     #[test]
@@ -646,7 +658,9 @@ mod tests {
         let info = "36 25 0:32 / /run/isobench/r1/merged rw - overlay overlay rw\n\
                     37 36 0:33 / /run/isobench/r1/merged/proc rw - proc proc rw\n\
                     38 25 0:34 / /run/isobench/r10 rw - tmpfs t rw\n\
-                    39 25 0:35 / /run/isobench/r1/with\\040space rw - tmpfs t rw\n";
+                    39 25 0:35 / /run/isobench/r1/with\\040space rw - tmpfs t rw\n\
+                    not a mount line\n\
+                    40 25 0:36 / /run/isobench/r1/a rw,relatime shared:5 master:2 - proc none rw\n";
         let found = mounts_under(info, Path::new("/run/isobench/r1"));
         assert_eq!(
             found,
@@ -654,7 +668,13 @@ mod tests {
                 PathBuf::from("/run/isobench/r1/merged/proc"),
                 PathBuf::from("/run/isobench/r1/merged"),
                 PathBuf::from("/run/isobench/r1/with space"),
+                PathBuf::from("/run/isobench/r1/a"),
             ]
+        );
+        let a = filesystem_of(info, Path::new("/run/isobench/r1/a/b")).unwrap();
+        assert_eq!(
+            a,
+            ("proc".into(), "none".into(), "/run/isobench/r1/a".into())
         );
     }
 

@@ -5,17 +5,33 @@
 //! resident memory. Most of its cost on a virtualized host is the timer
 //! wake-up itself (tens of µs), so a tick reads as little as it can.
 //!
-//! Per tick it reads `/proc/PID/stat` (user + system CPU time) and
-//! `/proc/PID/statm` (resident pages) of each process: cheap, fixed-format
-//! files (about 20 µs a tick here, 0.2% of a core at 10 ms). PSS comes from
+//! Per tick it reads `/proc/PID/task/PID/children` (the tree) and
+//! `/proc/PID/stat` (state, user + system CPU time, resident pages) of each
+//! process: small, fixed-format files (about 14 µs of CPU a tick for one
+//! process here, 0.15% of a core at 10 ms). PSS comes from
 //! `/proc/PID/smaps_rollup`, which makes the kernel walk the process's page
-//! tables — for a VM, its whole guest memory: about 1.3 ms for 256 MiB here.
+//! tables — for a VM, its whole guest memory: a few ms for 256 MiB here.
 //! So PSS is read on a budget: after a reading that took `d`, the next one
 //! waits at least `d / PSS_BUDGET` (200 d), which keeps PSS under 0.5% of a
 //! core whatever the size, and never comes sooner than `pss_every` ticks.
-//! The files are parsed with one reused buffer. The sampler's own cost (a
-//! quality bar: under 1% of a core at the default 10 ms) is measured by
-//! `cargo bench --bench sampler`.
+//!
+//! The per-tick files are read into one reused buffer and parsed by hand,
+//! not by `procfs` (which the rest of isobench uses for `/proc`), because
+//! `procfs` costs measurably more per tick. Measured here (2 nested cores,
+//! loaded; median thread CPU time per tick of one process, hand /
+//! `procfs`, the variants interleaved): a tick 13.4 / 14.5 µs with
+//! `procfs`'s `Stat` parser on the same buffer (+8%: it parses all 52
+//! fields and copies the line), 13.4 / 17.9 µs through
+//! `procfs::process::Process` (+33%: two more directory opens per process,
+//! for the process and its task); a PSS tick 46.0 / 50.8 µs (+10%: its
+//! `SmapsRollup` builds a map of every field). Parsing alone (the bench's
+//! `parse/...`): `stat` 0.27 / 0.91 µs, `smaps_rollup` 0.10 / 3.9 µs. For
+//! a 256 MiB process the PSS tick is the kernel's page-table walk either
+//! way (3.8 ms, within 1%). The `children` lists are split by hand too:
+//! `procfs` reads them only through `Process`. A unit test checks that the
+//! hand parsers agree with `procfs` on this machine's own files. The
+//! sampler's own cost (a quality bar: under 1% of a core at the default
+//! 10 ms) is measured by `cargo bench --bench sampler`.
 //!
 //! Every path is taken relative to a procfs root, so tests run on fixture
 //! trees.
@@ -51,6 +67,46 @@ pub struct Sample {
     pub pss_kib: Option<u64>,
 }
 
+/// What the sampler takes from a `/proc/PID/stat` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFigures {
+    /// The state letter (field 3): `R`, `S`, `Z`...
+    pub state: char,
+    /// User CPU time in clock ticks (field 14).
+    pub utime: u64,
+    /// System CPU time in clock ticks (field 15).
+    pub stime: u64,
+    /// Resident pages (field 24).
+    pub rss_pages: u64,
+}
+
+/// Parses the fields the sampler needs from a `/proc/PID/stat` line, by
+/// hand (see the module's doc for why, and `procfs`'s figures).
+pub fn parse_stat(stat: &str) -> Option<StatFigures> {
+    // Fields after the command name (which may contain spaces and
+    // parentheses): state is field 3, utime 14, stime 15, rss 24.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let utime = fields.nth(10)?.parse().ok()?;
+    let stime = fields.next()?.parse().ok()?;
+    let rss_pages = fields.nth(8)?.parse().ok()?;
+    Some(StatFigures {
+        state,
+        utime,
+        stime,
+        rss_pages,
+    })
+}
+
+/// The `Pss` of a `/proc/PID/smaps_rollup` text, in KiB, by hand (see the
+/// module's doc).
+pub fn parse_rollup_pss_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Reads procfs files with one reused buffer.
 struct Reader {
     root: PathBuf,
@@ -61,18 +117,11 @@ struct Reader {
 
 impl Reader {
     fn new(root: PathBuf) -> Reader {
-        // SAFETY: sysconf with valid names.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
         Reader {
             root,
             buf: Vec::with_capacity(4096),
-            ticks_per_s: if ticks > 0 { ticks as f64 } else { 100.0 },
-            page_kib: if page > 0 { page as u64 / 1024 } else { 4 },
+            ticks_per_s: procfs::ticks_per_second().max(1) as f64,
+            page_kib: (procfs::page_size() / 1024).max(1),
         }
     }
 
@@ -91,26 +140,19 @@ impl Reader {
     /// has exited, only its exit status is left) or a process that is gone.
     fn cpu_and_rss(&mut self, pid: u32) -> Option<(f64, u64)> {
         let (ticks_per_s, page_kib) = (self.ticks_per_s, self.page_kib);
-        let stat = self.read(pid, "stat")?;
-        // Fields after the command name (which may contain spaces and
-        // parentheses): state is field 3, utime 14, stime 15, rss 24.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let mut fields = rest.split_whitespace();
-        if matches!(fields.next()?, "Z" | "X" | "x") {
+        let stat = parse_stat(self.read(pid, "stat")?)?;
+        if matches!(stat.state, 'Z' | 'X' | 'x') {
             return None;
         }
-        let utime: u64 = fields.nth(10)?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        let rss: u64 = fields.nth(8)?.parse().ok()?;
-        Some(((utime + stime) as f64 * 1e3 / ticks_per_s, rss * page_kib))
+        Some((
+            (stat.utime + stat.stime) as f64 * 1e3 / ticks_per_s,
+            stat.rss_pages * page_kib,
+        ))
     }
 
     /// PSS of a process, in KiB, from `smaps_rollup`.
     fn pss_kib(&mut self, pid: u32) -> Option<u64> {
-        let text = self.read(pid, "smaps_rollup")?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        parse_rollup_pss_kib(self.read(pid, "smaps_rollup")?)
     }
 
     /// The process and all its descendants, from `task/PID/children`.
@@ -358,7 +400,7 @@ mod tests {
         std::fs::write(
             dir.join("smaps_rollup"),
             format!(
-                "00400000-7fff [rollup]\nRss:    {} kB\nPss:    {pss_kib} kB\nPss_Anon: 1 kB\n",
+                "55d1c0000000-7ffd5a5f8000 ---p 00000000 00:00 0    [rollup]\nRss:    {} kB\nPss:    {pss_kib} kB\nPss_Anon: 1 kB\n",
                 rss_pages * 4
             ),
         )
@@ -394,6 +436,53 @@ mod tests {
             "a vanished process ends sampling"
         );
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// The hand parsers of the per-tick files read what `procfs` reads,
+    /// on a fixture and on this process's own files (each read once, so
+    /// both parse the same bytes).
+    #[test]
+    fn hand_parsers_agree_with_procfs() {
+        use procfs::process::{SmapsRollup, Stat};
+        use procfs::{FromBufRead, FromRead};
+        let root = fixture("agree");
+        process(&root, 7, &[], 123, 45, 678, 910);
+        let stats = [
+            std::fs::read_to_string(root.join("7/stat")).unwrap(),
+            std::fs::read_to_string("/proc/self/stat").unwrap(),
+        ];
+        for text in &stats {
+            let ours = parse_stat(text).unwrap();
+            let theirs = Stat::from_read(text.as_bytes()).unwrap();
+            assert_eq!(
+                ours,
+                StatFigures {
+                    state: theirs.state,
+                    utime: theirs.utime,
+                    stime: theirs.stime,
+                    rss_pages: theirs.rss,
+                },
+                "{text}"
+            );
+        }
+        assert_eq!(parse_stat(&stats[0]).unwrap().utime, 123);
+        let rollups = [
+            std::fs::read_to_string(root.join("7/smaps_rollup")).unwrap(),
+            std::fs::read_to_string("/proc/self/smaps_rollup").unwrap(),
+        ];
+        for text in &rollups {
+            let theirs = SmapsRollup::from_buf_read(text.as_bytes()).unwrap();
+            let pss = theirs
+                .memory_map_rollup
+                .iter()
+                .next()
+                .unwrap()
+                .extension
+                .map["Pss"];
+            assert_eq!(parse_rollup_pss_kib(text), Some(pss / 1024), "{text}");
+        }
+        assert_eq!(parse_rollup_pss_kib(&rollups[0]), Some(910));
+        assert_eq!(parse_stat("12 (x) S 1 2"), None, "a cut-off line");
     }
 
     #[test]

@@ -480,7 +480,6 @@ pub struct HostCapacity {
 impl HostCapacity {
     /// This host's figures; VM disks are made under `runtime_dir`.
     pub fn detect(runtime_dir: &Path) -> HostCapacity {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         // The runtime directory may not exist yet: its nearest ancestor
         // that does is on the same file system, in all likelihood.
         let disk_free = runtime_dir
@@ -492,7 +491,7 @@ impl HostCapacity {
                 (runtime_dir.to_path_buf(), free)
             });
         HostCapacity {
-            memory_mib: crate::meta::meminfo_kib(&meminfo, "MemTotal").map(|kib| kib / 1024),
+            memory_mib: crate::meta::meminfo(Path::new("/proc")).map(|m| m.mem_total >> 20),
             cpus: std::thread::available_parallelism()
                 .ok()
                 .map(|n| n.get() as u64),

@@ -225,11 +225,20 @@ fn row(s: &mut String, key: &str, value: &str) {
 fn system(s: &mut String, data: &ReportData) {
     let m = &data.meta;
     s.push_str("<section id=\"system\">\n<h2>Host and system</h2>\n<table class=\"kv\">\n");
-    row(s, "CPU", &escape(&m.host.cpu_model));
-    row(s, "cores", &m.host.cores.to_string());
-    row(s, "memory", &format!("{} MiB", m.host.memory_mib));
-    row(s, "host kernel", &escape(&m.host.kernel));
-    row(s, "operating system", &escape(&m.host.os));
+    let h = &m.host;
+    let mhz = h.cpu_mhz.map_or(String::new(), |f| format!(", {f} MHz"));
+    row(s, "CPU", &format!("{}{mhz}", escape(&h.cpu_model)));
+    let mut cores = h.cores.to_string();
+    if let (Some(logical), Some(physical)) = (h.logical_cores, h.physical_cores) {
+        let _ = write!(
+            cores,
+            " available to isobench (host: {logical} logical, {physical} physical)"
+        );
+    }
+    row(s, "cores", &cores);
+    row(s, "memory", &format!("{} MiB", h.memory_mib));
+    row(s, "host kernel", &escape(&h.kernel));
+    row(s, "operating system", &escape(&h.os));
     row(s, "cgroups", &escape(&m.host.cgroup_mode));
     row(s, "isobench", &escape(&m.isobench));
     let source = m.scenario.get("source").and_then(|v| v.as_str());

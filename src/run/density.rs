@@ -20,8 +20,8 @@ use std::time::Duration;
 
 /// `MemAvailable` of the host, in MiB.
 fn mem_available_mib() -> Option<f64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    crate::meta::meminfo_kib(&meminfo, "MemAvailable").map(|kib| kib as f64 / 1024.0)
+    let available = crate::meta::meminfo(Path::new("/proc"))?.mem_available?;
+    Some(available as f64 / f64::from(1 << 20))
 }
 
 /// The density measurement of workload `w` in `env`. A failed instance

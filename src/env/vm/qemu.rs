@@ -277,14 +277,13 @@ fn qemu_escape(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// The host's TSC rate in kHz, from the first `cpu MHz` line of `cpuinfo`.
+/// The host's TSC rate in kHz: the first CPU's `cpu MHz` in the text of
+/// `/proc/cpuinfo` (parsed by `procfs`).
 pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
-    cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|mhz| (mhz * 1000.0).round() as u64)
+    use procfs::FromRead;
+    let info = procfs::CpuInfo::from_read(cpuinfo.as_bytes()).ok()?;
+    let mhz: f64 = info.get_field(0, "cpu MHz")?.parse().ok()?;
+    Some((mhz * 1000.0).round() as u64)
 }
 
 /// Default spawn → `ready` limit for an accelerator: a TCG boot takes about
@@ -459,5 +458,10 @@ mod tests {
         let cpuinfo = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: 2299.998\n";
         assert_eq!(host_tsc_khz(cpuinfo), Some(2_299_998));
         assert_eq!(host_tsc_khz("processor: 0\n"), None);
+        assert_eq!(host_tsc_khz(""), None);
+        // Two CPUs at different rates: the first one's.
+        let two = "processor\t: 0\ncpu MHz\t\t: 2299.998\n\n\
+                   processor\t: 1\ncpu MHz\t\t: 1200.000\n";
+        assert_eq!(host_tsc_khz(two), Some(2_299_998));
     }
 }

@@ -8,6 +8,9 @@
 //! translated-code cache. The guest-RAM mapping's own PSS says how much of
 //! the guest's memory the guest has touched so far.
 
+use procfs::FromBufRead;
+use procfs::process::{MMapPath, MemoryMaps};
+
 /// One mapping of a process, as `smaps` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
@@ -15,8 +18,8 @@ pub struct Mapping {
     pub start: u64,
     /// One past the last address.
     pub end: u64,
-    /// The mapped file or pseudo name (`[heap]`), empty for anonymous memory.
-    pub name: String,
+    /// The mapped file, a pseudo path (`[heap]`), or anonymous memory.
+    pub path: MMapPath,
     /// `Size`, in KiB.
     pub size_kib: u64,
     /// `Rss`, in KiB.
@@ -25,48 +28,24 @@ pub struct Mapping {
     pub pss_kib: u64,
 }
 
-/// Parses the text of `/proc/PID/smaps`.
+/// Parses the text of `/proc/PID/smaps` (with `procfs`).
 pub fn parse(text: &str) -> Result<Vec<Mapping>, String> {
-    let mut maps: Vec<Mapping> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut words = line.split_whitespace();
-        let Some(first) = words.next() else { continue };
-        if let Some((start, end)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) =
-                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        {
-            // address perms offset dev inode [name]
-            let name = line
-                .split_whitespace()
-                .skip(5)
-                .collect::<Vec<_>>()
-                .join(" ");
-            maps.push(Mapping {
-                start,
-                end,
-                name,
-                size_kib: 0,
-                rss_kib: 0,
-                pss_kib: 0,
-            });
-            continue;
-        }
-        let field: fn(&mut Mapping) -> &mut u64 = match first {
-            "Size:" => |m| &mut m.size_kib,
-            "Rss:" => |m| &mut m.rss_kib,
-            "Pss:" => |m| &mut m.pss_kib,
-            _ => continue,
-        };
-        let value = words
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("smaps line {}: bad value in `{line}`", n + 1))?;
-        let map = maps
-            .last_mut()
-            .ok_or_else(|| format!("smaps line {}: `{line}` before any mapping", n + 1))?;
-        *field(map) = value;
-    }
-    Ok(maps)
+    let maps = MemoryMaps::from_buf_read(text.as_bytes()).map_err(|e| format!("smaps: {e}"))?;
+    Ok(maps
+        .into_iter()
+        .map(|m| {
+            // `procfs` gives the figures in bytes.
+            let kib = |key: &str| m.extension.map.get(key).map_or(0, |b| b / 1024);
+            Mapping {
+                start: m.address.0,
+                end: m.address.1,
+                size_kib: kib("Size"),
+                rss_kib: kib("Rss"),
+                pss_kib: kib("Pss"),
+                path: m.pathname,
+            }
+        })
+        .collect())
 }
 
 /// A VMM process's memory, split as Firecracker does.
@@ -147,13 +126,16 @@ VmFlags: rd wr ex mr mw me ac sd
     fn smaps_is_parsed_per_mapping() {
         let maps = parse(SMAPS).unwrap();
         assert_eq!(maps.len(), 5);
-        assert_eq!(maps[0].name, "/usr/bin/qemu-system-x86_64");
+        assert_eq!(
+            maps[0].path,
+            MMapPath::Path("/usr/bin/qemu-system-x86_64".into())
+        );
         assert_eq!(
             (maps[0].size_kib, maps[0].rss_kib, maps[0].pss_kib),
             (132, 132, 66)
         );
-        assert_eq!(maps[1].name, "[heap]");
-        assert_eq!(maps[2].name, "");
+        assert_eq!(maps[1].path, MMapPath::Heap);
+        assert_eq!(maps[2].path, MMapPath::Anonymous);
         assert_eq!(maps[2].end - maps[2].start, 262144 * 1024);
     }
 
