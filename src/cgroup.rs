@@ -237,11 +237,11 @@ pub struct Driver {
 }
 
 /// Mount points of the v1 hierarchies, by controller, from a mountinfo text
-/// (parsed by `procfs`, through [`crate::runtime::mount_table`]): each
+/// (parsed by `procfs`, through [`crate::rundir::mount_table`]): each
 /// `cgroup` mount whose super options name a controller isobench uses.
 pub fn v1_mounts(mountinfo: &str) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    for m in crate::runtime::mount_table(mountinfo) {
+    for m in crate::rundir::mount_table(mountinfo) {
         if m.fs_type != "cgroup" {
             continue;
         }

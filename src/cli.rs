@@ -16,7 +16,7 @@ use crate::exec::{self, ExecSettings};
 use crate::kernel;
 use crate::report;
 use crate::run::{self, RunSettings};
-use crate::runtime;
+use crate::rundir;
 use crate::scenario::{self, HostCapacity, Overrides, Plan};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -384,7 +384,7 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    let host = HostCapacity::detect(&rundir::runtime_dir().0.join(rundir::OWN_DIR));
     if let Err(e) = apply_resources(&mut plan, args.memory, args.cpus, &host) {
         return fail(2, e);
     }
@@ -467,7 +467,7 @@ fn cmd_validate(args: ValidateArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(2, e),
     };
-    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    let host = HostCapacity::detect(&rundir::runtime_dir().0.join(rundir::OWN_DIR));
     if let Err(e) = plan.check_host(&host) {
         return fail(2, e);
     }
@@ -481,7 +481,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
         cpus: args.cpus,
         pids: args.pids,
     };
-    let host = HostCapacity::detect(&runtime::runtime_dir().0.join(runtime::OWN_DIR));
+    let host = HostCapacity::detect(&rundir::runtime_dir().0.join(rundir::OWN_DIR));
     if let Err(e) = check_exec_limits(args.env, &limits, &host) {
         return fail(2, e);
     }
@@ -582,11 +582,11 @@ fn cmd_kernel(action: KernelAction) -> ExitCode {
 }
 
 fn cmd_clean() -> ExitCode {
-    let base = match runtime::base_dir() {
+    let base = match rundir::base_dir() {
         Ok(b) => b,
         Err(e) => return fail(2, e),
     };
-    match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
+    match rundir::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
         Ok(r) => {
             for (pid, what) in &r.killed {
                 crate::show!("killed {what} pid {pid}");

@@ -15,7 +15,7 @@ use crate::env::{BedSpec, VmBoot};
 use crate::env::{EnvKind, Environment};
 use crate::image;
 use crate::run::{self, RunError};
-use crate::runtime::{self, RunDir};
+use crate::rundir::{self, RunDir};
 use crate::scenario::{ContainerSettings, VmSettings};
 use crate::seccomp::SeccompChoice;
 use crate::workload::{Metric, WorkloadSpec};
@@ -114,8 +114,8 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         messages.push(format!("isobench: warning: {}", rootless_note(&s.limits)));
     }
 
-    let base = runtime::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
-    let _ = runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup"));
+    let base = rundir::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
+    let _ = rundir::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup"));
     let id = format!("exec-{}", run::new_run_id());
     let run_dir = Arc::new(RunDir::create(&base, &id).map_err(|e| {
         RunError::Prerequisite(format!("creating {}: {e}", base.join(&id).display()))

@@ -23,7 +23,7 @@
 //! - [`record`], [`meta`], [`stats`], [`report`]: results and their rendering;
 //! - [`compare`]: the regression gate between two runs;
 //! - [`check`]: the bounds gate on one run (ratios to native, medians);
-//! - [`runtime`]: per-run runtime state and `isobench clean`;
+//! - [`rundir`]: a run's runtime directory on the host, and `isobench clean`;
 //! - [`doctor`]: what works on this host;
 //! - [`cli`]: the command line of the `isobench` binary.
 
@@ -44,7 +44,7 @@ pub mod out;
 pub mod record;
 pub mod report;
 pub mod run;
-pub mod runtime;
+pub mod rundir;
 pub mod sample;
 pub mod scenario;
 pub mod seccomp;

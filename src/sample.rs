@@ -327,7 +327,7 @@ impl Sampler {
 
 /// Peak and steady-state figures of a series of samples.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Summary {
+pub struct SampleSummary {
     /// Highest RSS, in MiB.
     pub rss_peak_mib: f64,
     /// Highest PSS, in MiB (`None` without a PSS reading).
@@ -340,7 +340,7 @@ pub struct Summary {
 }
 
 /// Summarizes samples; `None` when there are none.
-pub fn summarize(samples: &[Sample]) -> Option<Summary> {
+pub fn summarize(samples: &[Sample]) -> Option<SampleSummary> {
     if samples.is_empty() {
         return None;
     }
@@ -351,7 +351,7 @@ pub fn summarize(samples: &[Sample]) -> Option<Summary> {
         tail.sort_by(f64::total_cmp);
         crate::stats::median(&tail)
     });
-    Some(Summary {
+    Some(SampleSummary {
         rss_peak_mib: mib(samples.iter().map(|s| s.rss_kib).max().unwrap_or(0)),
         pss_peak_mib: pss.iter().max().map(|k| mib(*k)),
         pss_steady_mib: steady,

@@ -8,7 +8,7 @@ use common::*;
 use isobench::cgroup::{CgroupUse, Driver, Limits};
 use isobench::env::container::{Container, ContainerConfig};
 use isobench::run;
-use isobench::runtime::RunDir;
+use isobench::rundir::RunDir;
 use isobench::workload::WorkloadSpec;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ fn v2_bed_child() {
     // A real container, born into its cgroup2 directory.
     let agent = run::find_agent().unwrap();
     let run_dir =
-        Arc::new(RunDir::create(&isobench::runtime::base_dir().unwrap(), "v2bed").unwrap());
+        Arc::new(RunDir::create(&isobench::rundir::base_dir().unwrap(), "v2bed").unwrap());
     let image = isobench::image::build(
         &agent,
         &run_dir.path().join("image"),

@@ -447,7 +447,7 @@ fn sigkill_of_isobench_then_clean_removes_cgroups_and_dirs() {
             .and_then(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned());
         let cg = run_id
-            .map(|id| isobench::runtime::run_cgroups(Path::new("/sys/fs/cgroup"), &id))
+            .map(|id| isobench::rundir::run_cgroups(Path::new("/sys/fs/cgroup"), &id))
             .unwrap_or_default();
         if cg.len() >= want {
             break cg;

@@ -60,7 +60,7 @@ pub struct Bed<'a> {
     /// The run's image tree.
     pub image_dir: &'a std::path::Path,
     /// The run's runtime directory.
-    pub run_dir: &'a std::sync::Arc<crate::runtime::RunDir>,
+    pub run_dir: &'a std::sync::Arc<crate::rundir::RunDir>,
     /// Where logs of set-up instances (a KVM probe) go.
     pub logs: &'a std::path::Path,
     /// Set on Ctrl-C.

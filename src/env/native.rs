@@ -10,7 +10,7 @@ use super::{
     EnvError, EnvKind, Environment, FRAME_FD_ENV, Instance, Launch, ProcessHandle, Streams,
 };
 use crate::cgroup::{Cgroup, CgroupUse, Driver, Limits};
-use crate::runtime::RunDir;
+use crate::rundir::RunDir;
 use crate::workload::Metric;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

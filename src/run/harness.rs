@@ -9,7 +9,7 @@ use super::book::{Book, Entry};
 use super::instance::{Extras, InstanceResult, run_instance_with};
 use super::progress::{Progress, outcome_line};
 use crate::env::{EnvKind, Environment};
-use crate::runtime;
+use crate::rundir;
 use crate::scenario::{Plan, PlannedWorkload};
 use crate::workload::{Metric, WorkloadSpec};
 use std::collections::BTreeMap;
@@ -301,7 +301,7 @@ impl InstanceScratch {
 impl Drop for InstanceScratch {
     fn drop(&mut self) {
         if let Some(d) = &self.dir {
-            let _ = runtime::remove_tree(d);
+            let _ = rundir::remove_tree(d);
         }
     }
 }

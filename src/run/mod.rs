@@ -43,7 +43,7 @@ use crate::image;
 use crate::image::ImageError;
 use crate::meta::{Host, Meta, RunStatus};
 use crate::report::ReportError;
-use crate::runtime;
+use crate::rundir;
 use crate::scenario::Plan;
 use crate::workload::WorkloadSpec;
 use book::Book;
@@ -168,7 +168,7 @@ fn resolve_commands(plan: &Plan) -> Result<BTreeMap<String, (PathBuf, WorkloadSp
 /// memory figures, which the note says.
 fn scratch_note(run_dir: &Path) -> String {
     let info = mountinfo();
-    match runtime::filesystem_of(&info, run_dir) {
+    match rundir::filesystem_of(&info, run_dir) {
         Some((fstype, source, point)) => {
             let mut note = format!(
                 "fileio: every environment's files (native scratch, container layers and \

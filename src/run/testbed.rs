@@ -7,7 +7,7 @@ use super::RunError;
 use crate::env::registry::{self, ENTRIES};
 use crate::env::{Bed, BedSpec, EnvKind, Environment};
 use crate::image::{self, Image};
-use crate::runtime::{self, RunDir};
+use crate::rundir::{self, RunDir};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -63,8 +63,8 @@ impl Testbed {
         logs: &Path,
         stop: &AtomicBool,
     ) -> Result<Testbed, RunError> {
-        let base = runtime::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
-        match runtime::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
+        let base = rundir::base_dir().map_err(|e| RunError::Prerequisite(e.to_string()))?;
+        match rundir::clean(&base, Path::new("/proc"), Path::new("/sys/fs/cgroup")) {
             Ok(report) if !spec.quiet => {
                 for d in &report.removed {
                     crate::say!("removed leftovers of an earlier run: {}", d.display());

@@ -13,7 +13,7 @@ use crate::env::{
     EnvError, EnvKind, Environment, FRAME_FD, FRAME_FD_ENV, Instance, Launch, ProcessHandle,
     Streams,
 };
-use crate::runtime::RunDir;
+use crate::rundir::RunDir;
 use crate::workload::Metric;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -356,7 +356,7 @@ impl Instance for ContainerInstance {
                 EnvError::Unavailable(format!("removing the instance's cgroup: {e}"))
             })?;
         }
-        crate::runtime::remove_tree(&self.dir)
+        crate::rundir::remove_tree(&self.dir)
             .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))
     }
 }

@@ -47,7 +47,7 @@ pub use qemu::{
 use super::native::die_with_parent;
 use super::{EnvError, EnvKind, Environment, Exit, Instance, Io, Launch, ProcessHandle, Streams};
 use crate::image::{self, Node};
-use crate::runtime::RunDir;
+use crate::rundir::RunDir;
 use crate::workload::{Metric, WorkloadSpec};
 use modules::{Module, ModuleDir, ModuleError};
 use std::collections::BTreeMap;
