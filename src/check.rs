@@ -246,77 +246,41 @@ pub struct Bounds {
     pub bounds: Vec<Bound>,
 }
 
-/// `file:line:column` of a byte offset, and the line with a caret under it.
-fn position(text: &str, origin: &str, span: Option<Range<usize>>) -> (String, String) {
-    let Some(span) = span else {
-        return (origin.to_string(), String::new());
-    };
-    let start = span.start.min(text.len());
-    let start = (0..=start)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line_no = text[..start].matches('\n').count() + 1;
-    let column = text[line_start..start].chars().count() + 1;
-    let snippet = format!(
-        "\n{line_no:>5} | {}\n      | {}^",
-        &text[line_start..line_end],
-        " ".repeat(column - 1)
-    );
-    (format!("{origin}:{line_no}:{column}"), snippet)
+impl From<crate::tomlfile::Located> for CheckError {
+    fn from(l: crate::tomlfile::Located) -> Self {
+        CheckError::Invalid {
+            location: l.location,
+            key: l.key,
+            message: l.message,
+            snippet: l.snippet,
+        }
+    }
 }
 
 impl Bounds {
     /// Reads and validates a bounds file.
     pub fn load(path: &Path) -> Result<Bounds, CheckError> {
-        let read_err = |message: String| CheckError::Read {
+        let text = crate::tomlfile::read(
+            path,
+            BOUNDS_LIMIT,
+            "a bounds file (TOML), such as scenarios/bounds/quick-tcg.toml",
+        )
+        .map_err(|e| CheckError::Read {
             path: path.display().to_string(),
-            message,
-        };
-        // A FIFO or a device given as the file must not hang or fill memory.
-        let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(read_err(
-                "not a regular file; give a bounds file (TOML), such as scenarios/bounds/quick-tcg.toml"
-                    .into(),
-            ));
-        }
-        let mut file = crate::record::open_run_file(path, BOUNDS_LIMIT)
-            .map_err(|e| read_err(e.to_string()))?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map_err(|e| read_err(e.to_string()))?;
+            message: e.to_string(),
+        })?;
         Bounds::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates the text of a bounds file; `origin` names it.
     pub fn parse(text: &str, origin: &str) -> Result<Bounds, CheckError> {
-        let at = |span: Option<Range<usize>>| position(text, origin, span).0;
-        let invalid = |span: Option<Range<usize>>, key: &str, message: String| {
-            let (location, snippet) = position(text, origin, span);
-            CheckError::Invalid {
-                location,
-                key: if key.is_empty() || key == "." {
-                    "(document)".into()
-                } else {
-                    key.into()
-                },
-                message,
-                snippet,
-            }
+        let at = |span: Option<Range<usize>>| {
+            crate::tomlfile::locate(text, origin, span, "", String::new()).location
         };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), "(document)", e.message().to_string()))?;
-        let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            // `toml::Spanned` shows up in the path as a private field: drop it.
-            let key = e
-                .path()
-                .to_string()
-                .replace(".$__serde_spanned_private_value", "");
-            let inner = e.into_inner();
-            invalid(inner.span(), &key, inner.message().to_string())
-        })?;
+        let invalid = |span: Option<Range<usize>>, key: &str, message: String| {
+            CheckError::from(crate::tomlfile::locate(text, origin, span, key, message))
+        };
+        let file: File = crate::tomlfile::parse(text, origin).map_err(CheckError::from)?;
         if file.bound.is_empty() {
             return Err(invalid(
                 None,

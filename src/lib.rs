@@ -51,5 +51,6 @@ pub mod seccomp;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tomlfile;
 pub mod util;
 pub mod workload;

@@ -554,21 +554,15 @@ impl Plan {
         match path {
             None => Plan::parse(BUILTIN_TEXT, BUILTIN_NAME, overrides),
             Some(p) => {
-                let read_err = |source| ScenarioError::Read {
+                let text = crate::tomlfile::read(
+                    p,
+                    SCENARIO_LIMIT,
+                    "a scenario file (TOML), such as scenarios/quick.toml",
+                )
+                .map_err(|source| ScenarioError::Read {
                     path: p.display().to_string(),
                     source,
-                };
-                // A FIFO or /dev/zero given as the scenario must not hang or
-                // fill memory: a regular file of at most SCENARIO_LIMIT bytes.
-                if !std::fs::metadata(p).map_err(read_err)?.is_file() {
-                    return Err(read_err(std::io::Error::other(
-                        "not a regular file; give a scenario file (TOML), such as scenarios/quick.toml",
-                    )));
-                }
-                let mut file = crate::record::open_run_file(p, SCENARIO_LIMIT)
-                    .map_err(|e| read_err(std::io::Error::other(e.to_string())))?;
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut file, &mut text).map_err(read_err)?;
+                })?;
                 Plan::parse(&text, &p.display().to_string(), overrides)
             }
         }
@@ -579,17 +573,7 @@ impl Plan {
         let invalid = |span: Option<std::ops::Range<usize>>, key: &str, message: String| {
             invalid_at(text, origin, span, key, message)
         };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), "(document)", e.message().to_string()))?;
-        let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            // `toml::Spanned` shows up in the path as a private field: drop it.
-            let key = e
-                .path()
-                .to_string()
-                .replace(".$__serde_spanned_private_value", "");
-            let inner = e.into_inner();
-            invalid(inner.span(), &key, inner.message().to_string())
-        })?;
+        let file: File = crate::tomlfile::parse(text, origin).map_err(ScenarioError::from)?;
 
         if file.workload.is_empty() {
             return Err(invalid(
@@ -1125,31 +1109,17 @@ fn invalid_at(
     key: &str,
     message: String,
 ) -> ScenarioError {
-    let (location, snippet) = match span {
-        Some(span) => {
-            let start = span.start.min(text.len());
-            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-            let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-            let line_no = text[..start].matches('\n').count() + 1;
-            let column = text[line_start..start].chars().count() + 1;
-            let line = &text[line_start..line_end];
-            let snippet = format!(
-                "\n{line_no:>5} | {line}\n      | {}^",
-                " ".repeat(column - 1)
-            );
-            (format!("{origin}:{line_no}:{column}"), snippet)
+    crate::tomlfile::locate(text, origin, span, key, message).into()
+}
+
+impl From<crate::tomlfile::Located> for ScenarioError {
+    fn from(l: crate::tomlfile::Located) -> Self {
+        ScenarioError::Invalid {
+            location: l.location,
+            key: l.key,
+            message: l.message,
+            snippet: l.snippet,
         }
-        None => (origin.to_string(), String::new()),
-    };
-    ScenarioError::Invalid {
-        location,
-        key: if key.is_empty() || key == "." {
-            "(document)".into()
-        } else {
-            key.into()
-        },
-        message,
-        snippet,
     }
 }
 
