@@ -1,4 +1,5 @@
-//! The image: one root filesystem per run, and its cpio packing.
+//! The image: one root filesystem per run, and its cpio packing; and
+//! [`cache`], the layers `exec` builds once per content and reuses.
 //!
 //! The image is a directory holding the static agent as `/init` plus the
 //! empty mount points it needs. The container uses that directory as its
@@ -8,6 +9,8 @@
 //! The cpio writer is deterministic: entries sorted by path, inode numbers
 //! assigned in that order, owner root, mtime 0. The same tree gives the same
 //! archive byte for byte.
+
+pub mod cache;
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -57,6 +60,9 @@ pub enum ImageError {
         /// What went wrong.
         reason: String,
     },
+    /// The layer cache cannot be used.
+    #[error(transparent)]
+    Cache(#[from] cache::CacheUnusable),
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
