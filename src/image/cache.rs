@@ -233,6 +233,16 @@ impl LayerCache {
         })
     }
 
+    /// The cache at `dir` if it exists and is private to the caller (for
+    /// pruning: nothing is made).
+    pub fn existing(dir: &Path) -> Option<LayerCache> {
+        let md = std::fs::symlink_metadata(dir).ok()?;
+        let me = nix::unistd::geteuid().as_raw();
+        (md.is_dir() && md.uid() == me && md.mode() & 0o022 == 0).then(|| LayerCache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// The cache's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
