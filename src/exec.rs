@@ -14,6 +14,11 @@
 //! that only a VM boots. Where the cache cannot be used (it is not the
 //! caller's own, as under `setpriv` with root's `$HOME`), they are built in
 //! the run directory per call, as before.
+//!
+//! The container's writable layer is a tmpfs (see [`Scratch`]), and what
+//! exec leaves on the host is removed as soon as the container no longer
+//! needs it, while the program runs: on a busy disk every directory
+//! removal waits for a journal commit.
 
 use crate::cgroup::{Driver, Limits};
 use crate::env::container::rootless_note;
@@ -148,6 +153,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                 .map_err(|e| RunError::Prerequisite(e.to_string()))?,
         )
     };
+    let no_cgroup = driver.is_none();
     if let Some(d) = &driver
         && let Some(problem) = d.unsupported_limits(&s.limits).into_iter().next()
     {
@@ -203,7 +209,28 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
     };
 
     let spec = WorkloadSpec::Command { argv };
-    let r = run::run_instance(env.as_ref(), &spec, "exec", None, s.timeout, stop);
+    let extras = run::Extras::default();
+    let r = match run::Running::start(env.as_ref(), &spec, "exec", None, s.timeout, extras) {
+        Ok(mut running) => {
+            // The container is set up: its overlay holds its upper and work
+            // directories itself, so the host's mount of the scratch tmpfs
+            // and its mount point go while the program runs. Without a
+            // cgroup, nothing of the container is left on the host then for
+            // a later `isobench clean` to find (its processes die with
+            // isobench: PR_SET_PDEATHSIG), and the run directory goes too.
+            // On a busy disk each removal waits for a journal commit: done
+            // now, the wait overlaps the program's run instead of following it.
+            if let Some(scratch) = scratch.take() {
+                drop(scratch);
+                if no_cgroup {
+                    let _ = run_dir.remove();
+                }
+            }
+            running.pump(stop, false);
+            running.finish()
+        }
+        Err(failed) => *failed,
+    };
     drop(env);
     drop(held);
     drop(scratch);
@@ -217,8 +244,11 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
 /// most hosts). On a disk (`/run` on ext4 here) the directories' removal
 /// costs a journal commit each when the disk is busy (about 4 ms apiece,
 /// five of them), and unmounting the overlay syncs its upper file system
-/// (10 ms and more); on a tmpfs both cost microseconds. Unmounted on drop;
-/// after a crash, `isobench clean` (or the next run) unmounts it with the
+/// (10 ms and more); on a tmpfs both cost microseconds. Unmounted (and its
+/// mount point removed) on drop, as soon as the container is set up: the
+/// overlay in the container's own mount namespace keeps the tmpfs alive,
+/// and the tmpfs goes when the container does. Left mounted by a crash
+/// before that, `isobench clean` (or the next run) unmounts it with the
 /// run's directory.
 struct Scratch(PathBuf);
 
@@ -248,7 +278,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        if nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            let _ = std::fs::remove_dir(&self.0);
+        }
     }
 }
 
