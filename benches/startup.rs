@@ -14,6 +14,15 @@
 //! hosts, so its child first hides the cgroup2 mount in a private mount
 //! namespace, which costs two system calls) and `container/runc`.
 //!
+//! The `container` group also times `isobench exec --env container --
+//! /bin/true` as a whole command (`container/exec`: the built binary,
+//! spawned, wall time to its exit — its start, the layer cache's lookup,
+//! the container, the clean-up) beside `crun run` of `/bin/true`
+//! (`container/crun-run`) on a rootfs holding the closure isobench packs,
+//! then an interleaved pass of `exec`, `crun run`, `runc run` and
+//! `unshare(1)` + `chroot` with a closing table of medians and the median
+//! per-round ratio of exec to crun.
+//!
 //! Beside isobench's `vm/noop`, the `vm` group times a hand-tuned plain
 //! QEMU command booting the same kernel file, on the same machine type,
 //! accelerator, CPU model, memory and kernel command line, with a minimal
@@ -112,7 +121,10 @@ fn startup(c: &mut Criterion) {
                 c.arg("noop");
                 c
             }),
-            EnvKind::Container => container_peers(&mut group, &bed.image.dir, &logs),
+            EnvKind::Container => {
+                container_peers(&mut group, &bed.image.dir, &logs);
+                exec_peers(&mut group, &logs);
+            }
             EnvKind::Vm => plain_benches(&mut group, &bed, &logs),
         }
         group.finish();
@@ -155,8 +167,8 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// An OCI bundle whose root is `rootfs` (read-only) and whose process is `/init noop`.
-fn oci_bundle(rootfs: &Path, dir: &Path) -> Option<PathBuf> {
+/// An OCI bundle whose root is `rootfs` (read-only) and whose process is `args`.
+fn oci_bundle(rootfs: &Path, dir: &Path, args: &[&str]) -> Option<PathBuf> {
     std::fs::create_dir_all(dir).ok()?;
     let ok = Command::new("crun")
         .args(["spec"])
@@ -169,7 +181,7 @@ fn oci_bundle(rootfs: &Path, dir: &Path) -> Option<PathBuf> {
     let path = dir.join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     config["process"]["terminal"] = false.into();
-    config["process"]["args"] = serde_json::json!(["/init", "noop"]);
+    config["process"]["args"] = serde_json::json!(args);
     config["root"] = serde_json::json!({ "path": rootfs, "readonly": true });
     std::fs::write(&path, serde_json::to_vec_pretty(&config).ok()?).ok()?;
     Some(dir.to_path_buf())
@@ -178,65 +190,189 @@ fn oci_bundle(rootfs: &Path, dir: &Path) -> Option<PathBuf> {
 fn container_peers(group: &mut BenchmarkGroup<'_, WallTime>, rootfs: &Path, logs: &Path) {
     if installed("unshare") {
         peer(group, "unshare", || {
-            let mut c = Command::new("unshare");
-            c.args([
-                "--pid",
-                "--fork",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--net",
-                "--kill-child",
-                "chroot",
-            ])
-            .arg(rootfs)
-            .args(["/init", "noop"]);
-            c
+            unshare_chroot(rootfs, &["/init", "noop"])
         });
     }
     let Some(bundle) = installed("crun")
-        .then(|| oci_bundle(rootfs, &logs.join("bundle")))
+        .then(|| oci_bundle(rootfs, &logs.join("bundle"), &["/init", "noop"]))
         .flatten()
     else {
         eprintln!("skipping crun and runc: crun is not installed (apt-get install crun runc)");
         return;
     };
-    static N: AtomicUsize = AtomicUsize::new(0);
-    peer(group, "crun", || {
-        let mut c = Command::new("crun");
-        c.args(["--cgroup-manager=disabled", "run", "--bundle"])
-            .arg(&bundle)
-            .arg(format!(
-                "isobench-bench-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-        // SAFETY: runs in the forked child before exec; unshare and umount2
-        // are plain system calls on static strings.
-        unsafe {
-            c.pre_exec(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
-                nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)?;
-                // crun rejects hybrid hosts; in its own namespace it sees v1 only.
-                let _ =
-                    nix::mount::umount2("/sys/fs/cgroup/unified", nix::mount::MntFlags::MNT_DETACH);
-                Ok(())
-            });
-        }
-        c
-    });
+    peer(group, "crun", || crun_run(&bundle));
     if installed("runc") {
-        peer(group, "runc", || {
-            let mut c = Command::new("runc");
-            c.args(["run", "--bundle"]).arg(&bundle).arg(format!(
-                "isobench-bench-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            c
+        peer(group, "runc", || runc_run(&bundle));
+    }
+}
+
+/// A name for a container no other instance uses.
+fn container_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "isobench-bench-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// `crun run` of `bundle`, its cgroup manager disabled; crun refuses
+/// hybrid hosts, so its child first hides the cgroup2 mount in a private
+/// mount namespace (two system calls).
+fn crun_run(bundle: &Path) -> Command {
+    let mut c = Command::new("crun");
+    c.args(["--cgroup-manager=disabled", "run", "--bundle"])
+        .arg(bundle)
+        .arg(container_name());
+    // SAFETY: runs in the forked child before exec; unshare and umount2
+    // are plain system calls on static strings.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+            nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)?;
+            // crun rejects hybrid hosts; in its own namespace it sees v1 only.
+            let _ = nix::mount::umount2("/sys/fs/cgroup/unified", nix::mount::MntFlags::MNT_DETACH);
+            Ok(())
         });
     }
+    c
+}
+
+/// `runc run` of `bundle`.
+fn runc_run(bundle: &Path) -> Command {
+    let mut c = Command::new("runc");
+    c.args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(container_name());
+    c
+}
+
+/// `unshare(1)` with pid, mount, uts, ipc and net namespaces, `chroot`
+/// into `rootfs`, then `args`.
+fn unshare_chroot(rootfs: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        "--kill-child",
+        "chroot",
+    ])
+    .arg(rootfs)
+    .args(args);
+    c
+}
+
+/// Makes a fresh command for each run.
+type MakeCommand<'a> = Box<dyn Fn() -> Command + 'a>;
+
+/// Rounds of the interleaved `exec` pass.
+const ROUNDS: usize = 30;
+
+/// `isobench exec --env container -- /bin/true` as a whole command (the
+/// built binary, spawned, wall time to its exit) beside `crun run`, `runc
+/// run` and `unshare(1)` + `chroot` of the same program on the same rootfs:
+/// the program with the closure isobench packs (`image::app_layer`) and
+/// the mount points. criterion times `exec` and `crun-run`; then an
+/// interleaved pass (`ROUNDS` rounds, each running every command once, the
+/// order rotating) prints the medians and the median per-round ratio of
+/// exec to crun, the comparison that counts. The first exec (criterion's
+/// probe) fills isobench's layer cache; the others find it there, as every
+/// exec after the first of a program does.
+fn exec_peers(group: &mut BenchmarkGroup<'_, WallTime>, logs: &Path) {
+    let Some(program) = image::find_program("true") else {
+        eprintln!("skipping exec: no `true` on this host");
+        return;
+    };
+    let program = program.display().to_string();
+    let rootfs = logs.join("exec-rootfs");
+    if let Err(e) = image::app_layer(Path::new(&program), &rootfs) {
+        eprintln!("skipping exec: packing {program}: {e}");
+        return;
+    }
+    for m in ["dev", "proc", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(m)).expect("making the rootfs' mount points");
+    }
+    let isobench = Path::new(env!("CARGO_BIN_EXE_isobench"));
+    let exec = || {
+        let mut c = Command::new(isobench);
+        c.args(["exec", "--env", "container", "--", &program]);
+        c
+    };
+    let Some(bundle) = installed("crun")
+        .then(|| oci_bundle(&rootfs, &logs.join("exec-bundle"), &[&program]))
+        .flatten()
+    else {
+        eprintln!("skipping exec: crun is not installed (apt-get install crun runc)");
+        return;
+    };
+    peer(group, "exec", exec);
+    peer(group, "crun-run", || crun_run(&bundle));
+    if !criterion_filter_allows("container/exec") {
+        return;
+    }
+    let mut commands: Vec<(&str, MakeCommand<'_>)> = vec![
+        ("isobench exec", Box::new(exec)),
+        ("crun run", Box::new(|| crun_run(&bundle))),
+    ];
+    if installed("runc") {
+        commands.push(("runc run", Box::new(|| runc_run(&bundle))));
+    }
+    if installed("unshare") {
+        let args = [program.as_str()];
+        commands.push((
+            "unshare + chroot",
+            Box::new(move || unshare_chroot(&rootfs, &args)),
+        ));
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); commands.len()];
+    for round in 0..ROUNDS {
+        for k in 0..commands.len() {
+            let i = (round + k) % commands.len();
+            let (name, make) = &commands[i];
+            let mut cmd = make();
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            let start = Instant::now();
+            let status = cmd.status().expect("spawning a command");
+            times[i].push(start.elapsed());
+            assert!(status.success(), "{name} failed: {status}");
+        }
+    }
+    eprintln!(
+        "\nexec side by side, spawn → exit of /bin/true on one rootfs, {ROUNDS} rounds, order rotating (load {}):",
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "  {:<18} {:>12} {:>7} {:>7}",
+        "", "median (ms)", "min", "max"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for ((name, _), v) in commands.iter().zip(&times) {
+        eprintln!(
+            "  {name:<18} {:>12.2} {:>7.2} {:>7.2}",
+            common::median_ms(v),
+            ms(*v.iter().min().unwrap()),
+            ms(*v.iter().max().unwrap())
+        );
+    }
+    let mut ratios: Vec<f64> = times[0]
+        .iter()
+        .zip(&times[1])
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "  per-round ratio isobench exec / crun run: median {:.3} (min {:.3}, max {:.3})",
+        isobench::stats::median(&ratios),
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 /// Writes the plain command's initramfs with isobench's cpio writer:

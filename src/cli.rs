@@ -606,6 +606,13 @@ fn cmd_clean() -> ExitCode {
             if r.removed.is_empty() && r.skipped.is_empty() && r.cgroups.is_empty() {
                 crate::show!("nothing to clean in {}", base.display());
             }
+            // exec's layer cache: layers whose inputs changed, crashed builds.
+            let layers = crate::image::cache::LayerCache::default_dir();
+            if let Some(cache) = crate::image::cache::LayerCache::existing(&layers) {
+                for d in cache.prune(crate::image::cache::KEEP) {
+                    crate::show!("removed cached layer {}", d.display());
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, format!("cleaning {}: {e}", base.display())),

@@ -484,21 +484,22 @@ fn sigterm_to_exec_kills_the_container_and_cleans_up() {
     }
     let _serial = serial();
     let s = Scratch::new("execterm");
+    // A script no other test runs, to find the container's processes by.
+    let script = format!("while :; do :; done # execterm-{}", std::process::id());
     let mut child = s
         .isobench()
-        .args(["exec", "--", "sh", "-c", "while :; do :; done"])
+        .args(["exec", "--", "sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the container runs: its instance directory exists.
+    // Wait until the container runs: a process other than isobench carries
+    // the script (its init, then the shell).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_dir(s.runs())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|run| run.path().join("instances/exec").is_dir())
+    while !processes_mentioning(Path::new(&script))
+        .iter()
+        .any(|pid| *pid != child.id())
     {
         if Instant::now() > deadline {
             let _ = child.kill();

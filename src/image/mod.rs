@@ -1,4 +1,5 @@
-//! The image: one root filesystem per run, and its cpio packing.
+//! The image: one root filesystem per run, and its cpio packing; and
+//! [`cache`], the layers `exec` builds once per content and reuses.
 //!
 //! The image is a directory holding the static agent as `/init` plus the
 //! empty mount points it needs. The container uses that directory as its
@@ -8,6 +9,8 @@
 //! The cpio writer is deterministic: entries sorted by path, inode numbers
 //! assigned in that order, owner root, mtime 0. The same tree gives the same
 //! archive byte for byte.
+
+pub mod cache;
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -57,6 +60,9 @@ pub enum ImageError {
         /// What went wrong.
         reason: String,
     },
+    /// The layer cache cannot be used.
+    #[error(transparent)]
+    Cache(#[from] cache::CacheUnusable),
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -99,20 +105,68 @@ pub fn find_agent() -> Result<PathBuf, ImageError> {
     })
 }
 
-/// Checks that an ELF file needs no dynamic loader.
+/// Checks that an ELF file needs no dynamic loader. Reads only the ELF
+/// header, the program headers and the interpreter's name (a few hundred
+/// bytes, not the whole multi-megabyte agent): `exec` runs this per call.
 pub fn check_static(path: &Path) -> Result<(), ImageError> {
-    let bytes = std::fs::read(path).map_err(io_err(format!("reading {}", path.display())))?;
-    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| ImageError::AgentNotElf {
+    use std::os::unix::fs::FileExt;
+    let not_elf = |reason: String| ImageError::AgentNotElf {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    match elf.interpreter {
-        Some(interp) => Err(ImageError::AgentNotStatic {
-            path: path.to_path_buf(),
-            interp: interp.to_string(),
-        }),
-        None => Ok(()),
+        reason,
+    };
+    let read_err = io_err(format!("reading {}", path.display()));
+    let file = File::open(path).map_err(read_err)?;
+    let mut head = [0u8; goblin::elf::header::header64::SIZEOF_EHDR];
+    let got =
+        read_at_most(&file, &mut head, 0).map_err(io_err(format!("reading {}", path.display())))?;
+    if got < goblin::elf::header::header32::SIZEOF_EHDR {
+        return Err(not_elf(format!(
+            "only {got} bytes, shorter than an ELF header"
+        )));
     }
+    let header =
+        goblin::elf::Elf::parse_header(&head[..got]).map_err(|e| not_elf(e.to_string()))?;
+    let ctx = goblin::container::Ctx::new(
+        header.container().map_err(|e| not_elf(e.to_string()))?,
+        header.endianness().map_err(|e| not_elf(e.to_string()))?,
+    );
+    let table = usize::from(header.e_phnum) * usize::from(header.e_phentsize);
+    let mut phdrs = vec![0u8; table];
+    file.read_exact_at(&mut phdrs, header.e_phoff)
+        .map_err(|e| not_elf(format!("its program headers cannot be read: {e}")))?;
+    let phdrs = goblin::elf::ProgramHeader::parse(&phdrs, 0, usize::from(header.e_phnum), ctx)
+        .map_err(|e| not_elf(e.to_string()))?;
+    let Some(interp) = phdrs
+        .iter()
+        .find(|p| p.p_type == goblin::elf::program_header::PT_INTERP)
+    else {
+        return Ok(());
+    };
+    // A path: PATH_MAX at most.
+    let mut name = vec![0u8; interp.p_filesz.min(4096) as usize];
+    file.read_exact_at(&mut name, interp.p_offset)
+        .map_err(|e| not_elf(format!("its interpreter's name cannot be read: {e}")))?;
+    let name = name.split(|b| *b == 0).next().unwrap_or_default();
+    Err(ImageError::AgentNotStatic {
+        path: path.to_path_buf(),
+        interp: String::from_utf8_lossy(name).into_owned(),
+    })
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends;
+/// returns the bytes read.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// A run's image, built once.
@@ -180,22 +234,7 @@ fn add_tree(root: &Path, path: &Path) -> Result<(), ImageError> {
 /// Builds the image in `dir` (created; it may already hold applications)
 /// and its initramfs at `initramfs`.
 pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageError> {
-    check_static(agent)?;
-    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    for m in MOUNT_POINTS {
-        let p = dir.join(m);
-        std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
-    }
-    let init = dir.join("init");
-    std::fs::copy(agent, &init).map_err(io_err(format!(
-        "copying {} to {}",
-        agent.display(),
-        init.display()
-    )))?;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
-        .map_err(io_err(format!("chmod {}", init.display())))?;
-    let bytes = std::fs::read(&init).map_err(io_err(format!("reading {}", init.display())))?;
-
+    let tree = build_tree(agent, dir)?;
     let out =
         File::create(initramfs).map_err(io_err(format!("creating {}", initramfs.display())))?;
     let mut out = write_newc(dir, &[Node::console()], BufWriter::new(out))
@@ -209,9 +248,54 @@ pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageE
         dir: dir.to_path_buf(),
         initramfs: initramfs.to_path_buf(),
         agent_source: agent.to_path_buf(),
+        agent_sha256: tree.agent_sha256,
+        agent_bytes: tree.agent_bytes,
+        initramfs_bytes,
+    })
+}
+
+/// What [`build_tree`] put into an image directory.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// SHA-256 of the agent as copied.
+    pub agent_sha256: String,
+    /// Size of the agent in bytes.
+    pub agent_bytes: u64,
+}
+
+/// The image's tree without its cpio packing (a container needs only the
+/// directory): the agent as `/init` (mode 0755) and the mount points, in
+/// `dir` (created; it may already hold applications). The agent is read
+/// once; what is hashed is what is written.
+pub fn build_tree(agent: &Path, dir: &Path) -> Result<Tree, ImageError> {
+    check_static(agent)?;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    for m in MOUNT_POINTS {
+        let p = dir.join(m);
+        std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
+    }
+    let bytes = std::fs::read(agent).map_err(io_err(format!("reading {}", agent.display())))?;
+    let init = dir.join("init");
+    let write = || -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&init)?;
+        f.write_all(&bytes)?;
+        // The mode asked for at creation is filtered by the umask.
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))
+    };
+    write().map_err(io_err(format!(
+        "copying {} to {}",
+        agent.display(),
+        init.display()
+    )))?;
+    Ok(Tree {
         agent_sha256: crate::util::hex(&Sha256::digest(&bytes)),
         agent_bytes: bytes.len() as u64,
-        initramfs_bytes,
     })
 }
 
@@ -684,6 +768,15 @@ pub(crate) mod tests {
             check_static(&dir.join("x")),
             Err(ImageError::AgentNotElf { .. })
         ));
+        // An ELF header whose program headers are cut off.
+        let sh = std::fs::read("/bin/sh").unwrap();
+        std::fs::write(dir.join("cut"), &sh[..64]).unwrap();
+        let err = check_static(&dir.join("cut")).unwrap_err();
+        assert!(matches!(err, ImageError::AgentNotElf { .. }), "{err}");
+        // The static agent passes (when built beside the test binary).
+        if let Ok(agent) = find_agent() {
+            check_static(&agent).unwrap();
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
