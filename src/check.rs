@@ -63,17 +63,8 @@ pub enum CheckError {
         message: String,
     },
     /// A value in the bounds file is bad; `location` is `file:line:column`.
-    #[error("{location}: {key}: {message}{snippet}")]
-    Invalid {
-        /// `file:line:column`, or just the file when no position is known.
-        location: String,
-        /// The key path (`bound[2].ratio_min`), or `(document)`.
-        key: String,
-        /// What is wrong, and what to write instead.
-        message: String,
-        /// The offending line with a caret under the column, or empty.
-        snippet: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] crate::tomlfile::Located),
     /// The run directory cannot be read.
     #[error("{0}")]
     Run(#[from] CompareError),
@@ -244,17 +235,6 @@ pub struct Bounds {
     pub accelerator: Option<At<Accel>>,
     /// The bounds, in file order.
     pub bounds: Vec<Bound>,
-}
-
-impl From<crate::tomlfile::Located> for CheckError {
-    fn from(l: crate::tomlfile::Located) -> Self {
-        CheckError::Invalid {
-            location: l.location,
-            key: l.key,
-            message: l.message,
-            snippet: l.snippet,
-        }
-    }
 }
 
 impl Bounds {

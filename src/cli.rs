@@ -72,18 +72,37 @@ enum Command {
 struct ValidateArgs {
     /// The scenario file (default: the built-in scenarios/quick.toml).
     file: Option<PathBuf>,
-    /// Environments, as `run --env`.
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+/// What `run` and `validate` may change of a scenario.
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// Environments to run, comma-separated (default: the scenario's).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     env: Option<Vec<EnvKind>>,
-    /// Workloads, as `run --workload`.
+    /// Workloads to run by name, comma-separated (default: all of the scenario's).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     workload: Option<Vec<String>>,
-    /// Repetitions, as `run --reps`.
+    /// Repetitions per workload and environment (overrides the scenario).
     #[arg(long, value_name = "N")]
     reps: Option<u64>,
-    /// Warm-ups, as `run --warmup`.
+    /// Unrecorded warm-up instances per workload and environment before
+    /// the repetitions (overrides the scenario).
     #[arg(long, value_name = "N")]
     warmup: Option<u64>,
+}
+
+impl From<PlanArgs> for Overrides {
+    fn from(a: PlanArgs) -> Overrides {
+        Overrides {
+            environments: a.env,
+            workloads: a.workload,
+            reps: a.reps,
+            warmups: a.warmup,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,19 +166,8 @@ struct RunArgs {
     /// Scenario file (default: the built-in scenarios/quick.toml).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Environments to run, comma-separated (default: the scenario's).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    env: Option<Vec<EnvKind>>,
-    /// Workloads to run by name, comma-separated (default: all of the scenario's).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    workload: Option<Vec<String>>,
-    /// Repetitions per workload and environment (overrides the scenario).
-    #[arg(long, value_name = "N")]
-    reps: Option<u64>,
-    /// Unrecorded warm-up instances per workload and environment before
-    /// the repetitions (overrides the scenario).
-    #[arg(long, value_name = "N")]
-    warmup: Option<u64>,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// No progress output (errors and the final table only).
     #[arg(long, short)]
     quiet: bool,
@@ -374,12 +382,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {
-    let overrides = Overrides {
-        environments: args.env,
-        workloads: args.workload,
-        reps: args.reps,
-        warmups: args.warmup,
-    };
+    let overrides = Overrides::from(args.plan);
     let mut plan = match Plan::load(args.scenario.as_deref(), &overrides) {
         Ok(p) => p,
         Err(e) => return fail(2, e),
@@ -457,12 +460,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 fn cmd_validate(args: ValidateArgs) -> ExitCode {
-    let overrides = Overrides {
-        environments: args.env,
-        workloads: args.workload,
-        reps: args.reps,
-        warmups: args.warmup,
-    };
+    let overrides = Overrides::from(args.plan);
     let plan = match Plan::load(args.file.as_deref(), &overrides) {
         Ok(p) => p,
         Err(e) => return fail(2, e),

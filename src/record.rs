@@ -307,16 +307,9 @@ impl Recorder {
             instances,
             samples,
         };
-        recorder.samples.write_record([
-            "workload",
-            "environment",
-            "repetition",
-            "t_ms",
-            "processes",
-            "cpu_ms",
-            "rss_kib",
-            "pss_kib",
-        ])?;
+        recorder
+            .samples
+            .write_record(crate::report::samples::HEADER)?;
         recorder.samples.flush()?;
         recorder.results.write_record(RESULTS_HEADER)?;
         recorder.results.flush()?;

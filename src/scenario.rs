@@ -43,17 +43,8 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// A value in the file is bad; `location` is `file:line:column` when known.
-    #[error("{location}: {key}: {message}{snippet}")]
-    Invalid {
-        /// `file:line:column`, or just the file when no position is known.
-        location: String,
-        /// The key path (`workload[1].reps`), or `(document)` for syntax errors.
-        key: String,
-        /// What is wrong.
-        message: String,
-        /// The offending source line with a caret under the column, or empty.
-        snippet: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] crate::tomlfile::Located),
     /// A command-line override does not fit the scenario.
     #[error("{0}")]
     Override(String),
@@ -853,11 +844,13 @@ impl Plan {
     /// a container's CPUs (only with `container`). Values the command line
     /// set were checked where they were given (`cli::apply_resources`).
     pub fn check_host(&self, host: &HostCapacity) -> Result<(), ScenarioError> {
-        let invalid = |key: &str, message: String| ScenarioError::Invalid {
-            location: self.source.clone(),
-            key: key.to_string(),
-            message,
-            snippet: String::new(),
+        let invalid = |key: &str, message: String| {
+            ScenarioError::Invalid(crate::tomlfile::Located {
+                location: self.source.clone(),
+                key: key.to_string(),
+                message,
+                snippet: String::new(),
+            })
         };
         if self.environments.contains(&EnvKind::Vm) {
             host.check_memory(self.vm.memory_mib)
@@ -1110,17 +1103,6 @@ fn invalid_at(
     message: String,
 ) -> ScenarioError {
     crate::tomlfile::locate(text, origin, span, key, message).into()
-}
-
-impl From<crate::tomlfile::Located> for ScenarioError {
-    fn from(l: crate::tomlfile::Located) -> Self {
-        ScenarioError::Invalid {
-            location: l.location,
-            key: l.key,
-            message: l.message,
-            snippet: l.snippet,
-        }
-    }
 }
 
 mod duration_secs {

@@ -24,7 +24,8 @@ pub fn read(path: &Path, limit: u64, what: &str) -> Result<String, std::io::Erro
 }
 
 /// Where a TOML error is, and what it says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {key}: {message}{snippet}")]
 pub struct Located {
     /// `file:line:column`, or the file alone when no position is known.
     pub location: String,

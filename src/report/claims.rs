@@ -23,6 +23,18 @@ pub struct Claim {
     pub cannot_tell: String,
 }
 
+impl Claim {
+    /// A claim this run has no figures for.
+    fn without_figures(claim: &'static str, cannot_tell: String) -> Claim {
+        Claim {
+            claim,
+            measured: NO_FIGURES.into(),
+            verdict: "cannot be checked".into(),
+            cannot_tell,
+        }
+    }
+}
+
 /// A series' median with its unit and interval, as a sentence fragment:
 /// `3.1 ms (95% CI 2.9–3.4)` or `3.1 ms (range 2.9–3.4, n = 3)`.
 pub fn figure(s: &SeriesSummary) -> String {
@@ -98,12 +110,7 @@ fn smaller(data: &ReportData) -> Claim {
         .collect();
     let get = |e: EnvKind| sizes.iter().find(|(k, _)| *k == e).map(|(_, s)| *s);
     if sizes.is_empty() {
-        return Claim {
-            claim,
-            measured: NO_FIGURES.into(),
-            verdict: "cannot be checked".into(),
-            cannot_tell,
-        };
+        return Claim::without_figures(claim, cannot_tell);
     }
     let what = |e: EnvKind| match e {
         EnvKind::Native => "the agent",
@@ -149,12 +156,7 @@ fn start_faster(data: &ReportData) -> Claim {
         startup(EnvKind::Vm),
     );
     if n.is_none() && c.is_none() && v.is_none() {
-        return Claim {
-            claim,
-            measured: NO_FIGURES.into(),
-            verdict: "cannot be checked".into(),
-            cannot_tell,
-        };
+        return Claim::without_figures(claim, cannot_tell);
     }
     let mut parts = Vec::new();
     for (e, s) in [("native", n), ("container", c), ("vm", v)] {
@@ -210,12 +212,7 @@ fn less_cpu(data: &ReportData) -> Claim {
         find(data, "cpu", EnvKind::Vm, "score"),
     );
     if c.is_none() && v.is_none() {
-        return Claim {
-            claim,
-            measured: NO_FIGURES.into(),
-            verdict: "cannot be checked".into(),
-            cannot_tell,
-        };
+        return Claim::without_figures(claim, cannot_tell);
     }
     let mut parts = Vec::new();
     for (e, s) in [("container", c), ("vm", v)] {
@@ -294,12 +291,7 @@ fn less_memory(data: &ReportData) -> Claim {
     );
     let overhead = any(data, EnvKind::Vm, "vmm_overhead_mib");
     if c.is_none() && v.is_none() {
-        return Claim {
-            claim,
-            measured: NO_FIGURES.into(),
-            verdict: "cannot be checked".into(),
-            cannot_tell,
-        };
+        return Claim::without_figures(claim, cannot_tell);
     }
     let mut parts = Vec::new();
     for (e, s) in [("container", c), ("vm", v)] {

@@ -140,13 +140,7 @@ mod tests {
             .len();
         assert_eq!(obj.len(), benchmarks);
         let s = data
-            .series
-            .iter()
-            .find(|s| {
-                s.workload == "cpu"
-                    && s.environment == crate::env::EnvKind::Vm
-                    && s.metric == "score"
-            })
+            .series_of("cpu", crate::env::EnvKind::Vm, "score")
             .unwrap();
         let m = &doc["fx/cpu/vm"]["score"];
         // (serde_json's default parser may be one ulp off in the last digit.)

@@ -384,11 +384,7 @@ pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
     let mut groups = Vec::new();
     let mut fallback = false;
     for w in workloads {
-        let get = |m: &str| {
-            series
-                .iter()
-                .find(|s| s.workload == w && s.environment == vm && s.metric == m)
-        };
+        let get = |m: &str| series.iter().find(|s| s.is(w, vm, m));
         let total = get("startup_ms");
         let parts: Vec<chart::Bar> = BOOT_PARTS
             .iter()
@@ -398,17 +394,7 @@ pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
             parts
         } else if let (Some(total), Some(kernel)) = (total, get("boot_kernel_ms")) {
             // Both come from the same instances, in repetition order.
-            let rest = if total.values.len() == kernel.values.len() {
-                let per_instance: Vec<f64> = total
-                    .values
-                    .iter()
-                    .zip(&kernel.values)
-                    .map(|(t, k)| t - k)
-                    .collect();
-                crate::stats::median(&per_instance)
-            } else {
-                total.stats.median - kernel.stats.median
-            };
+            let rest = total.median_excess_over(kernel);
             fallback = true;
             vec![
                 segment(BOOT_PARTS[1].1, kernel.stats.median),

@@ -91,6 +91,31 @@ pub struct SeriesSummary {
     pub ratio_ci95: Option<Interval>,
 }
 
+impl SeriesSummary {
+    /// Whether this is the series of `workload` in `env` with `metric`.
+    pub fn is(&self, workload: &str, env: EnvKind, metric: &str) -> bool {
+        self.workload == workload && self.environment == env && self.metric == metric
+    }
+
+    /// How much this series exceeds `other`, measured on the same
+    /// instances: the median of the per-instance differences when both
+    /// hold one value per instance in repetition order (equal lengths),
+    /// else the difference of the two medians.
+    pub fn median_excess_over(&self, other: &SeriesSummary) -> f64 {
+        if self.values.len() == other.values.len() {
+            let diffs: Vec<f64> = self
+                .values
+                .iter()
+                .zip(&other.values)
+                .map(|(a, b)| a - b)
+                .collect();
+            stats::median(&diffs)
+        } else {
+            self.stats.median - other.stats.median
+        }
+    }
+}
+
 /// Everything the exporters see.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportData {
@@ -128,6 +153,11 @@ impl ReportData {
     /// names it).
     pub fn kind_of<'a>(&'a self, workload: &'a str) -> &'a str {
         self.kinds.get(workload).map_or(workload, String::as_str)
+    }
+
+    /// The series of `workload` in `env` with `metric`.
+    pub fn series_of(&self, workload: &str, env: EnvKind, metric: &str) -> Option<&SeriesSummary> {
+        self.series.iter().find(|s| s.is(workload, env, metric))
     }
 
     /// The report section of a series; `None` is "other figures".
@@ -272,7 +302,7 @@ pub fn density_rows(data: &ReportData) -> Vec<Vec<String>> {
         let of = |m: &str| {
             density
                 .iter()
-                .find(|s| s.workload == w && s.environment == e && s.metric == m)
+                .find(|s| s.is(w, e, m))
                 .map(|s| s.values.as_slice())
                 .unwrap_or(&[])
         };
@@ -453,23 +483,11 @@ fn seccomp_cost(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String>
         .iter()
         .filter(|s| s.environment == native && s.metric == "score")
     {
-        let Some(filtered) = data.series.iter().find(|s| {
-            s.workload == plain.workload && s.environment == native && s.metric == "score_seccomp"
-        }) else {
+        let Some(filtered) = data.series_of(&plain.workload, native, "score_seccomp") else {
             continue;
         };
         // Both figures come from the same instances: pair them.
-        let added = if filtered.values.len() == plain.values.len() {
-            let diffs: Vec<f64> = filtered
-                .values
-                .iter()
-                .zip(&plain.values)
-                .map(|(f, p)| f - p)
-                .collect();
-            stats::median(&diffs)
-        } else {
-            filtered.stats.median - plain.stats.median
-        };
+        let added = filtered.median_excess_over(plain);
         out.push(format!(
             "{} {}: Docker's default seccomp filter adds {} {} to a call (medians {} without it, \
              {} with it, both timed natively in one process; the added figure is the median of \
@@ -494,11 +512,7 @@ fn seccomp_cost(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String>
 /// kernel's boot and the rest.
 fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<String> {
     let vm = EnvKind::Vm;
-    let get = |w: &str, m: &str| {
-        data.series
-            .iter()
-            .find(|s| s.workload == w && s.environment == vm && s.metric == m)
-    };
+    let get = |w: &str, m: &str| data.series_of(w, vm, m);
     let mut out = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for s in data.series.iter().filter(|s| s.environment == vm) {
@@ -518,17 +532,7 @@ fn boot_breakdown(data: &ReportData, name: &dyn Fn(&str) -> String) -> Vec<Strin
         }
         // The rest per instance, as in the vm_boot chart (both series come
         // from the same instances, in repetition order).
-        let rest = if total.values.len() == kernel.values.len() {
-            let per_instance: Vec<f64> = total
-                .values
-                .iter()
-                .zip(&kernel.values)
-                .map(|(t, k)| t - k)
-                .collect();
-            crate::stats::median(&per_instance)
-        } else {
-            t - k
-        };
+        let rest = total.median_excess_over(kernel);
         out.push(format!(
             "For {}, the VM's median startup of {} ms holds a median guest kernel boot of {} ms \
              ({:.0}%); the rest, a median {} ms per instance, is QEMU's own start, its set-up \

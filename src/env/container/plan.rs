@@ -237,18 +237,23 @@ pub fn plan(
             None,
         )));
     }
-    for d in MASKED_DIRS
-        .iter()
-        .filter(|d| d.starts_with("proc/") && exists(d))
-    {
-        steps.push(optional(mount(
-            Some(b"tmpfs"),
-            at(d),
-            Some(b"tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some(b"size=0"),
-        )));
-    }
+    // An empty read-only tmpfs over each masked directory under `prefix`.
+    let mask_dirs = |prefix: &str| -> Vec<Step> {
+        MASKED_DIRS
+            .iter()
+            .filter(|d| d.starts_with(prefix) && exists(d))
+            .map(|d| {
+                optional(mount(
+                    Some(b"tmpfs"),
+                    at(d),
+                    Some(b"tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    Some(b"size=0"),
+                ))
+            })
+            .collect()
+    };
+    steps.extend(mask_dirs("proc/"));
     for p in READ_ONLY.iter().filter(|p| exists(p)) {
         let target = at(p);
         steps.push(optional(mount(
@@ -268,18 +273,7 @@ pub fn plan(
         nosuid_nodev_noexec | MsFlags::MS_RDONLY,
         None,
     ));
-    for d in MASKED_DIRS
-        .iter()
-        .filter(|d| d.starts_with("sys/") && exists(d))
-    {
-        steps.push(optional(mount(
-            Some(b"tmpfs"),
-            at(d),
-            Some(b"tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some(b"size=0"),
-        )));
-    }
+    steps.extend(mask_dirs("sys/"));
 
     let dev_flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     steps.push(mount(
