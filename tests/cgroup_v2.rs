@@ -141,10 +141,12 @@ fn v2_bed_child() {
          ms of CPU in this thread",
         cpu.value
     );
+    // Only this test's cgroup: other runs on the host share the hierarchy.
+    let ours = run_dir.unique_name("v2");
     let leftovers: Vec<_> = std::fs::read_dir(mnt.join("isobench"))
         .unwrap()
         .flatten()
-        .filter(|e| e.path().is_dir())
+        .filter(|e| e.path().is_dir() && e.file_name().to_string_lossy() == ours)
         .map(|e| e.path())
         .collect();
     assert!(
