@@ -11,6 +11,7 @@ pub mod changepoint;
 pub mod command;
 pub mod page;
 pub mod store;
+pub mod synth;
 pub mod trend;
 
 pub use store::{Imported, Store, fingerprint, host_key, scenario_hash};

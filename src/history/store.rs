@@ -310,3 +310,124 @@ pub(super) fn sql_error(path: &Path, source: rusqlite::Error) -> HistoryError {
         _ => HistoryError::Sqlite { path, source },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::synth::{self, Spec};
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn importing_twice_changes_nothing() {
+        let tmp = TempDir::new("hist-import");
+        let dir = synth::write(&tmp, &Spec::nth(0)).unwrap();
+        let mut store = Store::open(&tmp.join("h.sqlite")).unwrap();
+        let first = store.import(&dir, None).unwrap();
+        assert_eq!(
+            first,
+            Imported::Added {
+                run_id: Spec::nth(0).run_id,
+                observations: 2 * 2 * 2 * 6
+            }
+        );
+        let size = std::fs::metadata(tmp.join("h.sqlite")).unwrap().len();
+        let again = store.import(&dir, None).unwrap();
+        assert!(matches!(again, Imported::AlreadyThere { .. }), "{again:?}");
+        assert_eq!(store.run_count().unwrap(), 1);
+        let rows: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM observations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 48);
+        assert_eq!(std::fs::metadata(tmp.join("h.sqlite")).unwrap().len(), size);
+    }
+
+    #[test]
+    fn an_old_store_is_migrated_and_keeps_its_runs() {
+        let tmp = TempDir::new("hist-migrate");
+        let path = tmp.join("old.sqlite");
+        {
+            // A store as the first schema left it, with one run in it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO runs VALUES ('r1', '2026-01-01T00:00:00Z', 'complete', NULL, 'h',
+                 'h', 'quick', 'x', NULL, 'old', '/tmp', '2026-01-01T00:00:00Z', '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), schema_version());
+        assert_eq!(store.run_count().unwrap(), 1);
+        let index: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'observations_series'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+    }
+
+    #[test]
+    fn a_newer_damaged_or_locked_store_is_a_clear_error() {
+        let tmp = TempDir::new("hist-errors");
+        let newer = tmp.join("newer.sqlite");
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = Store::open(&newer).unwrap_err().to_string();
+        assert!(e.contains("schema version 99, newer than the 2"), "{e}");
+
+        let junk = tmp.join("junk.sqlite");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        let e = Store::open(&junk).unwrap_err();
+        assert!(matches!(e, HistoryError::Corrupt { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("junk.sqlite is damaged") && e.contains("history import"),
+            "{e}"
+        );
+
+        let locked = tmp.join("locked.sqlite");
+        Store::open(&locked).unwrap();
+        let holder = Connection::open(&locked).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let dir = synth::write(&tmp, &Spec::nth(1)).unwrap();
+        let t = std::time::Instant::now();
+        let e = Store::open(&locked)
+            .and_then(|mut s| s.import(&dir, None))
+            .unwrap_err();
+        assert!(matches!(e, HistoryError::Locked { .. }), "{e:?}");
+        assert!(
+            t.elapsed() >= BUSY_TIMEOUT / 2,
+            "it waited for the lock first"
+        );
+        assert!(e.to_string().contains("--history PATH"), "{e}");
+        holder.execute_batch("ROLLBACK").unwrap();
+        let mut s = Store::open(&locked).unwrap();
+        assert!(matches!(
+            s.import(&dir, None).unwrap(),
+            Imported::Added { .. }
+        ));
+    }
+
+    #[test]
+    fn hosts_are_keyed_by_label_else_fingerprint() {
+        let mut host = crate::meta::Host::detect();
+        host.label = None;
+        let fp = fingerprint(&host);
+        assert!(fp.starts_with("host-") && fp.len() == 15, "{fp}");
+        assert_eq!(host_key(&host), fp);
+        host.kernel = "another".into();
+        assert_eq!(fingerprint(&host), fp, "a kernel update is not a new host");
+        host.cpu_model = "another CPU".into();
+        assert_ne!(fingerprint(&host), fp);
+        host.label = Some(" ci-kvm ".into());
+        assert_eq!(host_key(&host), "ci-kvm");
+    }
+}
