@@ -48,6 +48,10 @@ enum Command {
     Compare(CompareArgs),
     /// Check a run against bounds (ratios to native, medians): exit 1 when one is not met.
     Check(crate::check::Args),
+    /// The history store: import runs, show trends, write a trend report.
+    History(crate::history::command::Args),
+    /// One report over runs from several hosts, each against its own native.
+    Merge(crate::merge::Args),
     /// Check what works on this host, and how to fix what does not.
     Doctor,
     /// Provision the guest kernel.
@@ -189,6 +193,17 @@ struct RunArgs {
     cpus: Option<f64>,
     #[command(flatten)]
     vm: VmBootArgs,
+    /// The history store the run is appended to (default: history.sqlite
+    /// in the --out directory).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_history")]
+    history: Option<PathBuf>,
+    /// Do not append the run to a history store.
+    #[arg(long)]
+    no_history: bool,
+    /// Git revision of the code under test, for the history (default:
+    /// `git rev-parse HEAD` when the working directory is a git work tree).
+    #[arg(long, value_name = "REV")]
+    revision: Option<String>,
 }
 
 /// How guests boot: the options `run` and `exec` share for VMs (besides
@@ -358,6 +373,8 @@ pub fn main() -> ExitCode {
         Command::Report { dir } => cmd_report(&dir),
         Command::Compare(args) => cmd_compare(args),
         Command::Check(args) => crate::check::main(args),
+        Command::History(args) => crate::history::command::main(args),
+        Command::Merge(args) => crate::merge::main(args),
         Command::Doctor => cmd_doctor(),
         Command::Kernel { action } => cmd_kernel(action),
         Command::Clean => cmd_clean(),
@@ -405,17 +422,33 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(1, e),
     };
+    let revision = args.revision.or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| crate::history::git_revision(&d))
+    });
+    let store = (!args.no_history).then(|| {
+        args.history
+            .unwrap_or_else(|| args.out.join(crate::history::STORE_FILE))
+    });
     let settings = RunSettings {
         plan,
         out_root: args.out,
         boot: args.vm.boot(),
         progress: run::progress::Mode::detect(args.quiet),
+        revision,
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
             crate::say!();
             crate::show_part!("{}", outcome.table);
             crate::show!("\nreport: {}", outcome.dir.join("report.md").display());
+            if let Some(store) = &store {
+                match crate::history::command::append_run(store, &outcome.dir) {
+                    Ok(()) => crate::show!("history: {}", store.display()),
+                    Err(warning) => crate::say!("isobench: {warning}"),
+                }
+            }
             if outcome.interrupted && crate::out::closed() {
                 crate::say!(
                     "isobench: output closed; stopped, partial results are in {}",

@@ -64,7 +64,16 @@ pub struct Host {
     pub memory_mib: u64,
     /// cgroup setup: `v1`, `v2` or `hybrid`.
     pub cgroup_mode: String,
+    /// The name this host goes by in merged reports and the history store
+    /// (`ISOBENCH_HOST_LABEL`, when set and not empty; otherwise the host
+    /// is known by a fingerprint of its CPU and memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
+
+/// The environment variable that names the host in `meta.json`
+/// (`host.label`): a CI matrix sets it per runner.
+pub const HOST_LABEL_ENV: &str = "ISOBENCH_HOST_LABEL";
 
 impl Host {
     /// Takes the host's inventory (`sysinfo`) and its cgroup layout (`/sys`).
@@ -93,6 +102,10 @@ impl Host {
             os_version: System::os_version().ok(),
             memory_mib: sys.as_ref().map_or(0, |s| s.total_memory() >> 20),
             cgroup_mode: crate::cgroup::detect(Path::new("/sys/fs/cgroup")).to_string(),
+            label: std::env::var(HOST_LABEL_ENV)
+                .ok()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty()),
         }
     }
 }
@@ -177,6 +190,11 @@ pub struct Meta {
     pub wall_s: Option<f64>,
     /// isobench version and git revision.
     pub isobench: String,
+    /// The git revision of the code under test (`run --revision`, else
+    /// `git rev-parse HEAD` of the working directory when it is a git
+    /// work tree), for the history store.
+    #[serde(default)]
+    pub revision: Option<String>,
     /// The host.
     pub host: Host,
     /// QEMU's version line, when the run used VMs.

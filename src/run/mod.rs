@@ -66,6 +66,8 @@ pub struct RunSettings {
     pub boot: VmBoot,
     /// Progress output: a bar, lines, or nothing.
     pub progress: progress::Mode,
+    /// The git revision of the code under test, recorded in `meta.json`.
+    pub revision: Option<String>,
 }
 
 /// Why a run could not run.
@@ -208,7 +210,10 @@ pub fn run(settings: &RunSettings, stop: &AtomicBool) -> Result<RunOutcome, RunE
     for note in &testbed.notes {
         progress.say(&format!("note: {note}"));
     }
-    let mut book = Book::open(&dir, first_meta(&run_id, plan, &testbed))?;
+    let mut book = Book::open(
+        &dir,
+        first_meta(&run_id, plan, &testbed, settings.revision.as_deref()),
+    )?;
     progress.say(&format!(
         "run {run_id}: scenario `{}`, {} workload(s) × {} environment(s), {} instances; results in {}",
         plan.name,
@@ -299,7 +304,7 @@ fn build_testbed(
 }
 
 /// The run's metadata as it starts.
-fn first_meta(run_id: &str, plan: &Plan, testbed: &Testbed) -> Meta {
+fn first_meta(run_id: &str, plan: &Plan, testbed: &Testbed, revision: Option<&str>) -> Meta {
     let facts: Vec<crate::env::EnvFacts> = testbed.envs.iter().map(|e| e.facts()).collect();
     let mut meta = Meta {
         run_id: run_id.to_string(),
@@ -308,6 +313,7 @@ fn first_meta(run_id: &str, plan: &Plan, testbed: &Testbed) -> Meta {
         finished: None,
         wall_s: None,
         isobench: crate::meta::version(),
+        revision: revision.map(str::to_string),
         host: Host::detect(),
         qemu: facts.iter().find_map(|f| f.qemu.clone()),
         accelerator: facts.iter().find_map(|f| f.accelerator.clone()),
