@@ -227,6 +227,9 @@ pub struct Image {
     pub agent_bytes: u64,
     /// Size of the initramfs in bytes.
     pub initramfs_bytes: u64,
+    /// The real image under it (`--image`): path, format, digests, layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci: Option<oci::ImageFacts>,
 }
 
 /// The empty directories every image has (mount points).
@@ -294,6 +297,7 @@ pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageE
         agent_sha256: tree.agent_sha256,
         agent_bytes: tree.agent_bytes,
         initramfs_bytes,
+        oci: None,
     })
 }
 

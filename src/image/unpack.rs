@@ -357,6 +357,9 @@ mod tests {
         for (path, kind, data) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             h.set_mode(if *kind == tar::EntryType::Directory {
                 0o755
             } else {
@@ -387,6 +390,9 @@ mod tests {
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         h.set_size(1);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_cksum();
         let mut out = h.as_bytes().to_vec();
