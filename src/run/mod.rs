@@ -37,8 +37,8 @@ pub use book::{Latest, point_latest};
 pub use instance::{Extras, InstanceResult, MAX_OUTPUT, Running, run_instance, run_instance_with};
 pub use testbed::{Contents, Testbed, find_agent, preflight};
 
-use crate::env::{EnvError, EnvKind};
 use crate::env::{BedSpec, VmBoot};
+use crate::env::{EnvError, EnvKind};
 use crate::image;
 use crate::image::ImageError;
 use crate::image::oci::ImageLayers;
@@ -231,7 +231,11 @@ pub fn run(settings: &RunSettings, stop: &AtomicBool) -> Result<RunOutcome, RunE
     let agent = preflight(&plan.environments, &spec)?;
     // The image's layers (checked, unpacked once into the layer cache),
     // locked against pruning until the run ends.
-    let oci = settings.image.as_deref().map(image::oci::load).transpose()?;
+    let oci = settings
+        .image
+        .as_deref()
+        .map(image::oci::load)
+        .transpose()?;
     let commands = resolve_commands(plan, oci.as_ref())?;
     // The run directory, the test bed, the records.
     let run_id = new_run_id();
