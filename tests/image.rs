@@ -274,7 +274,7 @@ warmups = 0
 [[workload]]
 name = "listing"
 kind = "command"
-argv = ["/bin/sh", "-c", "echo entries=$(/bin/busybox ls /opq /etc | /bin/busybox wc -w)"]
+argv = ["/bin/sh", "-c", "echo entries=$( (/bin/busybox ls /opq; /bin/busybox ls /etc) | /bin/busybox wc -w)"]
 metrics = [{ name = "entries", regex = 'entries=(\d+)', unit = "count", better = "lower" }]
 "#;
     let img_arg = img.to_string_lossy().into_owned();
