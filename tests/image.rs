@@ -232,6 +232,14 @@ fn exec_in_a_container_sees_the_merged_layers() {
     let out = exec(&s, &img, "container", &["/bin/sh", "-c", LIST]);
     assert!(out.status.success(), "{}", text(&out));
     check_merged(&String::from_utf8_lossy(&out.stdout));
+    // The same layout inside a tarball (as newer `docker save` writes it).
+    let archive = s.path.join("oci.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    b.append_dir_all(".", &img).unwrap();
+    b.into_inner().unwrap().flush().unwrap();
+    let out = exec(&s, &archive, "container", &["/bin/sh", "-c", LIST]);
+    assert!(out.status.success(), "{}", text(&out));
+    check_merged(&String::from_utf8_lossy(&out.stdout));
     // A program of the host that the image lacks is packed as without an image.
     let out = exec(&s, &img, "container", &["/bin/true"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -391,4 +399,44 @@ fn an_image_too_large_for_the_guests_ram_is_refused_naming_both_sizes() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("128 MiB") && t.contains("initramfs"), "{t}");
+}
+
+#[test]
+fn the_merged_tree_of_a_killed_run_is_unmounted_by_clean() {
+    if !ready(true) {
+        return;
+    }
+    let s = Scratch::new("img-kill");
+    let img = s.path.join("save.tar");
+    docker_save(&img, &busybox_layers());
+    let mut child = s
+        .isobench()
+        .args(["exec", "--env", "vm", "--image"])
+        .arg(&img)
+        .args(["--", "/bin/sh", "-c", "/bin/busybox sleep 60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = s.runtime().to_string_lossy().into_owned();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&runtime))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(mounted(), "the merged tree was never mounted");
+    child.kill().unwrap(); // SIGKILL: no clean-up of its own.
+    child.wait().unwrap();
+    let out = s.isobench().arg("clean").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!mounted(), "still mounted after clean: {}", text(&out));
+    assert!(
+        std::fs::read_dir(s.runs()).map_or(true, |d| d.count() == 0),
+        "the run's directory is gone"
+    );
 }

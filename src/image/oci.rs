@@ -537,7 +537,8 @@ pub fn load(path: &Path) -> Result<ImageLayers, ImageError> {
             reason: "--image needs root: its layers' whiteouts become overlayfs device nodes and trusted extended attributes (run isobench with sudo)".into(),
         });
     }
-    let image = OciImage::open(path)?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let image = OciImage::open(&path)?;
     let cache = LayerCache::open(&LayerCache::default_dir())?;
     image.unpack(&cache, Limits::default())
 }
