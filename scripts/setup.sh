@@ -29,6 +29,8 @@ command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
 # The seccomp test compiles a small static C probe.
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# The shell of the test image for --image (tests/image.rs, scripts/busybox-image.sh).
+[ -x /bin/busybox ] || need+=(busybox-static)
 # Peers of the container benchmark (cargo bench): crun and runc.
 command -v crun >/dev/null 2>&1 || need+=(crun)
 command -v runc >/dev/null 2>&1 || need+=(runc)

@@ -136,6 +136,11 @@ struct ExecArgs {
     /// Print startup time, CPU time and peak memory on stderr at the end.
     #[arg(long)]
     stats: bool,
+    /// Run on a real image: an OCI image layout directory or a `docker
+    /// save` / `podman save` tarball (container and vm; needs root). CMD
+    /// is looked up in the image first, then on the host.
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
     /// The program and its arguments (after --).
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -182,6 +187,12 @@ struct RunArgs {
     /// Directory for run directories.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
+    /// Run every environment on a real image: an OCI image layout
+    /// directory or a `docker save` / `podman save` tarball (container and
+    /// vm, not native; needs root). A `command` workload's program is
+    /// looked up in the image first, then on the host.
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
     /// Resources of every instance: a VM's RAM, a container's memory
     /// limit (256M, 1.5G, ...; overrides the scenario's vm.memory_mib and
     /// container.memory).
@@ -437,6 +448,7 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         boot: args.vm.boot(),
         progress: run::progress::Mode::detect(args.quiet),
         revision,
+        image: args.image,
     };
     match run::run(&settings, &stop) {
         Ok(outcome) => {
@@ -529,6 +541,7 @@ fn cmd_exec(args: ExecArgs) -> ExitCode {
         timeout: std::time::Duration::from_secs(args.timeout),
         stats: args.stats,
         boot: args.vm.boot(),
+        image: args.image,
     };
     match exec::exec(&settings, &stop) {
         Ok(outcome) => {

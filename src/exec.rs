@@ -29,6 +29,7 @@ use crate::env::{EnvKind, Environment};
 use crate::image::{
     self, ImageError,
     cache::{self, LayerCache},
+    oci::ImageLayers,
 };
 use crate::run::{self, RunError};
 use crate::rundir::{self, RunDir};
@@ -65,6 +66,8 @@ pub struct ExecSettings {
     pub stats: bool,
     /// For `--env vm`: how the guest boots.
     pub boot: VmBoot,
+    /// A real image to run on (`--image`): container and vm.
+    pub image: Option<PathBuf>,
 }
 
 /// How `exec` ended: the exit status for isobench, and what to tell the user.
@@ -87,16 +90,39 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
         .argv
         .split_first()
         .ok_or_else(|| RunError::Prerequisite("no program given after --".into()))?;
-    let program = image::find_program(name).ok_or_else(|| {
-        RunError::Prerequisite(format!(
-            "program `{name}` not found{}",
-            if name.contains('/') {
-                " (or not executable)".to_string()
-            } else {
-                " in $PATH".to_string()
-            }
-        ))
-    })?;
+    // A real image: its layers checked and unpacked (once, into the layer
+    // cache), and the program looked up there first.
+    let oci = match &s.image {
+        Some(_) if s.env == EnvKind::Native => {
+            return Err(RunError::Prerequisite(
+                "--image needs --env container or vm: a native program runs on the host's own files"
+                    .into(),
+            ));
+        }
+        Some(path) => Some(image::oci::load(path)?),
+        None => None,
+    };
+    let in_image = oci
+        .as_ref()
+        .and_then(|o| image::rootfs::find_in_layers(&o.dirs, name));
+    let packed = in_image.is_none();
+    let program = match in_image {
+        Some(p) => p,
+        None => image::find_program(name).ok_or_else(|| {
+            RunError::Prerequisite(format!(
+                "program `{name}` not found{}{}",
+                match &s.image {
+                    Some(i) => format!(" in the image {} nor on the host", i.display()),
+                    None => String::new(),
+                },
+                if name.contains('/') {
+                    " (or not executable)".to_string()
+                } else {
+                    " in $PATH".to_string()
+                }
+            ))
+        })?,
+    };
     match s.env {
         EnvKind::Vm if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
@@ -109,7 +135,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                     .into(),
             ));
         }
-        EnvKind::Vm => return exec_vm(s, &program, args, stop),
+        EnvKind::Vm => return exec_vm(s, (&program, packed), args, oci.as_ref(), stop),
         EnvKind::Native if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
                 "--volume needs --env container (a native program sees the host's files anyway)"
@@ -165,7 +191,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
     let mut scratch = None;
     let (env, argv): (Box<dyn Environment>, Vec<String>) = match s.env {
         EnvKind::Container => {
-            let lowers = layers(&agent, &program, &run_dir)?;
+            let lowers = layers(
+                &agent,
+                packed.then_some(program.as_path()),
+                oci.as_ref(),
+                &run_dir,
+            )?;
             if !rootless {
                 scratch = Scratch::mount(&run_dir);
             }
@@ -285,7 +316,8 @@ impl Drop for Scratch {
 }
 
 /// A container's read-only layers, top first: the program with its
-/// closure above the image (the agent as `/init`).
+/// closure (when packed from the host) above the image (the agent as
+/// `/init`), above a real image's layers (`--image`).
 struct Layers {
     dirs: Vec<PathBuf>,
     /// Cache entries in use (their locks), when they came from the cache.
@@ -295,23 +327,43 @@ struct Layers {
 /// The layers from the layer cache, built there when missing; or, when the
 /// cache cannot be used (not the caller's own, unwritable), built in the
 /// run directory as before. No cpio: only a VM boots one.
-fn layers(agent: &Path, program: &Path, run_dir: &RunDir) -> Result<Layers, RunError> {
+fn layers(
+    agent: &Path,
+    program: Option<&Path>,
+    oci: Option<&ImageLayers>,
+    run_dir: &RunDir,
+) -> Result<Layers, RunError> {
+    let below: Vec<PathBuf> = oci.map(|o| o.dirs.clone()).unwrap_or_default();
     let cached = LayerCache::open(&LayerCache::default_dir())
         .map_err(ImageError::from)
-        .and_then(|c| Ok((c.app(program)?, c.image(agent)?)));
+        .and_then(|c| {
+            let app = program.map(|p| c.app(p)).transpose()?;
+            Ok((app, c.image(agent)?))
+        });
     match cached {
-        Ok((app, img)) => Ok(Layers {
-            dirs: vec![app.root.clone(), img.root.clone()],
-            _cached: vec![app, img],
-        }),
+        Ok((app, img)) => {
+            let mut held: Vec<cache::Layer> = app.into_iter().collect();
+            held.push(img);
+            let mut dirs: Vec<PathBuf> = held.iter().map(|l| l.root.clone()).collect();
+            dirs.extend(below);
+            Ok(Layers {
+                dirs,
+                _cached: held,
+            })
+        }
         // A closure that cannot be worked out fails the same either way.
         Err(e @ ImageError::Closure { .. }) => Err(e.into()),
         Err(_) => {
             let image = run_dir.path().join("image");
             image::build_tree(agent, &image)?;
-            let app = image::app_layer(program, &run_dir.path().join("app"))?;
+            let mut dirs = Vec::new();
+            if let Some(p) = program {
+                dirs.push(image::app_layer(p, &run_dir.path().join("app"))?.dir);
+            }
+            dirs.push(image);
+            dirs.extend(below);
             Ok(Layers {
-                dirs: vec![app.dir, image],
+                dirs,
                 _cached: Vec::new(),
             })
         }
@@ -323,8 +375,9 @@ fn layers(agent: &Path, program: &Path, run_dir: &RunDir) -> Result<Layers, RunE
 /// the serial console as its stdout and stderr.
 fn exec_vm(
     s: &ExecSettings,
-    program: &Path,
+    (program, packed): (&Path, bool),
     args: &[String],
+    oci: Option<&ImageLayers>,
     stop: &AtomicBool,
 ) -> Result<ExecOutcome, RunError> {
     let mut messages = Vec::new();
@@ -353,10 +406,11 @@ fn exec_vm(
     let spec = bed_spec(s, &vm, &container);
     let agent = run::preflight(&[EnvKind::Vm], &spec)?;
     let id = format!("exec-{}", run::new_run_id());
-    let programs = [program.to_path_buf()];
+    let programs: Vec<PathBuf> = packed.then(|| program.to_path_buf()).into_iter().collect();
     let contents = run::Contents {
         programs: &programs,
         files: &[],
+        image: oci,
     };
     let logs = std::env::temp_dir();
     let bed = run::Testbed::build(&agent, &id, &[EnvKind::Vm], spec, contents, &logs, stop)?;

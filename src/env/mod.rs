@@ -57,8 +57,12 @@ pub struct Bed<'a> {
     pub spec: BedSpec<'a>,
     /// The static agent binary.
     pub agent: &'a std::path::Path,
-    /// The run's image tree.
+    /// The run's root tree: the image tree, or with `--image` the real
+    /// image merged under it (what a VM packs).
     pub image_dir: &'a std::path::Path,
+    /// The same as overlay lower directories, top first (what a container
+    /// mounts).
+    pub layers: &'a [std::path::PathBuf],
     /// The run's runtime directory.
     pub run_dir: &'a std::sync::Arc<crate::rundir::RunDir>,
     /// Where logs of set-up instances (a KVM probe) go.

@@ -104,6 +104,8 @@ pub enum Kind {
     Image,
     /// A program and its shared-library closure at their host paths.
     App,
+    /// One layer of an OCI image, unpacked (named by its digest).
+    Oci,
 }
 
 impl Kind {
@@ -111,6 +113,7 @@ impl Kind {
         match self {
             Kind::Image => "image",
             Kind::App => "app",
+            Kind::Oci => "oci",
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct Layer {
     pub agent_sha256: Option<String>,
     /// Whether it came from the cache as it was (false: built by this call).
     pub hit: bool,
+    /// Bytes of file content in the layer.
+    pub bytes: u64,
     /// The shared lock on the manifest.
     _lock: File,
     /// A layer built for this use only (its cache entry was out of date
@@ -304,6 +309,48 @@ impl LayerCache {
         })
     }
 
+    /// The unpacked OCI layer whose (verified) digest is `digest`
+    /// (`sha256:<64 hex digits>`), at `<cache>/sha256-<hex>/root`; `unpack`
+    /// fills a fresh directory with it, and returns the bytes of file
+    /// content, when the entry is missing. Two isobench processes wanting
+    /// the same missing layer unpack it once: the second waits on the
+    /// digest's lock file (`.lock-sha256-<hex>`) and then finds it in place.
+    pub fn oci_layer(
+        &self,
+        digest: &str,
+        unpack: impl FnOnce(&Path) -> Result<u64, ImageError>,
+    ) -> Result<Layer, ImageError> {
+        let name = oci_entry_name(digest).ok_or_else(|| ImageError::Io {
+            what: format!("naming the cache entry of layer {digest}"),
+            source: io::Error::other("not a sha256 digest of 64 lower-case hex digits"),
+        })?;
+        let lock_path = self.dir.join(format!(".lock-{name}"));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        lock.lock()
+            .map_err(io_err(format!("locking {}", lock_path.display())))?;
+        let got = self.get_named(
+            name,
+            Kind::Oci,
+            Vec::new(),
+            vec![digest.to_string()],
+            |root| {
+                let bytes = unpack(root)?;
+                Ok(Built {
+                    files: Vec::new(),
+                    agent_sha256: None,
+                    bytes,
+                })
+            },
+        );
+        drop(lock);
+        got
+    }
+
     /// The valid entry for `key`, built and put in place when missing or
     /// out of date.
     fn get(
@@ -313,7 +360,19 @@ impl LayerCache {
         extra: Vec<String>,
         build: impl FnOnce(&Path) -> Result<Built, ImageError>,
     ) -> Result<Layer, ImageError> {
-        let entry = self.dir.join(entry_name(kind, &key, &extra));
+        self.get_named(entry_name(kind, &key, &extra), kind, key, extra, build)
+    }
+
+    /// [`LayerCache::get`] for the entry called `name`.
+    fn get_named(
+        &self,
+        name: String,
+        kind: Kind,
+        key: Vec<FileId>,
+        extra: Vec<String>,
+        build: impl FnOnce(&Path) -> Result<Built, ImageError>,
+    ) -> Result<Layer, ImageError> {
+        let entry = self.dir.join(name);
         let want = |m: &Manifest| m.kind == kind && m.key == key && m.extra == extra;
         match open_entry(&entry, &want)? {
             Found::Valid(layer) => return Ok(layer),
@@ -444,6 +503,16 @@ impl LayerCache {
         for entry in entries {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(of) = name.strip_prefix(".lock-") {
+                // The lock of an OCI layer's unpacking, the layer gone.
+                if !self.dir.join(of).exists()
+                    && File::open(&path).is_ok_and(|f| f.try_lock().is_ok())
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    removed.push(path);
+                }
+                continue;
+            }
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
@@ -471,7 +540,10 @@ impl LayerCache {
                 }
                 continue;
             }
-            if !(name.starts_with("image-") || name.starts_with("app-")) {
+            if !(name.starts_with("image-")
+                || name.starts_with("app-")
+                || name.starts_with("sha256-"))
+            {
                 continue;
             }
             let obsolete = manifest.layout != LAYOUT || !manifest.key.iter().all(FileId::current);
@@ -500,6 +572,17 @@ fn entry_name(kind: Kind, key: &[FileId], extra: &[String]) -> String {
     h.update(serde_json::to_vec(&(LAYOUT, kind, key, extra)).unwrap_or_default());
     let digest = crate::util::hex(&h.finalize());
     format!("{}-{}", kind.as_str(), &digest[..32])
+}
+
+/// `sha256-<hex>` for `sha256:<hex>`; `None` for anything else (the name
+/// must never hold a `/` or `..` an image could choose).
+fn oci_entry_name(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| format!("sha256-{hex}"))
 }
 
 /// A name no other process or call uses.
@@ -556,6 +639,7 @@ fn open_entry(entry: &Path, want: &dyn Fn(&Manifest) -> bool) -> Result<Found, I
         root: entry.join(ROOT),
         agent_sha256: manifest.agent_sha256,
         hit: true,
+        bytes: manifest.bytes,
         _lock: file,
         private: None,
     }))

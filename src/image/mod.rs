@@ -11,6 +11,9 @@
 //! archive byte for byte.
 
 pub mod cache;
+pub mod oci;
+pub mod rootfs;
+pub mod unpack;
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -58,6 +61,46 @@ pub enum ImageError {
         /// The program.
         program: PathBuf,
         /// What went wrong.
+        reason: String,
+    },
+    /// An `--image` cannot be read as an OCI layout or `docker save` tarball.
+    #[error("--image {image}: {reason}")]
+    Oci {
+        /// The image given.
+        image: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A blob of an image does not hash to the digest its manifest names.
+    #[error(
+        "--image {image}: blob `{blob}` has digest {actual}, but the manifest says {expected}; the image is damaged or was altered — save it again"
+    )]
+    DigestMismatch {
+        /// The image given.
+        image: PathBuf,
+        /// The blob's name in the image.
+        blob: String,
+        /// The digest the manifest names.
+        expected: String,
+        /// The digest of the bytes found.
+        actual: String,
+    },
+    /// A layer entry would land outside the layer.
+    #[error("image layer {layer}: entry `{entry}` refused: {reason}")]
+    UnsafeEntry {
+        /// The layer's digest.
+        layer: String,
+        /// The entry's name in the tar.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// A layer cannot be unpacked.
+    #[error("image layer {layer}: {reason}")]
+    Layer {
+        /// The layer's digest.
+        layer: String,
+        /// Why.
         reason: String,
     },
     /// The layer cache cannot be used.
@@ -184,6 +227,9 @@ pub struct Image {
     pub agent_bytes: u64,
     /// Size of the initramfs in bytes.
     pub initramfs_bytes: u64,
+    /// The real image under it (`--image`): path, format, digests, layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci: Option<oci::ImageFacts>,
 }
 
 /// The empty directories every image has (mount points).
@@ -251,6 +297,7 @@ pub fn build(agent: &Path, dir: &Path, initramfs: &Path) -> Result<Image, ImageE
         agent_sha256: tree.agent_sha256,
         agent_bytes: tree.agent_bytes,
         initramfs_bytes,
+        oci: None,
     })
 }
 
@@ -377,7 +424,7 @@ fn replicate(
 
 /// Removes `.` and `..` lexically (link targets such as `../lib/x` are
 /// relative to the link's directory).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in path.components() {
         match c {

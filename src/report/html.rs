@@ -279,6 +279,9 @@ fn system(s: &mut String, data: &ReportData) {
     if let Some(k) = &m.guest_kernel {
         row(s, "guest kernel", &escape(k));
     }
+    if let Some(line) = super::markdown::image_line(m) {
+        row(s, "image", &escape(&line));
+    }
     if let Some(vm) = m
         .environments
         .get(EnvKind::Vm.as_str())

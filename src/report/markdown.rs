@@ -110,6 +110,9 @@ pub(crate) fn markdown(data: &ReportData) -> String {
             let _ = writeln!(s, "\n> **Warning:** {TCG_WARNING}");
         }
     }
+    if let Some(line) = image_line(m) {
+        let _ = writeln!(s, "\nImage: {}", cell(&line));
+    }
     let _ = writeln!(s, "\n{HOW_TO_READ}\n");
     let _ = writeln!(s, "## The usual claims, checked against this run\n");
     for c in claims::claims(data) {
@@ -200,4 +203,40 @@ fn table(s: &mut String, rows: &[&SeriesSummary]) {
         );
     }
     s.push('\n');
+}
+
+/// The real image a run used (`--image`), in one line: path, format,
+/// digests, layers with their sizes, unpacked size; `None` without one.
+pub(super) fn image_line(m: &crate::meta::Meta) -> Option<String> {
+    let oci = m.image.as_ref()?.get("oci")?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let short = |d: &serde_json::Value| {
+        let d = text(d);
+        d.get(..19).map_or(d.clone(), |p| format!("{p}…"))
+    };
+    let mib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / 1048576.0;
+    let layers: Vec<String> = oci
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{} {:.1} → {:.1} MiB",
+                short(&l["digest"]),
+                mib(&l["bytes"]),
+                mib(&l["unpacked_bytes"])
+            )
+        })
+        .collect();
+    Some(format!(
+        "{} ({}, manifest {}, config {}; {} layer(s), bottom first: {}; {:.1} MiB unpacked)",
+        text(&oci["path"]),
+        text(&oci["format"]),
+        short(&oci["manifest_digest"]),
+        short(&oci["config_digest"]),
+        layers.len(),
+        layers.join(", "),
+        mib(&oci["unpacked_bytes"])
+    ))
 }

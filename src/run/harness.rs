@@ -23,7 +23,7 @@ pub struct Harness<'a> {
     /// The environments, in the order they take turns.
     pub envs: &'a [Box<dyn Environment>],
     /// Every `command` workload's host program and the spec the agent runs.
-    pub commands: &'a BTreeMap<String, (PathBuf, WorkloadSpec)>,
+    pub commands: &'a BTreeMap<String, (Option<PathBuf>, WorkloadSpec)>,
     /// Where instances' scratch directories go (the run's runtime directory).
     pub scratch: &'a Path,
     /// Set on Ctrl-C (or a closed output).

@@ -37,10 +37,11 @@ pub use book::{Latest, point_latest};
 pub use instance::{Extras, InstanceResult, MAX_OUTPUT, Running, run_instance, run_instance_with};
 pub use testbed::{Contents, Testbed, find_agent, preflight};
 
-use crate::env::EnvError;
 use crate::env::{BedSpec, VmBoot};
+use crate::env::{EnvError, EnvKind};
 use crate::image;
 use crate::image::ImageError;
+use crate::image::oci::ImageLayers;
 use crate::meta::{Host, Meta, RunStatus};
 use crate::report::ReportError;
 use crate::rundir;
@@ -68,6 +69,9 @@ pub struct RunSettings {
     pub progress: progress::Mode,
     /// The git revision of the code under test, recorded in `meta.json`.
     pub revision: Option<String>,
+    /// A real image every environment runs (`--image`): an OCI layout or a
+    /// `docker save` tarball.
+    pub image: Option<PathBuf>,
 }
 
 /// Why a run could not run.
@@ -136,17 +140,38 @@ pub fn mountinfo() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
 }
 
+/// What [`resolve_commands`] gives.
+type Commands = BTreeMap<String, (Option<PathBuf>, WorkloadSpec)>;
+
 /// The host program of every `command` workload, by workload name: its
 /// absolute path and the spec the agent runs. A program that is not on the
 /// host is a prerequisite error, before anything starts.
-fn resolve_commands(plan: &Plan) -> Result<BTreeMap<String, (PathBuf, WorkloadSpec)>, RunError> {
+fn resolve_commands(
+    plan: &Plan,
+    oci: Option<&ImageLayers>,
+) -> Result<BTreeMap<String, (Option<PathBuf>, WorkloadSpec)>, RunError> {
     let mut out = BTreeMap::new();
     for w in &plan.workloads {
         let Some(c) = w.command.as_ref() else {
             continue;
         };
         let name = &c.argv[0];
+        // A program of the image itself: run as it is, nothing packed.
+        if let Some(inside) = oci.and_then(|o| image::rootfs::find_in_layers(&o.dirs, name)) {
+            let mut argv = c.argv.clone();
+            argv[0] = inside.display().to_string();
+            out.insert(w.name.clone(), (None, WorkloadSpec::Command { argv }));
+            continue;
+        }
         let path = image::find_program(name).ok_or_else(|| {
+            if let Some(o) = oci {
+                return RunError::Prerequisite(format!(
+                    "workload `{}`: program `{name}` is neither an executable file in the image {} nor on the host{} (fix the path in argv)",
+                    w.name,
+                    o.facts.path.display(),
+                    if name.contains('/') { "" } else { " in $PATH" }
+                ));
+            }
             RunError::Prerequisite(format!(
                 "workload `{}`: {}",
                 w.name,
@@ -159,7 +184,7 @@ fn resolve_commands(plan: &Plan) -> Result<BTreeMap<String, (PathBuf, WorkloadSp
         })?;
         let mut argv = c.argv.clone();
         argv[0] = path.display().to_string();
-        out.insert(w.name.clone(), (path, WorkloadSpec::Command { argv }));
+        out.insert(w.name.clone(), (Some(path), WorkloadSpec::Command { argv }));
     }
     Ok(out)
 }
@@ -199,13 +224,33 @@ pub fn run(settings: &RunSettings, stop: &AtomicBool) -> Result<RunOutcome, RunE
     let started = Instant::now();
     let plan = &settings.plan;
     // Everything a bad plan or a missing tool would stop, before anything starts.
-    let commands = resolve_commands(plan)?;
+    if settings.image.is_some() && plan.environments.contains(&EnvKind::Native) {
+        return Err(RunError::Prerequisite(
+            "--image: the native environment runs the host's own programs and has no root file system to put an image in; leave it out (for example --env container,vm)".into(),
+        ));
+    }
     let spec = bed_spec(plan, &settings.boot);
     let agent = preflight(&plan.environments, &spec)?;
+    // The image's layers (checked, unpacked once into the layer cache),
+    // locked against pruning until the run ends.
+    let oci = settings
+        .image
+        .as_deref()
+        .map(image::oci::load)
+        .transpose()?;
+    let commands = resolve_commands(plan, oci.as_ref())?;
     // The run directory, the test bed, the records.
     let run_id = new_run_id();
     let dir = settings.out_root.join(&run_id);
-    let testbed = build_testbed(&agent, &run_id, plan, spec, &commands, &dir, stop)?;
+    let testbed = build_testbed(
+        &agent,
+        &run_id,
+        plan,
+        spec,
+        (&commands, oci.as_ref()),
+        &dir,
+        stop,
+    )?;
     let mut progress = Progress::new(settings.progress, plan.instance_count());
     for note in &testbed.notes {
         progress.say(&format!("note: {note}"));
@@ -270,11 +315,11 @@ fn build_testbed(
     run_id: &str,
     plan: &Plan,
     spec: BedSpec<'_>,
-    commands: &BTreeMap<String, (PathBuf, WorkloadSpec)>,
+    (commands, oci): (&Commands, Option<&ImageLayers>),
     dir: &Path,
     stop: &AtomicBool,
 ) -> Result<Testbed, RunError> {
-    let programs: Vec<PathBuf> = commands.values().map(|c| c.0.clone()).collect();
+    let programs: Vec<PathBuf> = commands.values().filter_map(|c| c.0.clone()).collect();
     let files: Vec<PathBuf> = plan
         .workloads
         .iter()
@@ -286,6 +331,7 @@ fn build_testbed(
     let contents = Contents {
         programs: &programs,
         files: &files,
+        image: oci,
     };
     Testbed::build(
         agent,

@@ -6,6 +6,8 @@
 use super::RunError;
 use crate::env::registry::{self, ENTRIES};
 use crate::env::{Bed, BedSpec, EnvKind, Environment};
+use crate::image::oci::ImageLayers;
+use crate::image::rootfs::{self, Rootfs};
 use crate::image::{self, Image};
 use crate::rundir::{self, RunDir};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub fn find_agent() -> Result<PathBuf, RunError> {
 
 /// The environments of a run, built on one image in one runtime directory.
 pub struct Testbed {
+    /// With `--image`: the real image's layers under the run's own layer,
+    /// and their merged tree (unmounted first when the testbed goes).
+    pub rootfs: Option<Rootfs>,
     /// The run's runtime directory (removed when the testbed is dropped).
     pub run_dir: Arc<RunDir>,
     /// The image every environment runs.
@@ -48,6 +53,8 @@ pub struct Contents<'a> {
     pub programs: &'a [PathBuf],
     /// Extra host files and directories copied into the image.
     pub files: &'a [PathBuf],
+    /// A real image (`--image`) the run's own layer goes on top of.
+    pub image: Option<&'a ImageLayers>,
 }
 
 impl Testbed {
@@ -79,17 +86,34 @@ impl Testbed {
                 source,
             })?,
         );
-        let image = image::build_with(
+        let mut image = image::build_with(
             agent,
             &run_dir.path().join("image"),
             &run_dir.path().join("initramfs.cpio"),
             contents.programs,
             contents.files,
         )?;
+        let rootfs = match contents.image {
+            Some(oci) => {
+                image.oci = Some(oci.facts.clone());
+                Some(rootfs::assemble(
+                    oci,
+                    &image.dir,
+                    &run_dir.path().join("rootfs"),
+                )?)
+            }
+            None => None,
+        };
+        let own = [image.dir.clone()];
+        let (layers, tree) = match &rootfs {
+            Some(r) => (&r.lowers[..], r.merged.as_path()),
+            None => (&own[..], image.dir.as_path()),
+        };
         let bed = Bed {
             spec,
             agent,
-            image_dir: &image.dir,
+            image_dir: tree,
+            layers,
             run_dir: &run_dir,
             logs,
             stop,
@@ -105,6 +129,7 @@ impl Testbed {
             notes.extend(built.notes);
         }
         Ok(Testbed {
+            rootfs,
             run_dir,
             image,
             envs,

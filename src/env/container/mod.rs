@@ -188,7 +188,7 @@ pub fn build(bed: &super::Bed<'_>) -> Result<super::Built, EnvError> {
     let seccomp = seccomp_filters(&settings.seccomp)
         .map_err(|e| EnvError::Unavailable(format!("[container] seccomp: {e}")))?;
     let config = ContainerConfig {
-        layers: vec![bed.image_dir.to_path_buf()],
+        layers: bed.layers.to_vec(),
         volumes: settings.volumes.clone(),
         limits: settings.limits,
         cgroups: settings.cgroups,

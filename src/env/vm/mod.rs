@@ -218,6 +218,24 @@ pub fn write_initramfs(image_dir: &Path, modules: &[Module], out: &Path) -> std:
     Ok(std::fs::metadata(out)?.len())
 }
 
+/// RAM a guest needs beside its initramfs: the kernel, its page tables
+/// and the agent (a guest with less than 128 MiB panics anyway).
+const GUEST_BASE_MIB: u64 = 64;
+
+/// Whether an initramfs of `bytes` fits a guest of `memory_mib`: the guest
+/// holds the archive and the tree it unpacks from it in RAM at once
+/// (the archive's pages are freed only after), beside the kernel.
+pub fn fits_in_ram(bytes: u64, memory_mib: u64) -> Result<(), String> {
+    let mib = bytes.div_ceil(1 << 20);
+    let need = 2 * mib + GUEST_BASE_MIB;
+    if need <= memory_mib {
+        return Ok(());
+    }
+    Err(format!(
+        "the guest's initramfs (the image packed with the agent) is {mib} MiB; a guest unpacks it into its RAM and needs about 2 × {mib} + {GUEST_BASE_MIB} = {need} MiB, more than its {memory_mib} MiB: raise `[vm] memory` (or --memory) to at least {need} MiB, or use a smaller image"
+    ))
+}
+
 /// Boots guests with QEMU.
 pub struct Vm {
     config: VmConfig,
@@ -285,6 +303,10 @@ impl Vm {
         let path = self.run_dir.path().join(file);
         let bytes = write_initramfs(&self.image_dir, &modules, &path)
             .map_err(|e| EnvError::io(format!("writing the initramfs {}", path.display()), e))?;
+        if let Err(why) = fits_in_ram(bytes, self.config.memory_mib) {
+            let _ = std::fs::remove_file(&path);
+            return Err(EnvError::Unavailable(why));
+        }
         cache.insert(names.clone(), (path.clone(), bytes));
         Ok((path, names))
     }
