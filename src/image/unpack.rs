@@ -257,7 +257,11 @@ fn add_entry<R: Read>(
             rustix::fs::lsetxattr(dir, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
                 .map_err(io::Error::from)?;
             done.opaque += 1;
-        } else if !hidden.starts_with(".wh.") && !hidden.is_empty() {
+        } else if matches!(hidden, "" | "." | "..") {
+            return Err(EntryError::Unsafe(
+                "a whiteout of `.` or `..` would delete outside its directory".into(),
+            ));
+        } else if !hidden.starts_with(".wh.") {
             let target = path.with_file_name(hidden);
             clear(&target, false)?;
             whiteout(&target)?;
@@ -480,6 +484,10 @@ mod tests {
         let err = unpack(&mut &bytes[..], &dir.join("c"), "L", Limits::default()).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert!(!outside.join("x").exists());
+        let bytes = layer(&[("d/.wh...", T::Regular, b"")]);
+        let err = unpack(&mut &bytes[..], &dir.join("w"), "L", Limits::default()).unwrap_err();
+        assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
+        assert!(dir.join("w").is_dir(), "nothing above the entry removed");
         let bytes = layer(&[("h", T::Link, b"../../etc/passwd")]);
         let err = unpack(&mut &bytes[..], &dir.join("d"), "L", Limits::default()).unwrap_err();
         assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
