@@ -199,7 +199,7 @@ struct File {
 }
 
 fn all_environments() -> Vec<EnvKind> {
-    EnvKind::ALL.to_vec()
+    EnvKind::DEFAULT.to_vec()
 }
 fn default_reps() -> Reps {
     Int(3)
@@ -263,6 +263,12 @@ struct ContainerSection {
     #[serde(default)]
     cgroups: CgroupUse,
     seccomp: Option<Spanned<String>>,
+    #[serde(default)]
+    gvisor_platform: crate::env::oci::GvisorPlatform,
+    #[serde(default)]
+    docker_runtime: crate::env::oci::DaemonRuntime,
+    #[serde(default)]
+    podman_runtime: crate::env::oci::DaemonRuntime,
 }
 
 /// Declares `WorkloadEntry` with one optional field per workload parameter
@@ -435,6 +441,12 @@ pub struct ContainerSettings {
     /// The seccomp profile (`"default"`: Docker's; `"none"`; or a path,
     /// relative to the scenario file's directory).
     pub seccomp: SeccompChoice,
+    /// gVisor's platform (`ptrace`, `kvm`, `systrap`).
+    pub gvisor_platform: crate::env::oci::GvisorPlatform,
+    /// The OCI runtime Docker runs instances with (`default`: the daemon's).
+    pub docker_runtime: crate::env::oci::DaemonRuntime,
+    /// The OCI runtime Podman runs instances with (`default`: Podman's).
+    pub podman_runtime: crate::env::oci::DaemonRuntime,
 }
 
 /// A validated scenario with command-line overrides applied.
@@ -794,6 +806,9 @@ impl Plan {
         }
         container.limits.pids = file.container.pids.map(|p| p.0);
         container.cgroups = file.container.cgroups;
+        container.gvisor_platform = file.container.gvisor_platform;
+        container.docker_runtime = file.container.docker_runtime;
+        container.podman_runtime = file.container.podman_runtime;
         for (i, v) in file.container.volumes.iter().enumerate() {
             container.volumes.push(
                 Volume::parse(v.get_ref())

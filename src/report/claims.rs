@@ -107,7 +107,8 @@ fn smaller(data: &ReportData) -> Claim {
     }
     let what = |e: EnvKind| match e {
         EnvKind::Native => "the agent",
-        EnvKind::Container => "its image tree",
+        EnvKind::Container | EnvKind::Runc | EnvKind::Crun | EnvKind::Gvisor => "its image tree",
+        EnvKind::Docker | EnvKind::Podman => "the image imported as a tar",
         EnvKind::Vm => "guest kernel, initramfs and any disk image",
     };
     let measured = sizes
