@@ -154,28 +154,13 @@ pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         run_flags.extend(["--runtime".to_string(), r.to_string()]);
     }
     let effective_runtime = runtime.flag().map_or_else(|| get(1), str::to_string);
-    if kind == EnvKind::Podman {
-        if !super::has_cap_sys_resource() {
-            // Podman raises nofile and nproc past this process's hard
-            // limits by default, which needs CAP_SYS_RESOURCE.
-            let (nofile, nproc) = super::rlimits();
-            run_flags.push(format!("--ulimit=nofile={}:{}", nofile.1, nofile.1));
-            run_flags.push(format!("--ulimit=nproc={}:{}", nproc.1, nproc.1));
-            workarounds.push(format!(
-                "no CAP_SYS_RESOURCE: --ulimit nofile={n}:{n} --ulimit nproc={p}:{p} (this \
-                 process's hard limits, instead of Podman's higher defaults)",
-                n = nofile.1,
-                p = nproc.1
-            ));
-        }
-        if effective_runtime.ends_with("runsc") {
-            run_flags.extend(["--runtime-flag".to_string(), "network=none".to_string()]);
-            workarounds.push(
-                "runsc under Podman: --runtime-flag network=none (runsc's own network stack \
-                 otherwise wants a network namespace Podman does not make with --network none)"
-                    .to_string(),
-            );
-        }
+    if kind == EnvKind::Podman && effective_runtime.ends_with("runsc") {
+        run_flags.extend(["--runtime-flag".to_string(), "network=none".to_string()]);
+        workarounds.push(
+            "runsc under Podman: --runtime-flag network=none (runsc's own network stack \
+             otherwise wants a network namespace Podman does not make with --network none)"
+                .to_string(),
+        );
     }
     let dir = bed.run_dir.path().join("oci").join(kind.as_str());
     let cid_dir = dir.join("cid");
@@ -202,6 +187,18 @@ pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
     output(&tool, &["import", &tar, &image])?;
     let import_ms = started.elapsed().as_secs_f64() * 1e3;
     let _ = std::fs::remove_file(&tar_path);
+    let mut effective_runtime = effective_runtime;
+    if kind == EnvKind::Podman {
+        let found = podman_workarounds(&tool, &image, &run_flags, runtime);
+        let (extra, notes, rt) = found.inspect_err(|_| {
+            let _ = output(&tool, &["rmi", "--force", &image]);
+        })?;
+        run_flags.extend(extra);
+        workarounds.extend(notes);
+        if let Some(rt) = rt {
+            effective_runtime = rt;
+        }
+    }
     let daemon_pids = if kind == EnvKind::Docker {
         docker_socket()
             .and_then(|s| footprint::socket_owner(&s))
@@ -243,6 +240,115 @@ pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         env: Box::new(env),
         notes: Vec::new(),
     })
+}
+
+/// Whether `podman run` of the image's agent works with these flags; the
+/// error is Podman's message.
+fn probe(tool: &Tool, image: &str, flags: &[String]) -> Result<(), String> {
+    let out = Command::new(&tool.path)
+        .arg("run")
+        .args(flags)
+        .args([image, "/init", "noop"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// What this host needs for `podman run` to start the agent at all, found
+/// by trying (one `podman run` of a noop each): a root without
+/// `CAP_SYS_RESOURCE` cannot have Podman raise `nofile` and `nproc` past
+/// what its runtime process may (tried: this process's hard limits, then
+/// `nproc` halved down to 8192); crun on a hybrid cgroup host refuses to
+/// run (then `--runtime runc`, when the scenario left the runtime to
+/// Podman). Returns the extra flags, what was done and why, and the
+/// runtime chosen instead of Podman's default.
+#[allow(clippy::type_complexity)]
+fn podman_workarounds(
+    tool: &Tool,
+    image: &str,
+    base: &[String],
+    runtime: super::DaemonRuntime,
+) -> Result<(Vec<String>, Vec<String>, Option<String>), EnvError> {
+    let (nofile, nproc) = super::rlimits();
+    let mut limits: Vec<Option<(u64, u64)>> = vec![None, Some((nofile.1, nproc.1))];
+    let mut n = 65536;
+    while n >= 8192 {
+        if n < nproc.1 {
+            limits.push(Some((nofile.1, n)));
+        }
+        n /= 2;
+    }
+    // (runtime, first limit to try): a runtime tried after another got
+    // past the rlimits starts at the limits that got past them.
+    let mut runtimes: Vec<(Option<&str>, usize)> = vec![(None, 0)];
+    let mut runtime_error = String::new();
+    let mut last = String::new();
+    let mut i = 0;
+    while i < runtimes.len() {
+        let (rt, from) = runtimes[i];
+        for (j, l) in limits.iter().enumerate().skip(from) {
+            let mut flags = base.to_vec();
+            if let Some(rt) = rt {
+                flags.extend(["--runtime".to_string(), rt.to_string()]);
+            }
+            if let Some((f, p)) = l {
+                flags.push(format!("--ulimit=nofile={f}:{f}"));
+                flags.push(format!("--ulimit=nproc={p}:{p}"));
+            }
+            match probe(tool, image, &flags) {
+                Ok(()) => {
+                    let extra = flags[base.len()..].to_vec();
+                    let mut notes = Vec::new();
+                    if let Some(rt) = rt {
+                        notes.push(format!(
+                            "Podman's default runtime fails here (`{}`): --runtime {rt}",
+                            first_line(&runtime_error)
+                        ));
+                    }
+                    if let Some((f, p)) = l {
+                        notes.push(format!(
+                            "`podman run` cannot set its default rlimits here (CAP_SYS_RESOURCE: \
+                             {}): --ulimit nofile={f}:{f} --ulimit nproc={p}:{p}, the first of \
+                             this process's hard limits and halved nproc values that works",
+                            if super::has_cap_sys_resource() {
+                                "held"
+                            } else {
+                                "lacking"
+                            }
+                        ));
+                    }
+                    return Ok((extra, notes, rt.map(str::to_string)));
+                }
+                Err(e) => {
+                    let other_runtime = e.contains("hybrid")
+                        && runtime == super::DaemonRuntime::Default
+                        && rt.is_none()
+                        && super::find("runc", EnvKind::Podman).is_ok();
+                    last = e;
+                    if other_runtime {
+                        runtime_error = last.clone();
+                        runtimes.push((Some("runc"), j));
+                        break;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    Err(EnvError::Unavailable(format!(
+        "environment `podman`: `podman run` of the agent fails on this host with every \
+         workaround isobench knows (--ulimit nofile/nproc, --runtime runc): {}",
+        first_line(&last)
+    )))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// The unix socket Docker's CLI talks to: `DOCKER_HOST` (`unix://PATH`),
