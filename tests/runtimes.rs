@@ -163,6 +163,17 @@ struct Runtimes {
     envs: Vec<&'static str>,
     docker: Option<PrivateDocker>,
     podman: Option<PrivatePodman>,
+    /// Beside the scratch directory (whose mounts must all be gone at the
+    /// end), removed once the daemons are stopped.
+    dir: PathBuf,
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        drop(self.docker.take());
+        drop(self.podman.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Runtimes {
@@ -173,11 +184,12 @@ impl Runtimes {
                 envs.push(env);
             }
         }
-        let docker = PrivateDocker::start(&s.path.join("d"));
+        let dir = PathBuf::from(format!("{}-daemons", s.path.display()));
+        let docker = PrivateDocker::start(&dir.join("d"));
         if docker.is_some() {
             envs.push("docker");
         }
-        let podman = PrivatePodman::new(&s.path.join("p"));
+        let podman = PrivatePodman::new(&dir.join("p"));
         if podman.is_some() {
             envs.push("podman");
         }
@@ -185,6 +197,7 @@ impl Runtimes {
             envs,
             docker,
             podman,
+            dir,
         }
     }
 

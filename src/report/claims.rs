@@ -158,8 +158,8 @@ fn start_faster(data: &ReportData) -> Claim {
         };
     }
     let mut parts = Vec::new();
-    for (e, s) in [("native", n), ("container", c), ("vm", v)] {
-        if let Some(s) = s {
+    for e in EnvKind::ALL {
+        if let Some(s) = startup(e) {
             parts.push(format!("{e} {}", figure(s)));
         }
     }

@@ -113,133 +113,151 @@ pub fn record_path(run_dir: &Path, kind: EnvKind) -> PathBuf {
     run_dir.join(format!("daemon-{kind}.json"))
 }
 
-/// Builds the environment: records what clean needs, imports the image.
+/// Builds the environment for a run.
 pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
-    check_host(kind)?;
-    let tool = super::find(program(kind), kind)?;
-    let run_id = super::run_id(bed.run_dir);
-    let settings = bed.spec.container;
-    let runtime = match kind {
-        EnvKind::Docker => settings.docker_runtime,
-        _ => settings.podman_runtime,
-    };
-    let info = match kind {
-        EnvKind::Docker => output(
-            &tool,
-            &[
-                "info",
-                "--format",
-                "{{.ServerVersion}}|{{.DefaultRuntime}}|{{.CgroupDriver}}|{{.Driver}}",
-            ],
-        )?,
-        _ => output(
-            &tool,
-            &[
-                "info",
-                "--format",
-                "{{.Version.Version}}|{{.Host.OCIRuntime.Name}}|{{.Host.CgroupManager}}|{{.Store.GraphDriverName}}",
-            ],
-        )?,
-    };
-    let f: Vec<&str> = info.split('|').collect();
-    let get = |i: usize| f.get(i).copied().unwrap_or("").to_string();
-    let mut workarounds = Vec::new();
-    let mut run_flags: Vec<String> = ["--rm", "--network", "none", "--label"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    run_flags.push(format!("isobench.run={run_id}"));
-    run_flags.extend(limit_flags(&settings.limits));
-    if let Some(r) = runtime.flag() {
-        run_flags.extend(["--runtime".to_string(), r.to_string()]);
-    }
-    let effective_runtime = runtime.flag().map_or_else(|| get(1), str::to_string);
-    if kind == EnvKind::Podman && effective_runtime.ends_with("runsc") {
-        run_flags.extend(["--runtime-flag".to_string(), "network=none".to_string()]);
-        workarounds.push(
-            "runsc under Podman: --runtime-flag network=none (runsc's own network stack \
-             otherwise wants a network namespace Podman does not make with --network none)"
-                .to_string(),
-        );
-    }
-    let dir = bed.run_dir.path().join("oci").join(kind.as_str());
-    let cid_dir = dir.join("cid");
-    std::fs::create_dir_all(&cid_dir)
-        .map_err(|e| EnvError::io(format!("creating {}", cid_dir.display()), e))?;
-    // The tar, and its digest for the tag.
-    let tar_path = dir.join("image.tar");
-    let (digest, image_bytes) = write_tar(&super::image_layers(bed), &tar_path)?;
-    let image = format!("isobench/{}:{}", run_id.to_ascii_lowercase(), &digest[..16]);
-    let record = Record {
-        cli: tool.path.clone(),
-        env: CLI_ENV
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-            .collect(),
-        run_id: run_id.clone(),
-        image: image.clone(),
-    };
-    let rec_path = record_path(bed.run_dir.path(), kind);
-    std::fs::write(&rec_path, serde_json::to_vec(&record).unwrap_or_default())
-        .map_err(|e| EnvError::io(format!("writing {}", rec_path.display()), e))?;
-    let started = Instant::now();
-    let tar = tar_path.display().to_string();
-    output(&tool, &["import", &tar, &image])?;
-    let import_ms = started.elapsed().as_secs_f64() * 1e3;
-    let _ = std::fs::remove_file(&tar_path);
-    let mut effective_runtime = effective_runtime;
-    if kind == EnvKind::Podman {
-        let found = podman_workarounds(&tool, &image, &run_flags, runtime);
-        let (extra, notes, rt) = found.inspect_err(|_| {
-            let _ = output(&tool, &["rmi", "--force", &image]);
-        })?;
-        run_flags.extend(extra);
-        workarounds.extend(notes);
-        if let Some(rt) = rt {
-            effective_runtime = rt;
-        }
-    }
-    let daemon_pids = if kind == EnvKind::Docker {
-        docker_socket()
-            .and_then(|s| footprint::socket_owner(&s))
-            .map(footprint::with_children)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let info = serde_json::json!({
-        "program": tool.name,
-        "path": tool.path,
-        "version": tool.version,
-        "server_version": get(0),
-        "default_runtime": get(1),
-        "runtime": effective_runtime,
-        "cgroup_driver": get(2),
-        "storage_driver": get(3),
-        "flags": run_flags,
-        "workarounds": workarounds,
-        "image": image,
-        "image_sha256": digest,
-        "import_ms": import_ms,
-        "daemon_pids": daemon_pids,
-    });
-    let env = Daemon {
+    let env = Daemon::new(
         kind,
-        tool,
-        image,
-        run_flags,
-        info,
-        workarounds,
-        daemon_pids,
-        cid_dir,
-        run_id,
-        import_ms,
-        image_bytes,
-    };
+        &super::image_layers(bed),
+        bed.spec.container,
+        bed.run_dir,
+    )?;
     Ok(Built {
         env: Box::new(env),
         notes: Vec::new(),
     })
+}
+
+impl Daemon {
+    /// The environment: records what `isobench clean` needs, imports
+    /// `layers` (top first) as the run's image, and finds the workarounds
+    /// this host needs.
+    pub fn new(
+        kind: EnvKind,
+        layers: &[PathBuf],
+        settings: &crate::scenario::ContainerSettings,
+        run_dir: &crate::rundir::RunDir,
+    ) -> Result<Daemon, EnvError> {
+        check_host(kind)?;
+        let tool = super::find(program(kind), kind)?;
+        let run_id = super::run_id(run_dir);
+        let runtime = match kind {
+            EnvKind::Docker => settings.docker_runtime,
+            _ => settings.podman_runtime,
+        };
+        let info = match kind {
+            EnvKind::Docker => output(
+                &tool,
+                &[
+                    "info",
+                    "--format",
+                    "{{.ServerVersion}}|{{.DefaultRuntime}}|{{.CgroupDriver}}|{{.Driver}}",
+                ],
+            )?,
+            _ => output(
+                &tool,
+                &[
+                    "info",
+                    "--format",
+                    "{{.Version.Version}}|{{.Host.OCIRuntime.Name}}|{{.Host.CgroupManager}}|{{.Store.GraphDriverName}}",
+                ],
+            )?,
+        };
+        let f: Vec<&str> = info.split('|').collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or("").to_string();
+        let mut workarounds = Vec::new();
+        let mut run_flags: Vec<String> = ["--rm", "--network", "none", "--label"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        run_flags.push(format!("isobench.run={run_id}"));
+        run_flags.extend(limit_flags(&settings.limits));
+        if let Some(r) = runtime.flag() {
+            run_flags.extend(["--runtime".to_string(), r.to_string()]);
+        }
+        let effective_runtime = runtime.flag().map_or_else(|| get(1), str::to_string);
+        if kind == EnvKind::Podman && effective_runtime.ends_with("runsc") {
+            run_flags.extend(["--runtime-flag".to_string(), "network=none".to_string()]);
+            workarounds.push(
+                "runsc under Podman: --runtime-flag network=none (runsc's own network stack \
+             otherwise wants a network namespace Podman does not make with --network none)"
+                    .to_string(),
+            );
+        }
+        let dir = run_dir.path().join("oci").join(kind.as_str());
+        let cid_dir = dir.join("cid");
+        std::fs::create_dir_all(&cid_dir)
+            .map_err(|e| EnvError::io(format!("creating {}", cid_dir.display()), e))?;
+        // The tar, and its digest for the tag.
+        let tar_path = dir.join("image.tar");
+        let (digest, image_bytes) = write_tar(layers, &tar_path)?;
+        let image = format!("isobench/{}:{}", run_id.to_ascii_lowercase(), &digest[..16]);
+        let record = Record {
+            cli: tool.path.clone(),
+            env: CLI_ENV
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+                .collect(),
+            run_id: run_id.clone(),
+            image: image.clone(),
+        };
+        let rec_path = record_path(run_dir.path(), kind);
+        std::fs::write(&rec_path, serde_json::to_vec(&record).unwrap_or_default())
+            .map_err(|e| EnvError::io(format!("writing {}", rec_path.display()), e))?;
+        let started = Instant::now();
+        let tar = tar_path.display().to_string();
+        output(&tool, &["import", &tar, &image])?;
+        let import_ms = started.elapsed().as_secs_f64() * 1e3;
+        let _ = std::fs::remove_file(&tar_path);
+        let mut effective_runtime = effective_runtime;
+        if kind == EnvKind::Podman {
+            let found = podman_workarounds(&tool, &image, &run_flags, runtime);
+            let (extra, notes, rt) = found.inspect_err(|_| {
+                let _ = output(&tool, &["rmi", "--force", &image]);
+            })?;
+            run_flags.extend(extra);
+            workarounds.extend(notes);
+            if let Some(rt) = rt {
+                effective_runtime = rt;
+            }
+        }
+        let daemon_pids = if kind == EnvKind::Docker {
+            docker_socket()
+                .and_then(|s| footprint::socket_owner(&s))
+                .map(footprint::with_children)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let info = serde_json::json!({
+            "program": tool.name,
+            "path": tool.path,
+            "version": tool.version,
+            "server_version": get(0),
+            "default_runtime": get(1),
+            "runtime": effective_runtime,
+            "cgroup_driver": get(2),
+            "storage_driver": get(3),
+            "flags": run_flags,
+            "workarounds": workarounds,
+            "image": image,
+            "image_sha256": digest,
+            "import_ms": import_ms,
+            "daemon_pids": daemon_pids,
+        });
+        Ok(Daemon {
+            kind,
+            tool,
+            image,
+            run_flags,
+            info,
+            workarounds,
+            daemon_pids,
+            cid_dir,
+            run_id,
+            import_ms,
+            image_bytes,
+        })
+    }
 }
 
 /// Whether `podman run` of the image's agent works with these flags; the

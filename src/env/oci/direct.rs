@@ -48,52 +48,12 @@ pub fn check_host(kind: EnvKind) -> Result<(), EnvError> {
 
 /// Builds the environment for a run.
 pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
-    let tool = super::find(program(kind), kind)?;
-    let root = bed.run_dir.path().join("oci").join(tool.name);
-    let instances = bed.run_dir.path().join("oci").join("bundles");
-    for d in [&root, &instances] {
-        std::fs::create_dir_all(d)
-            .map_err(|e| EnvError::io(format!("creating {}", d.display()), e))?;
-    }
-    let mut flags = vec!["--root".to_string(), root.display().to_string()];
-    let mut workarounds = Vec::new();
-    let mut hide_unified = false;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if kind == EnvKind::Crun && super::hybrid_cgroups(&mountinfo) {
-        hide_unified = true;
-        workarounds.push(
-            "hybrid cgroup layout (v1 controllers + cgroup2 at /sys/fs/cgroup/unified), which crun \
-             refuses: crun runs in a private mount namespace with /sys/fs/cgroup/unified unmounted"
-                .to_string(),
-        );
-    }
-    if kind == EnvKind::Gvisor {
-        let settings = bed.spec.container;
-        flags.push(format!("--platform={}", settings.gvisor_platform));
-        flags.push("--network=none".to_string());
-        workarounds.push(format!(
-            "gVisor platform `{}` (the scenario's `[container] gvisor_platform`; `kvm` needs a \
-             KVM that can run gVisor's guest, `systrap` a runsc newer than 2023)",
-            settings.gvisor_platform
-        ));
-    }
-    let (nofile, _) = super::rlimits();
-    let env = Oci {
+    let env = Oci::new(
         kind,
-        tool,
-        flags,
-        hide_unified,
-        workarounds,
-        layers: super::image_layers(bed),
-        template: bundle::Template {
-            limits: bed.spec.container.limits,
-            nofile: (nofile.0.min(1 << 20), nofile.1.min(1 << 20)),
-        },
-        instances,
-        root,
-        run_dir: Arc::clone(bed.run_dir),
-        run_id: super::run_id(bed.run_dir),
-    };
+        super::image_layers(bed),
+        bed.spec.container,
+        bed.run_dir,
+    )?;
     Ok(Built {
         env: Box::new(env),
         notes: Vec::new(),
@@ -101,6 +61,61 @@ pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
 }
 
 impl Oci {
+    /// The environment running instances on `layers` (top first) with
+    /// these settings, its state under `run_dir`.
+    pub fn new(
+        kind: EnvKind,
+        layers: Vec<PathBuf>,
+        settings: &crate::scenario::ContainerSettings,
+        run_dir: &Arc<crate::rundir::RunDir>,
+    ) -> Result<Oci, EnvError> {
+        let tool = super::find(program(kind), kind)?;
+        let root = run_dir.path().join("oci").join(tool.name);
+        let instances = run_dir.path().join("oci").join("bundles");
+        for d in [&root, &instances] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| EnvError::io(format!("creating {}", d.display()), e))?;
+        }
+        let mut flags = vec!["--root".to_string(), root.display().to_string()];
+        let mut workarounds = Vec::new();
+        let mut hide_unified = false;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if kind == EnvKind::Crun && super::hybrid_cgroups(&mountinfo) {
+            hide_unified = true;
+            workarounds.push(
+            "hybrid cgroup layout (v1 controllers + cgroup2 at /sys/fs/cgroup/unified), which crun \
+             refuses: crun runs in a private mount namespace with /sys/fs/cgroup/unified unmounted"
+                .to_string(),
+        );
+        }
+        if kind == EnvKind::Gvisor {
+            flags.push(format!("--platform={}", settings.gvisor_platform));
+            flags.push("--network=none".to_string());
+            workarounds.push(format!(
+                "gVisor platform `{}` (the scenario's `[container] gvisor_platform`; `kvm` needs a \
+             KVM that can run gVisor's guest, `systrap` a runsc newer than 2023)",
+                settings.gvisor_platform
+            ));
+        }
+        let (nofile, _) = super::rlimits();
+        Ok(Oci {
+            kind,
+            tool,
+            flags,
+            hide_unified,
+            workarounds,
+            layers,
+            template: bundle::Template {
+                limits: settings.limits,
+                nofile: (nofile.0.min(1 << 20), nofile.1.min(1 << 20)),
+            },
+            instances,
+            root,
+            run_dir: Arc::clone(run_dir),
+            run_id: super::run_id(run_dir),
+        })
+    }
+
     fn runtime_facts(&self) -> serde_json::Value {
         serde_json::json!({
             "program": self.tool.name,
