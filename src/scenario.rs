@@ -1172,7 +1172,7 @@ mod tests {
     #[test]
     fn builtin_scenario_is_valid() {
         let plan = Plan::load(None, &Overrides::default()).unwrap();
-        assert_eq!(plan.environments, EnvKind::ALL.to_vec());
+        assert_eq!(plan.environments, EnvKind::DEFAULT.to_vec());
         let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(
             names,

@@ -356,6 +356,12 @@ pub trait Instance {
     /// The host process that is the instance (agent, container init, QEMU).
     fn process(&mut self) -> &mut ProcessHandle;
 
+    /// Called when the agent's `ready` frame arrives, after the startup
+    /// time is taken: a moment the instance surely runs, for readings
+    /// [`Instance::at_done`] reports (a runtime's helper processes, which
+    /// may be gone by `done` after a short workload).
+    fn at_ready(&mut self) {}
+
     /// Host-side figures read when the agent's `done` frame arrives, while
     /// the instance still runs (current memory, for example).
     fn at_done(&mut self) -> Vec<Metric> {

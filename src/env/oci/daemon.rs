@@ -544,8 +544,8 @@ impl Environment for Daemon {
             name,
             cidfile,
             cli: self.tool.path.clone(),
-            daemon_pids: self.daemon_pids.clone(),
             baseline,
+            overhead: footprint::Overhead::new(self.daemon_pids.clone()),
         }))
     }
 }
@@ -557,8 +557,8 @@ struct DaemonInstance {
     name: String,
     cidfile: PathBuf,
     cli: PathBuf,
-    daemon_pids: Vec<u32>,
     baseline: u64,
+    overhead: footprint::Overhead,
 }
 
 impl Instance for DaemonInstance {
@@ -574,22 +574,14 @@ impl Instance for DaemonInstance {
         &mut self.process
     }
 
+    fn at_ready(&mut self) {
+        let cid = std::fs::read_to_string(&self.cidfile).unwrap_or_default();
+        self.overhead.read(&self.name, &[cid.trim()], self.baseline);
+    }
+
     fn at_done(&mut self) -> Vec<Metric> {
-        let mut pids = footprint::naming(&self.name);
-        if let Ok(cid) = std::fs::read_to_string(&self.cidfile) {
-            let cid = cid.trim();
-            if !cid.is_empty() {
-                pids.extend(footprint::naming(cid));
-            }
-        }
-        pids.sort_unstable();
-        pids.dedup();
-        pids.retain(|p| !self.daemon_pids.contains(p));
-        let helpers = footprint::sum_pss(&pids).0;
-        let growth = footprint::sum_pss(&self.daemon_pids)
-            .0
-            .saturating_sub(self.baseline);
-        vec![footprint::metric(helpers + growth)]
+        self.at_ready();
+        self.overhead.metric().into_iter().collect()
     }
 
     fn cleanup(&mut self) -> Result<(), EnvError> {

@@ -185,6 +185,7 @@ impl Environment for Oci {
             flags: self.flags.clone(),
             root: self.root.clone(),
             hide_unified: self.hide_unified,
+            overhead: footprint::Overhead::default(),
         };
         let rootfs = bundle::mount_root(&self.layers, &dir)?;
         let (stdio, streams) = super::standard_streams(&launch.io)?;
@@ -243,6 +244,7 @@ struct OciInstance {
     flags: Vec<String>,
     root: PathBuf,
     hide_unified: bool,
+    overhead: footprint::Overhead,
 }
 
 /// Runs `cmd` in a private mount namespace without
@@ -288,9 +290,13 @@ impl Instance for OciInstance {
             .expect("an OCI instance has its process once spawned")
     }
 
+    fn at_ready(&mut self) {
+        self.overhead.read(&self.name, &[], 0);
+    }
+
     fn at_done(&mut self) -> Vec<Metric> {
-        let (kib, _) = footprint::sum_pss(&footprint::naming(&self.name));
-        vec![footprint::metric(kib)]
+        self.overhead.read(&self.name, &[], 0);
+        self.overhead.metric().into_iter().collect()
     }
 
     fn cleanup(&mut self) -> Result<(), EnvError> {

@@ -96,6 +96,52 @@ pub fn with_children(pid: u32) -> Vec<u32> {
     pids
 }
 
+/// An instance's runtime footprint, read at `ready` and at `done`: the
+/// larger reading counts (after a short workload the helpers may be gone
+/// by `done`). No reading that found a helper: no figure.
+#[derive(Debug, Default)]
+pub struct Overhead {
+    /// The daemon's processes (dockerd and its containerd), whose growth
+    /// since the spawn counts.
+    daemon: Vec<u32>,
+    /// The largest reading so far, in KiB.
+    max_kib: Option<u64>,
+}
+
+impl Overhead {
+    /// With a daemon's processes.
+    pub fn new(daemon: Vec<u32>) -> Overhead {
+        Overhead {
+            daemon,
+            max_kib: None,
+        }
+    }
+
+    /// One reading: the helpers naming `name` or one of `ids`, plus the
+    /// daemon's PSS above `baseline` KiB.
+    pub fn read(&mut self, name: &str, ids: &[&str], baseline: u64) {
+        let mut pids = naming(name);
+        for id in ids.iter().filter(|i| !i.is_empty()) {
+            pids.extend(naming(id));
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids.retain(|p| !self.daemon.contains(p));
+        let (helpers, found) = sum_pss(&pids);
+        if found.is_empty() {
+            return;
+        }
+        let growth = sum_pss(&self.daemon).0.saturating_sub(baseline);
+        let kib = helpers + growth;
+        self.max_kib = Some(self.max_kib.map_or(kib, |m| m.max(kib)));
+    }
+
+    /// The figure, when a reading found the helpers.
+    pub fn metric(&self) -> Option<Metric> {
+        self.max_kib.map(metric)
+    }
+}
+
 /// The metric from KiB.
 pub fn metric(kib: u64) -> Metric {
     Metric::lower(METRIC, "MiB", kib as f64 / 1024.0)
@@ -109,7 +155,7 @@ mod tests {
     fn a_child_naming_a_token_is_found_and_measured() {
         let token = format!("isobench-footprint-test-{}", std::process::id());
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 5", &token])
+            .args(["-c", "sleep 5; true", &token])
             .spawn()
             .unwrap();
         let pids = naming(&token);
