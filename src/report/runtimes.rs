@@ -27,17 +27,17 @@ fn series<'a>(
 fn mechanism(env: EnvKind, runtime: &str) -> &'static str {
     match env {
         EnvKind::Runc => {
-            "runc is a Go program that re-executes itself (`runc init`) to build the container \
+            "The runc binary is a Go program that re-executes itself (`runc init`) to build the container \
              from config.json: namespaces, a cgroup directory in every v1 controller, the \
              mounts, /proc masks and capabilities, then execs the agent; isobench's overlay \
              mount of the bundle root is in the figure too"
         }
         EnvKind::Crun => {
-            "crun does the same work as runc from the same config.json, but as a C program that \
+            "The crun binary does the same work as runc from the same config.json, but as a C program that \
              needs no Go runtime and no re-exec of itself"
         }
         EnvKind::Gvisor => {
-            "runsc starts a sandbox: the sentry, a user-space kernel in Go that implements \
+            "The runsc binary starts a sandbox: the sentry, a user-space kernel in Go that implements \
              Linux's system calls for the workload, and a gofer that serves it the root file \
              system; under the ptrace platform every system call of the workload stops in \
              ptrace and is handled by the sentry"
@@ -66,7 +66,9 @@ fn helpers(env: EnvKind) -> &'static str {
     match env {
         EnvKind::Runc | EnvKind::Crun => "the runtime process waiting in the foreground",
         EnvKind::Gvisor => "the sentry and the gofer (the user-space kernel a student should see)",
-        EnvKind::Docker => "the CLI, containerd's shim and the daemons' growth while it lives",
+        EnvKind::Docker => {
+            "the CLI and containerd's shim, plus what dockerd and containerd grew by"
+        }
         EnvKind::Podman => "the CLI and conmon",
         _ => "",
     }
@@ -111,13 +113,13 @@ pub fn notes(data: &ReportData) -> Vec<String> {
         if !compared.is_empty() {
             p.push_str(&format!(", against {}", compared.join(" and ")));
         }
-        p.push_str(&format!(". {}.", capitalized(mechanism(env, &runtime))));
+        p.push_str(&format!(". {}.", mechanism(env, &runtime)));
         if let Some(t) = series(data, env, "teardown_ms") {
             p.push_str(&format!(" Teardown took {}.", figure(t)));
         }
         match series(data, env, crate::env::oci::footprint::METRIC) {
             Some(o) => p.push_str(&format!(
-                " Beside the workload it keeps {} alive: {} of PSS.",
+                " Beside the workload it keeps alive {}: {} of PSS.",
                 helpers(env),
                 figure(o)
             )),
@@ -138,13 +140,6 @@ pub fn notes(data: &ReportData) -> Vec<String> {
         out.push(p);
     }
     out
-}
-
-fn capitalized(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

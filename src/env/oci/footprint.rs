@@ -158,7 +158,13 @@ mod tests {
             .args(["-c", "sleep 5; true", &token])
             .spawn()
             .unwrap();
-        let pids = naming(&token);
+        // Until the child has exec'd, its command line is ours.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut pids = naming(&token);
+        while pids.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            pids = naming(&token);
+        }
         assert_eq!(pids, vec![child.id()]);
         let (kib, names) = sum_pss(&pids);
         assert!(kib > 0);
