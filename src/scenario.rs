@@ -1664,6 +1664,31 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
     }
 
     #[test]
+    fn the_runtimes_keys_are_read_and_checked() {
+        use crate::env::oci::{DaemonRuntime, GvisorPlatform};
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.container.gvisor_platform, GvisorPlatform::Ptrace);
+        assert_eq!(plan.container.docker_runtime, DaemonRuntime::Default);
+        assert_eq!(plan.environments, EnvKind::DEFAULT.to_vec());
+        let plan = parse(
+            "name = \"x\"\nenvironments = [\"gvisor\", \"docker\"]\n[container]\n\
+             gvisor_platform = \"systrap\"\ndocker_runtime = \"runsc\"\n\
+             podman_runtime = \"runc\"\n[[workload]]\nkind = \"noop\"\n",
+        )
+        .unwrap();
+        assert_eq!(plan.environments, [EnvKind::Gvisor, EnvKind::Docker]);
+        assert_eq!(plan.container.gvisor_platform, GvisorPlatform::Systrap);
+        assert_eq!(plan.container.docker_runtime.flag(), Some("runsc"));
+        assert_eq!(plan.container.podman_runtime, DaemonRuntime::Runc);
+        let e = parse(
+            "name = \"x\"\n[container]\ndocker_runtime = \"kata\"\n[[workload]]\nkind = \"noop\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("docker_runtime") && e.contains("runsc"), "{e}");
+    }
+
+    #[test]
     fn container_seccomp_is_validated() {
         let scenario = |v: &str| {
             format!("name = \"x\"\n[container]\nseccomp = \"{v}\"\n[[workload]]\nkind = \"noop\"\n")
