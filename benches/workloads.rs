@@ -73,7 +73,7 @@ fn workloads(c: &mut Criterion) {
             },
         ),
     ];
-    for kind in EnvKind::ALL {
+    for kind in EnvKind::DEFAULT {
         let Some(bed) = common::testbed(kind, "bench-wl", &logs, &STOP) else {
             continue;
         };

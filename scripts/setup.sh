@@ -31,9 +31,14 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 # The shell of the test image for --image (tests/image.rs, scripts/busybox-image.sh).
 [ -x /bin/busybox ] || need+=(busybox-static)
-# Peers of the container benchmark (cargo bench): crun and runc.
+# The real runtimes as environments (--env runc,crun,gvisor,docker,podman;
+# tests/runtimes.rs starts its own private dockerd), and peers of the
+# container benchmark (cargo bench).
 command -v crun >/dev/null 2>&1 || need+=(crun)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v runsc >/dev/null 2>&1 || need+=(runsc)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"

@@ -1140,7 +1140,7 @@ ratio_max = 3000.0
             msg.starts_with("b.toml:3:15: bound[0].environment: unknown variant `kata`"),
             "{msg}"
         );
-        assert!(msg.contains("`native`, `container`, `vm`"), "{msg}");
+        assert!(msg.contains("`native`, `container`, `runc`"), "{msg}");
     }
 
     #[test]

@@ -635,6 +635,9 @@ fn cmd_clean() -> ExitCode {
             for (pid, what) in &r.killed {
                 crate::show!("killed {what} pid {pid}");
             }
+            for what in &r.runtime {
+                crate::show!("removed {what}");
+            }
             for m in &r.unmounted {
                 crate::show!("unmounted {}", m.display());
             }

@@ -34,6 +34,9 @@ pub fn instance_seconds(spec: &WorkloadSpec, env: EnvKind) -> f64 {
     match env {
         EnvKind::Native => 0.05 + work,
         EnvKind::Container => 0.08 + work,
+        EnvKind::Runc | EnvKind::Crun => 0.15 + work,
+        EnvKind::Docker | EnvKind::Podman => 0.6 + work,
+        EnvKind::Gvisor => 1.0 + 2.0 * work,
         EnvKind::Vm => 1.6 + 5.0 * work,
     }
 }

@@ -316,3 +316,51 @@ pub fn vm_checks() -> Vec<Check> {
     });
     out
 }
+
+/// The checks of a real runtime (runc, crun, gvisor, docker, podman):
+/// installed, and for Docker a daemon that answers. A runtime is optional
+/// (the default scenario does not use it): a missing one is a warning that
+/// names its package.
+pub fn runtime_checks(kind: crate::env::EnvKind) -> Vec<Check> {
+    use crate::env::oci;
+    let program = match kind {
+        crate::env::EnvKind::Docker | crate::env::EnvKind::Podman => oci::daemon::program(kind),
+        _ => oci::direct::program(kind),
+    };
+    let name = kind.as_str();
+    let mut out = Vec::new();
+    match oci::find(program, kind) {
+        Ok(tool) => {
+            out.push(check(
+                name,
+                Status::Ok,
+                format!("{} ({})", tool.version, tool.path.display()),
+                None,
+            ));
+            if kind == crate::env::EnvKind::Docker {
+                out.push(match oci::daemon::server_version(&tool) {
+                    Ok(v) => check("docker daemon", Status::Ok, format!("server {v}"), None),
+                    Err(e) => check(
+                        "docker daemon",
+                        Status::Warn,
+                        e.to_string(),
+                        Some("start your Docker daemon (or set DOCKER_HOST); isobench never starts one"),
+                    ),
+                });
+            }
+        }
+        Err(_) => {
+            let fix = format!(
+                "apt-get install --no-install-recommends {}",
+                oci::package(program)
+            );
+            out.push(check(
+                name,
+                Status::Warn,
+                format!("`{program}` is not installed; --env {name} cannot run"),
+                Some(&fix),
+            ));
+        }
+    }
+    out
+}

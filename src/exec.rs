@@ -136,6 +136,11 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
             ));
         }
         EnvKind::Vm => return exec_vm(s, (&program, packed), args, oci.as_ref(), stop),
+        e if e.is_runtime() && (!s.volumes.is_empty() || s.seccomp.is_some()) => {
+            return Err(RunError::Prerequisite(format!(
+                "--volume and --seccomp are not supported with --env {e} yet (use --env container)"
+            )));
+        }
         EnvKind::Native if !s.volumes.is_empty() => {
             return Err(RunError::Prerequisite(
                 "--volume needs --env container (a native program sees the host's files anyway)"
@@ -171,7 +176,10 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
     })?);
     // A cgroup only where something uses it: limits, or the container's
     // figures that --stats prints (a native program's come from wait4).
-    let driver = if rootless || (!s.limits.any() && (s.env == EnvKind::Native || !s.stats)) {
+    let driver = if rootless
+        || s.env.is_runtime()
+        || (!s.limits.any() && (s.env == EnvKind::Native || !s.stats))
+    {
         None
     } else {
         Some(
@@ -215,6 +223,37 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
             held = Some(lowers);
             (
                 Box::new(Container::new(config, driver, Arc::clone(&run_dir))),
+                std::iter::once(program.display().to_string())
+                    .chain(args.iter().cloned())
+                    .collect(),
+            )
+        }
+        e if e.is_runtime() => {
+            // The program and its closure above the image, as for
+            // `container`; the runtime's own cgroup holds the limits.
+            let lowers = layers(
+                &agent,
+                packed.then_some(program.as_path()),
+                oci.as_ref(),
+                &run_dir,
+            )?;
+            let settings = ContainerSettings {
+                limits: s.limits,
+                ..ContainerSettings::default()
+            };
+            let env: Box<dyn Environment> = match e {
+                EnvKind::Docker | EnvKind::Podman => Box::new(
+                    crate::env::oci::daemon::Daemon::new(e, &lowers.dirs, &settings, &run_dir)
+                        .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+                ),
+                _ => Box::new(
+                    crate::env::oci::direct::Oci::new(e, lowers.dirs.clone(), &settings, &run_dir)
+                        .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+                ),
+            };
+            held = Some(lowers);
+            (
+                env,
                 std::iter::once(program.display().to_string())
                     .chain(args.iter().cloned())
                     .collect(),

@@ -203,6 +203,11 @@ pub struct Meta {
     pub accelerator: Option<crate::env::vm::AccelChoice>,
     /// The guest kernel, when the run used VMs.
     pub guest_kernel: Option<String>,
+    /// Each real runtime's program, path, version, flags, cgroup driver
+    /// and the workarounds this host needed, by environment (runc, crun,
+    /// gvisor, docker, podman).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtimes: BTreeMap<String, serde_json::Value>,
     /// The image (agent checksum and sizes).
     pub image: Option<serde_json::Value>,
     /// The validated scenario, overrides applied.

@@ -992,10 +992,11 @@ mod tests {
 
     #[test]
     fn an_unknown_environment_is_refused() {
-        let err = results_error("cpu,vm,1,score,ops,1\ncpu,docker,1,score,ops,1\n");
+        let err = results_error("cpu,vm,1,score,ops,1\ncpu,kata,1,score,ops,1\n");
         assert_eq!(
             err,
-            "runs/x/results.csv:3: unknown environment `docker` for cpu: isobench's are native, container, vm"
+            "runs/x/results.csv:3: unknown environment `kata` for cpu: isobench's are native, \
+             container, runc, crun, gvisor, docker, podman, vm"
         );
         // Control characters from the file are shown escaped.
         let err = results_error("cpu,\"\x1b[2J\",1,score,ops,1\n");

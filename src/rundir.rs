@@ -352,6 +352,9 @@ pub struct CleanReport {
     pub removed: Vec<PathBuf>,
     /// Processes killed: pid and what they were.
     pub killed: Vec<(u32, String)>,
+    /// Runtime containers and images removed (runc, crun, gvisor, docker,
+    /// podman), one line each.
+    pub runtime: Vec<String>,
     /// Mount points detached.
     pub unmounted: Vec<PathBuf>,
     /// cgroups removed.
@@ -505,6 +508,10 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
                 report.killed.push((t.pid, t.what.clone()));
             }
         }
+        // Containers of real runtimes go before their roots are unmounted.
+        report
+            .runtime
+            .extend(crate::env::oci::clean::clean_run(&dir));
         // Instance cgroups are named `<run-id>.<instance>` (see
         // `RunDir::unique_name`), so the run's id finds them all.
         for cg in run_cgroups(cgroup_root, &marker.run_id) {

@@ -190,7 +190,7 @@ struct File {
 }
 
 fn all_environments() -> Vec<EnvKind> {
-    EnvKind::ALL.to_vec()
+    EnvKind::DEFAULT.to_vec()
 }
 fn default_reps() -> Reps {
     Int(3)
@@ -254,6 +254,12 @@ struct ContainerSection {
     #[serde(default)]
     cgroups: CgroupUse,
     seccomp: Option<Spanned<String>>,
+    #[serde(default)]
+    gvisor_platform: crate::env::oci::GvisorPlatform,
+    #[serde(default)]
+    docker_runtime: crate::env::oci::DaemonRuntime,
+    #[serde(default)]
+    podman_runtime: crate::env::oci::DaemonRuntime,
 }
 
 /// Declares `WorkloadEntry` with one optional field per workload parameter
@@ -426,6 +432,12 @@ pub struct ContainerSettings {
     /// The seccomp profile (`"default"`: Docker's; `"none"`; or a path,
     /// relative to the scenario file's directory).
     pub seccomp: SeccompChoice,
+    /// gVisor's platform (`ptrace`, `kvm`, `systrap`).
+    pub gvisor_platform: crate::env::oci::GvisorPlatform,
+    /// The OCI runtime Docker runs instances with (`default`: the daemon's).
+    pub docker_runtime: crate::env::oci::DaemonRuntime,
+    /// The OCI runtime Podman runs instances with (`default`: Podman's).
+    pub podman_runtime: crate::env::oci::DaemonRuntime,
 }
 
 /// A validated scenario with command-line overrides applied.
@@ -785,6 +797,9 @@ impl Plan {
         }
         container.limits.pids = file.container.pids.map(|p| p.0);
         container.cgroups = file.container.cgroups;
+        container.gvisor_platform = file.container.gvisor_platform;
+        container.docker_runtime = file.container.docker_runtime;
+        container.podman_runtime = file.container.podman_runtime;
         for (i, v) in file.container.volumes.iter().enumerate() {
             container.volumes.push(
                 Volume::parse(v.get_ref())
@@ -1139,7 +1154,7 @@ mod tests {
     #[test]
     fn builtin_scenario_is_valid() {
         let plan = Plan::load(None, &Overrides::default()).unwrap();
-        assert_eq!(plan.environments, EnvKind::ALL.to_vec());
+        assert_eq!(plan.environments, EnvKind::DEFAULT.to_vec());
         let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(
             names,
@@ -1628,6 +1643,31 @@ metrics = [{ name = "events_per_s", unit = "1/s", regex = 'events per second:\s+
         let plan = Plan::parse(&noop_named("x"), "t.toml", &o).unwrap();
         assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::Native]);
         assert_eq!(plan.instance_count(), 2 * (3 + 1));
+    }
+
+    #[test]
+    fn the_runtimes_keys_are_read_and_checked() {
+        use crate::env::oci::{DaemonRuntime, GvisorPlatform};
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.container.gvisor_platform, GvisorPlatform::Ptrace);
+        assert_eq!(plan.container.docker_runtime, DaemonRuntime::Default);
+        assert_eq!(plan.environments, EnvKind::DEFAULT.to_vec());
+        let plan = parse(
+            "name = \"x\"\nenvironments = [\"gvisor\", \"docker\"]\n[container]\n\
+             gvisor_platform = \"systrap\"\ndocker_runtime = \"runsc\"\n\
+             podman_runtime = \"runc\"\n[[workload]]\nkind = \"noop\"\n",
+        )
+        .unwrap();
+        assert_eq!(plan.environments, [EnvKind::Gvisor, EnvKind::Docker]);
+        assert_eq!(plan.container.gvisor_platform, GvisorPlatform::Systrap);
+        assert_eq!(plan.container.docker_runtime.flag(), Some("runsc"));
+        assert_eq!(plan.container.podman_runtime, DaemonRuntime::Runc);
+        let e = parse(
+            "name = \"x\"\n[container]\ndocker_runtime = \"kata\"\n[[workload]]\nkind = \"noop\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("docker_runtime") && e.contains("runsc"), "{e}");
     }
 
     #[test]

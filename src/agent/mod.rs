@@ -231,8 +231,11 @@ pub fn main() -> ! {
 fn frame_fd() -> i32 {
     static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *FD.get_or_init(|| {
-        let fd = std::env::var(crate::env::FRAME_FD_ENV)
-            .ok()
+        let var = std::env::var(crate::env::FRAME_FD_ENV).ok();
+        if let Some(fd) = var.as_deref().and_then(frames_on_stream) {
+            return fd;
+        }
+        let fd = var
             .and_then(|v| v.parse::<i32>().ok())
             .filter(|fd| *fd > 2)
             .unwrap_or(1);
@@ -243,6 +246,29 @@ fn frame_fd() -> i32 {
         }
         fd
     })
+}
+
+/// `$ISOBENCH_FRAME_FD` = `stdout` or `stderr` (a runtime that passes
+/// only the standard streams: Docker, gVisor): that stream becomes the
+/// frames channel, moved to a close-on-exec descriptor of at least 3, and
+/// the stream's number is pointed at the other one, so everything printed
+/// after this — by the agent's workloads or a program it runs — is output,
+/// never a frame. The new descriptor's number, or `None` for another value.
+fn frames_on_stream(var: &str) -> Option<i32> {
+    let (frames, other) = match var {
+        "stdout" => (1, 2),
+        "stderr" => (2, 1),
+        _ => return None,
+    };
+    // SAFETY: fcntl and dup2 on the process's own standard descriptors,
+    // before any other thread or program uses them.
+    unsafe {
+        let fd = libc::fcntl(frames, libc::F_DUPFD_CLOEXEC, 3);
+        if fd < 0 || libc::dup2(other, frames) < 0 {
+            return Some(frames);
+        }
+        Some(fd)
+    }
 }
 
 /// Writes one frame in a single write, so frames from one agent never interleave.

@@ -10,6 +10,7 @@ pub mod container;
 #[cfg(test)]
 pub mod fake;
 pub mod native;
+pub mod oci;
 pub mod process;
 pub mod registry;
 pub mod stdio;
@@ -88,6 +89,9 @@ pub struct EnvFacts {
     pub accelerator: Option<AccelChoice>,
     /// The guest kernel.
     pub guest_kernel: Option<String>,
+    /// A real runtime's program, version, path, flags, cgroup driver and
+    /// the workarounds this host needed (runc, crun, gvisor, docker, podman).
+    pub runtime: Option<serde_json::Value>,
 }
 
 /// The bytes of every regular file under `path` (a file: its size).
@@ -129,19 +133,53 @@ pub enum EnvKind {
     Native,
     /// isobench's own container.
     Container,
+    /// runc on an OCI bundle.
+    Runc,
+    /// crun on an OCI bundle.
+    Crun,
+    /// gVisor's runsc on an OCI bundle.
+    Gvisor,
+    /// A Docker daemon's container.
+    Docker,
+    /// A Podman container.
+    Podman,
     /// A QEMU guest.
     Vm,
 }
 
 impl EnvKind {
     /// All environments, in report order.
-    pub const ALL: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+    pub const ALL: [EnvKind; 8] = [
+        EnvKind::Native,
+        EnvKind::Container,
+        EnvKind::Runc,
+        EnvKind::Crun,
+        EnvKind::Gvisor,
+        EnvKind::Docker,
+        EnvKind::Podman,
+        EnvKind::Vm,
+    ];
+
+    /// What a scenario runs when it names no environments: the ones that
+    /// need nothing beyond isobench and QEMU.
+    pub const DEFAULT: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+
+    /// Whether this is a real container runtime (runc, crun, gvisor,
+    /// docker, podman) rather than one of isobench's own environments.
+    pub fn is_runtime(self) -> bool {
+        !matches!(self, EnvKind::Native | EnvKind::Container | EnvKind::Vm)
+    }
 
     /// The name used in scenarios, records and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             EnvKind::Native => "native",
             EnvKind::Container => "container",
+            EnvKind::Runc => "runc",
+            EnvKind::Crun => "crun",
+            EnvKind::Gvisor => "gvisor",
+            EnvKind::Docker => "docker",
+            EnvKind::Podman => "podman",
             EnvKind::Vm => "vm",
         }
     }
@@ -321,6 +359,12 @@ pub trait Instance {
 
     /// The host process that is the instance (agent, container init, QEMU).
     fn process(&mut self) -> &mut ProcessHandle;
+
+    /// Called when the agent's `ready` frame arrives, after the startup
+    /// time is taken: a moment the instance surely runs, for readings
+    /// [`Instance::at_done`] reports (a runtime's helper processes, which
+    /// may be gone by `done` after a short workload).
+    fn at_ready(&mut self) {}
 
     /// Host-side figures read when the agent's `done` frame arrives, while
     /// the instance still runs (current memory, for example).

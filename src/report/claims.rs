@@ -114,7 +114,8 @@ fn smaller(data: &ReportData) -> Claim {
     }
     let what = |e: EnvKind| match e {
         EnvKind::Native => "the agent",
-        EnvKind::Container => "its image tree",
+        EnvKind::Container | EnvKind::Runc | EnvKind::Crun | EnvKind::Gvisor => "its image tree",
+        EnvKind::Docker | EnvKind::Podman => "the image imported as a tar",
         EnvKind::Vm => "guest kernel, initramfs and any disk image",
     };
     let measured = sizes
@@ -159,8 +160,8 @@ fn start_faster(data: &ReportData) -> Claim {
         return Claim::without_figures(claim, cannot_tell);
     }
     let mut parts = Vec::new();
-    for (e, s) in [("native", n), ("container", c), ("vm", v)] {
-        if let Some(s) = s {
+    for e in EnvKind::ALL {
+        if let Some(s) = startup(e) {
             parts.push(format!("{e} {}", figure(s)));
         }
     }

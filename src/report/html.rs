@@ -215,6 +215,21 @@ fn claims(s: &mut String, data: &ReportData) {
         );
     }
     s.push_str("</dl>\n</section>\n");
+    let notes = super::runtimes::notes(data);
+    if !notes.is_empty() {
+        s.push_str(
+            "<section id=\"runtimes\">\n<h2>Where each runtime's start-up time and memory go</h2>\n<ul>\n",
+        );
+        for n in notes {
+            let n = escape(&n);
+            // The paragraph's lead-in, `**env**`, in bold.
+            let n = n
+                .replacen("**", "<strong>", 1)
+                .replacen("**", "</strong>", 1);
+            let _ = writeln!(s, "<li>{n}</li>");
+        }
+        s.push_str("</ul>\n</section>\n");
+    }
 }
 
 fn row(s: &mut String, key: &str, value: &str) {

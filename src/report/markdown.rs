@@ -126,6 +126,14 @@ pub(crate) fn markdown(data: &ReportData) -> String {
         );
     }
     s.push('\n');
+    let notes = super::runtimes::notes(data);
+    if !notes.is_empty() {
+        let _ = writeln!(s, "## Where each runtime's start-up time and memory go\n");
+        for n in notes {
+            let _ = writeln!(s, "- {}", cell(&n));
+        }
+        s.push('\n');
+    }
 
     let figures = figures::all(data);
     for family in data.families() {

@@ -300,6 +300,7 @@ impl Running {
                                 crate::sample::DEFAULT_PSS_EVERY,
                             ));
                         }
+                        self.instance.at_ready();
                         result.boot_kernel_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
                         self.deadline = at + self.run_timeout;

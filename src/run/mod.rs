@@ -364,6 +364,12 @@ fn first_meta(run_id: &str, plan: &Plan, testbed: &Testbed, revision: Option<&st
         qemu: facts.iter().find_map(|f| f.qemu.clone()),
         accelerator: facts.iter().find_map(|f| f.accelerator.clone()),
         guest_kernel: facts.iter().find_map(|f| f.guest_kernel.clone()),
+        runtimes: testbed
+            .envs
+            .iter()
+            .zip(&facts)
+            .filter_map(|(e, f)| Some((e.kind().to_string(), f.runtime.clone()?)))
+            .collect(),
         image: serde_json::to_value(&testbed.image).ok(),
         scenario: serde_json::to_value(plan).unwrap_or_default(),
         environments: testbed

@@ -109,6 +109,7 @@ pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
             found.kernel.version,
             found.kernel.boot_image().display()
         )),
+        runtime: None,
     };
     // Modules found and matching, initramfs written: before any boot.
     env.prepare()?;

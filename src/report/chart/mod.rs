@@ -123,7 +123,7 @@ const GRID_LIGHT: RGBColor = RGBColor(0xee, 0xee, 0xee);
 
 /// Okabe-Ito colours (colour-blind safe), minus red/vermillion, which is
 /// reserved for outliers.
-const PALETTE: [RGBColor; 7] = [
+const PALETTE: [RGBColor; 8] = [
     RGBColor(0x00, 0x72, 0xb2),
     RGBColor(0xe6, 0x9f, 0x00),
     RGBColor(0x00, 0x9e, 0x73),
@@ -131,7 +131,24 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(0x56, 0xb4, 0xe9),
     RGBColor(0x99, 0x99, 0x99),
     RGBColor(0xf0, 0xe4, 0x42),
+    RGBColor(0x00, 0x00, 0x00),
 ];
+
+/// An environment's place in [`PALETTE`]: native, container and vm keep
+/// the first three (as before the real runtimes came), the runtimes the rest.
+fn env_colour_index(kind: crate::env::EnvKind) -> usize {
+    use crate::env::EnvKind;
+    match kind {
+        EnvKind::Native => 0,
+        EnvKind::Container => 1,
+        EnvKind::Vm => 2,
+        EnvKind::Runc => 3,
+        EnvKind::Crun => 4,
+        EnvKind::Gvisor => 5,
+        EnvKind::Docker => 6,
+        EnvKind::Podman => 7,
+    }
+}
 
 /// What a bar's whisker spans; the legend names each kind the chart uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1111,11 +1128,7 @@ fn axis_desc(text: &str, width: f64) -> (String, f64) {
 /// palette's colours in order, skipping those of the environments the
 /// chart shows.
 fn series_colour(series: &[String], name: &str) -> RGBColor {
-    let env = |s: &str| {
-        crate::env::EnvKind::ALL
-            .iter()
-            .position(|k| k.as_str() == s)
-    };
+    let env = |s: &str| crate::env::EnvKind::from_name(s).map(env_colour_index);
     if let Some(i) = env(name) {
         return PALETTE[i];
     }
