@@ -40,6 +40,7 @@ pub mod extract;
 pub mod image;
 pub mod kernel;
 pub mod meta;
+pub mod net;
 pub mod out;
 pub mod record;
 pub mod report;

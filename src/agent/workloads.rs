@@ -36,7 +36,12 @@ impl Outcome {
 /// Runs one workload. `Ok(None)`: the workload measures nothing itself
 /// (`noop`). `in_guest`: the agent is a guest's PID 1 (a `command`
 /// workload's program then keeps Docker's default capabilities only).
-pub fn run(spec: &WorkloadSpec, in_guest: bool) -> Result<Option<Outcome>, String> {
+pub fn run(
+    spec: &WorkloadSpec,
+    in_guest: bool,
+    listener: Option<&std::net::TcpListener>,
+) -> Result<Option<Outcome>, String> {
+    let listening = || listener.ok_or_else(|| format!("{}: no listening socket", spec.kind()));
     match *spec {
         WorkloadSpec::Noop => Ok(None),
         WorkloadSpec::Idle { duration_ms } => Ok(Some(idle(duration_ms))),
@@ -58,6 +63,19 @@ pub fn run(spec: &WorkloadSpec, in_guest: bool) -> Result<Option<Outcome>, Strin
         WorkloadSpec::Command { ref argv } => {
             let keep = in_guest.then_some(crate::env::container::DEFAULT_CAPS);
             super::command::run(argv, keep).map(Some)
+        }
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } => {
+            let served = crate::net::wire::serve(listening()?)
+                .map_err(|e| format!("{}: serving the host's client: {e}", spec.kind()))?;
+            Ok(Some(Outcome::of(vec![Metric::higher(
+                "server_connections",
+                "1",
+                served as f64,
+            )])))
+        }
+        WorkloadSpec::Service { ref argv } => {
+            let keep = in_guest.then_some(crate::env::container::DEFAULT_CAPS);
+            super::command::serve(argv, keep, listening()?).map(Some)
         }
         // A density instance just stays up; the host reads its memory and
         // ends it.
@@ -389,6 +407,31 @@ fn net(requests: u64, bulk_mib: u64) -> Result<Outcome, String> {
         Metric::lower("rr_p99_us", "µs", nearest_rank(&lat, 99.0)),
         Metric::higher("bulk_mbs", "MB/s", bulk as f64 / 1e6 / bulk_s),
     ]))
+}
+
+/// For the workloads served across the boundary (`net_rr`, `net_stream`,
+/// `service`): pins the agent to `$ISOBENCH_NET_CPU` (the CPU the host's
+/// client is pinned to) and listens on `$ISOBENCH_NET_PORT` (0: any) on
+/// every address, before `ready`, so `ready` means the port accepts.
+pub fn listen(spec: &WorkloadSpec) -> Result<Option<std::net::TcpListener>, String> {
+    use crate::workload::WorkloadKind as K;
+    if !matches!(spec.kind(), K::NetRr | K::NetStream | K::Service) {
+        return Ok(None);
+    }
+    if let Some(cpu) = std::env::var(crate::net::CPU_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // In a guest the CPU numbers are the guest's: pin only where it exists.
+        let _ = crate::net::wire::pin_thread(cpu);
+    }
+    let port = std::env::var(crate::net::PORT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(0);
+    std::net::TcpListener::bind(("0.0.0.0", port))
+        .map(Some)
+        .map_err(|e| format!("{}: listening on port {port}: {e}", spec.kind()))
 }
 
 /// Environment variable naming the directory I/O workloads use.
