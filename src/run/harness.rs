@@ -193,11 +193,20 @@ impl Harness<'_> {
         log: &Path,
     ) -> InstanceResult {
         if let Some((_, spec)) = self.commands.get(&w.name) {
-            let extras = Extras {
+            let mut extras = Extras {
                 sample_every: self.plan.sample_interval,
                 ..Extras::default()
             };
-            let mut r = run_instance_with(env, spec, id, Some(log), w.timeout, self.stop, extras);
+            let spec = match net_extras(w, spec, env.kind(), &mut extras) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    return InstanceResult {
+                        error: Some(e),
+                        ..InstanceResult::default()
+                    };
+                }
+            };
+            let mut r = run_instance_with(env, &spec, id, Some(log), w.timeout, self.stop, extras);
             apply_rules(&mut r, w);
             return r;
         }
@@ -205,7 +214,16 @@ impl Harness<'_> {
             Ok(scratch) => {
                 let mut extras = scratch.extras();
                 extras.sample_every = self.plan.sample_interval;
-                run_instance_with(env, &w.spec, id, Some(log), w.timeout, self.stop, extras)
+                let spec = match net_extras(w, &w.spec, env.kind(), &mut extras) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return InstanceResult {
+                            error: Some(e),
+                            ..InstanceResult::default()
+                        };
+                    }
+                };
+                run_instance_with(env, &spec, id, Some(log), w.timeout, self.stop, extras)
             }
             Err(e) => InstanceResult {
                 error: Some(e),
@@ -306,9 +324,72 @@ impl Drop for InstanceScratch {
     }
 }
 
+/// The network of one instance of `w` in `env`, and for the workloads
+/// served across the boundary the host's client, the agent's port and CPU,
+/// and the server's port. Returns the spec the agent runs (a service's
+/// `{port}` filled in).
+fn net_extras(
+    w: &PlannedWorkload,
+    spec: &WorkloadSpec,
+    env: EnvKind,
+    extras: &mut Extras,
+) -> Result<WorkloadSpec, String> {
+    use crate::net::{AGENT_PORT, CPU_ENV, Mode, PORT_ENV};
+    let mode = match env {
+        EnvKind::Native => Mode::None,
+        other => w.network.of(other),
+    };
+    extras.network = mode;
+    let across = matches!(
+        spec,
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } | WorkloadSpec::Service { .. }
+    );
+    if !across {
+        return Ok(spec.clone());
+    }
+    // Natively and with the host's network the ports are the host's: let
+    // the kernel pick free ones, so concurrent runs never collide.
+    let shared_ports = env == EnvKind::Native || mode == Mode::Host;
+    let agent_port = if shared_ports { 0 } else { AGENT_PORT };
+    let cpu = crate::net::wire::shared_cpu();
+    extras.env.push((PORT_ENV.into(), agent_port.to_string()));
+    extras.env.push((CPU_ENV.into(), cpu.to_string()));
+    extras.ports = vec![AGENT_PORT];
+    let mut spec = spec.clone();
+    let service = match (&w.service, &w.command) {
+        (Some(svc), Some(cmd)) => {
+            let port = if shared_ports {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .map_err(|e| format!("finding a free port for the service: {e}"))?
+            } else {
+                svc.port
+            };
+            if let WorkloadSpec::Service { argv } = &mut spec {
+                for a in argv.iter_mut() {
+                    *a = a.replace("{port}", &port.to_string());
+                }
+            }
+            extras.ports.push(port);
+            Some((port, svc.client.clone(), cmd.metrics.clone()))
+        }
+        _ => None,
+    };
+    extras.client = Some(crate::run::netclient::NetClient {
+        cpu: Some(cpu),
+        service,
+    });
+    Ok(spec)
+}
+
 /// For a `command` workload that ran: its exit status and the figures its
-/// rules extract from its output.
+/// rules extract from its output. (A service's rules read its client's
+/// output, on the host: see [`crate::run::netclient`].)
 fn apply_rules(r: &mut InstanceResult, w: &PlannedWorkload) {
+    if w.service.is_some() {
+        return;
+    }
     let Some(c) = &w.command else { return };
     if r.interrupted || r.startup.is_none() {
         return;

@@ -38,6 +38,8 @@ pub struct Testbed {
     pub envs: Vec<Box<dyn Environment>>,
     /// What could not be set up as asked, in words (rootless limits, ...).
     pub notes: Vec<String>,
+    /// The run's network: its bridge, removed when the last holder drops it.
+    pub net: Arc<crate::net::Fabric>,
 }
 
 /// What goes into a test bed's image besides the agent.
@@ -86,6 +88,7 @@ impl Testbed {
             contents.programs,
             contents.files,
         )?;
+        let net = Arc::new(crate::net::Fabric::new(run_id));
         let bed = Bed {
             spec,
             agent,
@@ -93,6 +96,7 @@ impl Testbed {
             run_dir: &run_dir,
             logs,
             stop,
+            net: &net,
         };
         let mut envs = Vec::new();
         let mut notes = Vec::new();
@@ -109,6 +113,7 @@ impl Testbed {
             image,
             envs,
             notes,
+            net,
         })
     }
 
