@@ -384,11 +384,18 @@ fn networks(entry: Option<&NetworkEntry>, kind: WorkloadKind) -> Result<Networks
         Some(NetworkEntry::Each { container, vm }) => (container.as_deref(), vm.as_deref()),
     };
     let pick = |given: Option<&str>, env: &str, allowed: [Mode; 3]| -> Result<Mode, String> {
-        let Some(name) = given else { return Ok(default) };
+        let Some(name) = given else {
+            return Ok(default);
+        };
         let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
         let mode = Mode::from_name(name)
             .filter(|m| allowed.contains(m))
-            .ok_or_else(|| format!("`{name}` is not a network mode of {env} (use one of: {})", names.join(", ")))?;
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` is not a network mode of {env} (use one of: {})",
+                    names.join(", ")
+                )
+            })?;
         if across && mode == Mode::None {
             return Err(format!(
                 "`{kind}` is measured from the host, which cannot reach a {env} with network `none`; use {}",
@@ -773,7 +780,11 @@ impl Plan {
             let network = networks(entry.network.as_ref().map(|n| n.get_ref()), entry.kind)
                 .map_err(|msg| {
                     invalid(
-                        entry.network.as_ref().map(|n| n.span()).or_else(|| Some(span.clone())),
+                        entry
+                            .network
+                            .as_ref()
+                            .map(|n| n.span())
+                            .or_else(|| Some(span.clone())),
                         &key("network"),
                         msg,
                     )
@@ -786,13 +797,23 @@ impl Plan {
                         "a `service` workload needs `client = [\"program\", \"-h\", \"{addr}\", \"-p\", \"{port}\", ...]`, the host's client".into(),
                     )
                 })?;
-                let port = entry.port.as_ref().map(|p| *p.get_ref()).filter(|p| *p > 0).ok_or_else(|| {
-                    invalid(
-                        entry.port.as_ref().map(|p| p.span()).or_else(|| Some(span.clone())),
-                        &key("port"),
-                        "a `service` workload needs `port`, the server's TCP port (1 to 65535)".into(),
-                    )
-                })?;
+                let port = entry
+                    .port
+                    .as_ref()
+                    .map(|p| *p.get_ref())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            entry
+                                .port
+                                .as_ref()
+                                .map(|p| p.span())
+                                .or_else(|| Some(span.clone())),
+                            &key("port"),
+                            "a `service` workload needs `port`, the server's TCP port (1 to 65535)"
+                                .into(),
+                        )
+                    })?;
                 if port == crate::net::AGENT_PORT {
                     return Err(invalid(
                         entry.port.as_ref().map(|p| p.span()),
@@ -813,7 +834,10 @@ impl Plan {
                         return Err(invalid(
                             at,
                             &key(k),
-                            format!("`{k}` belongs to `service` workloads, not to `{}`", entry.kind),
+                            format!(
+                                "`{k}` belongs to `service` workloads, not to `{}`",
+                                entry.kind
+                            ),
                         ));
                     }
                 }

@@ -197,12 +197,7 @@ const NET_RR_PARAMS: &[Param] = &[
         "connect + 1-byte request + answer + close, timed as a whole",
     ),
 ];
-const NET_STREAM_PARAMS: &[Param] = &[p(
-    "bulk_mib",
-    64,
-    MAX_MIB,
-    "data streamed each way, in MiB",
-)];
+const NET_STREAM_PARAMS: &[Param] = &[p("bulk_mib", 64, MAX_MIB, "data streamed each way, in MiB")];
 
 impl WorkloadKind {
     /// Every kind, in catalog order.

@@ -73,14 +73,20 @@ pub fn serve(
 ) -> Result<Outcome, String> {
     let pid = spawn(argv, drop_caps)?;
     let served = crate::net::wire::serve(control);
-    let early = match waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+    let early = match waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
         Ok(WaitStatus::StillAlive) => None,
         Ok(WaitStatus::Exited(_, code)) => Some(code),
         Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
         _ => None,
     };
     if let Some(code) = early {
-        return Err(format!("the server {} ended on its own with status {code}", argv[0]));
+        return Err(format!(
+            "the server {} ended on its own with status {code}",
+            argv[0]
+        ));
     }
     // SAFETY: kill(2) on our own child, which has not been reaped yet.
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -95,7 +101,10 @@ pub fn serve(
 }
 
 /// Starts `argv` as the agent's child, signals forwarded to it.
-fn spawn(argv: &[String], drop_caps: Option<&'static [(u32, &'static str)]>) -> Result<i32, String> {
+fn spawn(
+    argv: &[String],
+    drop_caps: Option<&'static [(u32, &'static str)]>,
+) -> Result<i32, String> {
     let (program, args) = argv.split_first().ok_or("no program given")?;
     let handler = SigAction::new(
         SigHandler::Handler(forward),

@@ -93,11 +93,13 @@ mod tests {
                 pid: 1,
                 uptime_ms: Some(812.5),
                 setup_ms: Some(3.25),
+                port: Some(5201),
             },
             Frame::Ready {
                 pid: 4242,
                 uptime_ms: None,
                 setup_ms: None,
+                port: None,
             },
             Frame::Result {
                 metrics: vec![Metric::higher("score", "rounds/s", 1234.5)],

@@ -12,7 +12,7 @@
 //!   a `boot` frame there at once, so the host sees when the guest's user
 //!   space started;
 //! - it mounts `/proc`, `/sys` and `/dev` (devtmpfs), loads the kernel
-//!   modules named by `--load` from `/lib/modules/<name>.ko` with
+//!   modules named by `--load` from `/.isobench-modules/<name>.ko` with
 //!   `finit_module`, in the order given (dependencies first), and either
 //!   checks a raw disk (`--disk`) with one O_DIRECT write and read or mounts
 //!   an ext4 scratch disk (`--scratch`) at `/scratch`, where I/O workloads
@@ -97,7 +97,11 @@ fn parse_options(args: &[String]) -> Result<(Options, Vec<String>), String> {
                 let bad = || format!("agent option `{arg}`: expected --net=IPV4/PREFIX");
                 let (ip, prefix) = value.split_once('/').ok_or_else(bad)?;
                 let ip = ip.parse().map_err(|_| bad())?;
-                let prefix = prefix.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+                let prefix = prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 32)
+                    .ok_or_else(bad)?;
                 opts.net = Some((ip, prefix));
             }
             "--args-hex" if opts.vm => {
@@ -323,7 +327,7 @@ mod guest {
     use std::time::{Duration, Instant};
 
     /// Where the modules are in the initramfs.
-    const MODULES: &str = "/lib/modules";
+    const MODULES: &str = "/.isobench-modules";
 
     /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
     pub fn uptime_ms() -> f64 {
@@ -450,7 +454,11 @@ mod guest {
     /// Gives `eth0` (the virtio-net NIC) its address and sets it up: the
     /// subnet's own route is the only one; no default route.
     pub fn eth0_up(ip: std::net::Ipv4Addr, prefix: u8) -> Result<(), String> {
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
         let sin = |a: u32| {
             // SAFETY: an all-zero sockaddr_in is valid.
             let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -464,7 +472,10 @@ mod guest {
         unsafe {
             let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
             if sock < 0 {
-                return Err(format!("guest setup: socket: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "guest setup: socket: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             let mut req: libc::ifreq = std::mem::zeroed();
             for (d, s) in req.ifr_name.iter_mut().zip(b"eth0") {

@@ -644,6 +644,7 @@ mod tests {
                 threads: 2,
             },
             false,
+            None,
         )
         .unwrap()
         .unwrap();
@@ -652,7 +653,7 @@ mod tests {
             Some(cpu_digest(3, &cpu_buffer(1), 2).as_str())
         );
         assert!(metric(&o, "score") > 0.0 && metric(&o, "score").is_finite());
-        assert_eq!(run(&WorkloadSpec::Noop, false), Ok(None));
+        assert_eq!(run(&WorkloadSpec::Noop, false, None), Ok(None));
     }
 
     #[test]

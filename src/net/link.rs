@@ -76,11 +76,7 @@ impl Netlink {
 
     /// Reads replies to `seq` until its ack (or the end of a dump),
     /// passing every other message to `each`.
-    fn replies(
-        &mut self,
-        seq: u32,
-        mut each: impl FnMut(RouteNetlinkMessage),
-    ) -> io::Result<()> {
+    fn replies(&mut self, seq: u32, mut each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
@@ -156,7 +152,10 @@ impl Netlink {
     pub fn ipv4_addresses(&mut self) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
-        let seq = self.send(NLM_F_REQUEST | NLM_F_DUMP, RouteNetlinkMessage::GetAddress(msg))?;
+        let seq = self.send(
+            NLM_F_REQUEST | NLM_F_DUMP,
+            RouteNetlinkMessage::GetAddress(msg),
+        )?;
         let mut found = Vec::new();
         self.replies(seq, |m| {
             if let RouteNetlinkMessage::NewAddress(a) = m {
@@ -177,10 +176,7 @@ impl Netlink {
             LinkAttribute::IfName(name.into()),
             LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
         ];
-        self.request(
-            NLM_F_CREATE | NLM_F_EXCL,
-            RouteNetlinkMessage::NewLink(msg),
-        )
+        self.request(NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(msg))
     }
 
     /// Creates a veth pair: `name` here, enslaved to the bridge `master`,
@@ -209,10 +205,7 @@ impl Netlink {
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
             ]),
         ];
-        self.request(
-            NLM_F_CREATE | NLM_F_EXCL,
-            RouteNetlinkMessage::NewLink(msg),
-        )
+        self.request(NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(msg))
     }
 
     /// Enslaves link `index` to the bridge `master` (0: none).
@@ -300,7 +293,10 @@ mod tests {
             return;
         };
         let links = nl.links().unwrap();
-        assert!(links.iter().any(|l| l.name == "lo" && l.index > 0), "{links:?}");
+        assert!(
+            links.iter().any(|l| l.name == "lo" && l.index > 0),
+            "{links:?}"
+        );
         assert!(nl.index("lo").is_ok());
         assert!(nl.index("no-such-link").is_err());
     }

@@ -82,7 +82,9 @@ pub enum NetError {
         source: std::io::Error,
     },
     /// No free /24 left in 198.18.0.0/15.
-    #[error("network set-up: every /24 of 198.18.0.0/15 is in use on this host; remove stale bridges (`isobench clean`)")]
+    #[error(
+        "network set-up: every /24 of 198.18.0.0/15 is in use on this host; remove stale bridges (`isobench clean`)"
+    )]
     NoSubnet,
 }
 
@@ -200,7 +202,10 @@ impl Fabric {
             }
             Err(e) => {
                 let _ = nl.delete(&name);
-                Err(link_err(format!("setting up bridge {name} (run {})", self.run_id))(e))
+                Err(link_err(format!(
+                    "setting up bridge {name} (run {})",
+                    self.run_id
+                ))(e))
             }
         }
     }
@@ -208,7 +213,10 @@ impl Fabric {
     fn next_instance(&self, net: [u8; 3]) -> (u32, Ipv4Addr) {
         let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         // .2 to .254; the bridge is .1.
-        (n, Ipv4Addr::new(net[0], net[1], net[2], (2 + (n - 1) % 253) as u8))
+        (
+            n,
+            Ipv4Addr::new(net[0], net[1], net[2], (2 + (n - 1) % 253) as u8),
+        )
     }
 
     /// Plumbs the network namespace at `netns` onto the run's bridge: a veth
@@ -221,8 +229,8 @@ impl Fabric {
         let bridge = self.bridge(&mut nl)?;
         let (n, addr) = self.next_instance(bridge.net);
         let host_link = format!("iv{}{n}", self.tag);
-        let ns = std::fs::File::open(netns)
-            .map_err(link_err(format!("opening {}", netns.display())))?;
+        let ns =
+            std::fs::File::open(netns).map_err(link_err(format!("opening {}", netns.display())))?;
         nl.add_veth(&host_link, bridge.index, "eth0", &ns)
             .map_err(link_err(format!("creating veth {host_link}/eth0")))?;
         let inside = (|| {
@@ -285,11 +293,7 @@ impl Fabric {
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        let made = self
-            .bridge
-            .get_mut()
-            .map(|b| b.is_some())
-            .unwrap_or(true);
+        let made = self.bridge.get_mut().map(|b| b.is_some()).unwrap_or(true);
         if made {
             let _ = clean_tag(&self.tag);
         }

@@ -18,14 +18,18 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Longest wait for any one read, write or accept.
+/// Longest wait for any one read or write.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next connection: the host's client of a service
+/// may run for minutes under TCG before it says `q` (the harness's own
+/// timeout ends the instance sooner if it must).
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(900);
 const CHUNK: usize = 1 << 16;
 
 /// Serves connections until a `q` command or until no connection came for
-/// [`IO_TIMEOUT`]; returns how many were served.
+/// [`ACCEPT_TIMEOUT`]; returns how many were served.
 pub fn serve(listener: &TcpListener) -> io::Result<u64> {
-    set_accept_timeout(listener, IO_TIMEOUT)?;
+    set_accept_timeout(listener, ACCEPT_TIMEOUT)?;
     let mut served = 0u64;
     loop {
         let (mut s, _) = listener.accept()?;
@@ -174,7 +178,10 @@ pub fn stream(to: SocketAddr, mib: u64) -> io::Result<Vec<Metric>> {
     if u64::from_le_bytes(n) != bytes {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("the agent received {} of {bytes} bytes", u64::from_le_bytes(n)),
+            format!(
+                "the agent received {} of {bytes} bytes",
+                u64::from_le_bytes(n)
+            ),
         ));
     }
     let mut g = connect(to, b'g')?;
@@ -212,13 +219,38 @@ pub fn quit(to: SocketAddr) -> io::Result<()> {
     s.read_exact(&mut b)
 }
 
-/// Waits until `to` accepts a connection (a service's readiness), up to
-/// `limit`; returns how long that took.
+/// Waits until a server answers at `to` (a service's readiness), up to
+/// `limit`; returns how long that took. Answering means: the connection is
+/// accepted and then neither closed nor reset at once — the server either
+/// speaks first or waits for the client (a read times out). A mere accept
+/// is not enough: QEMU's user-mode forward accepts on the host before the
+/// guest's server listens, and then closes.
 pub fn wait_accepting(to: SocketAddr, limit: Duration) -> io::Result<Duration> {
     let start = Instant::now();
     loop {
-        match TcpStream::connect_timeout(&to, Duration::from_millis(500)) {
-            Ok(_) => return Ok(start.elapsed()),
+        let answered =
+            TcpStream::connect_timeout(&to, Duration::from_millis(500)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                let mut b = [0u8; 1];
+                match s.read(&mut b) {
+                    Ok(0) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed at once",
+                    )),
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            });
+        match answered {
+            Ok(()) => return Ok(start.elapsed()),
             Err(e) if start.elapsed() >= limit => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -252,7 +284,11 @@ pub fn pin_process(pid: u32, cpu: usize) -> io::Result<()> {
 pub fn shared_cpu() -> usize {
     nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
         .ok()
-        .and_then(|set| (0..nix::sched::CpuSet::count()).rev().find(|c| set.is_set(*c).unwrap_or(false)))
+        .and_then(|set| {
+            (0..nix::sched::CpuSet::count())
+                .rev()
+                .find(|c| set.is_set(*c).unwrap_or(false))
+        })
         .unwrap_or(0)
 }
 

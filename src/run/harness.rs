@@ -85,6 +85,8 @@ impl Harness<'_> {
         // The headline figure of every measured instance, per environment,
         // for adaptive repetitions.
         let mut headline: BTreeMap<EnvKind, Vec<f64>> = BTreeMap::new();
+        // Each environment's network, said once per workload.
+        let mut networked = std::collections::BTreeSet::new();
         'slots: for (warmup, number) in slots {
             if let Some(a) = w.adaptive
                 && !warmup
@@ -128,6 +130,11 @@ impl Harness<'_> {
                     log: format!("logs/{id}.log"),
                 };
                 let mut r = self.instance(w, env.as_ref(), &id, &book.dir().join(&entry.log));
+                if let Some(note) = network_note(w, kind, &r.network)
+                    && networked.insert(kind)
+                {
+                    book.note(note);
+                }
                 if r.error.is_none()
                     && let Some(bytes) = artifacts.get(&kind).copied().flatten()
                 {
@@ -322,6 +329,32 @@ impl Drop for InstanceScratch {
             let _ = rundir::remove_tree(d);
         }
     }
+}
+
+/// What one instance's network was, for the run's notes: its mode, links,
+/// addresses, vhost, and for workloads measured from the host the CPU both
+/// ends were pinned to. `None` for a workload without a network.
+fn network_note(w: &PlannedWorkload, env: EnvKind, facts: &[(String, String)]) -> Option<String> {
+    let across = matches!(
+        w.spec,
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } | WorkloadSpec::Service { .. }
+    );
+    let plain = facts.iter().all(|(k, v)| k == "network" && v == "none");
+    if !across && plain {
+        return None;
+    }
+    let mut parts: Vec<String> = if env == EnvKind::Native {
+        vec!["network host (the host's own stack; the client reaches it on 127.0.0.1)".into()]
+    } else {
+        facts.iter().map(|(k, v)| format!("{k} {v}")).collect()
+    };
+    if across {
+        parts.push(format!(
+            "client thread and instance pinned to host CPU {} (a wake-up across CPUs costs tens of µs on a virtualized host)",
+            crate::net::wire::shared_cpu()
+        ));
+    }
+    Some(format!("{} in {env}: {}", w.name, parts.join("; ")))
 }
 
 /// The network of one instance of `w` in `env`, and for the workloads

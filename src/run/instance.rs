@@ -422,7 +422,9 @@ impl Running {
                     result.error.get_or_insert(e);
                 }
                 Err(_) => {
-                    result.error.get_or_insert("the host's client thread panicked".into());
+                    result
+                        .error
+                        .get_or_insert("the host's client thread panicked".into());
                 }
             }
         }

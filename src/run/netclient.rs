@@ -58,7 +58,8 @@ pub fn start(
             _ => Ok(Vec::new()),
         };
         // Always let the agent go, also after a failure.
-        let quit = wire::quit(control).map_err(|e| format!("telling the agent at {control} to stop: {e}"));
+        let quit =
+            wire::quit(control).map_err(|e| format!("telling the agent at {control} to stop: {e}"));
         (result.and_then(|m| quit.map(|()| m)), output)
     })
 }
@@ -91,10 +92,16 @@ fn run_service_client(
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out_file.try_clone().map_err(|e| e.to_string())?))
-        .stderr(Stdio::from(out_file.try_clone().map_err(|e| e.to_string())?))
+        .stdout(Stdio::from(
+            out_file.try_clone().map_err(|e| e.to_string())?,
+        ))
+        .stderr(Stdio::from(
+            out_file.try_clone().map_err(|e| e.to_string())?,
+        ))
         .spawn()
-        .map_err(|e| format!("service: cannot start the client `{program}`: {e} (is it installed?)"))?;
+        .map_err(|e| {
+            format!("service: cannot start the client `{program}`: {e} (is it installed?)")
+        })?;
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -114,8 +121,13 @@ fn run_service_client(
     let elapsed = start.elapsed();
     *output = read_back(out_file)?;
     if !status.success() {
+        let tail: String = {
+            let t = output.trim_end();
+            let from = t.char_indices().rev().nth(300).map_or(0, |(i, _)| i);
+            t[from..].to_string()
+        };
         return Err(format!(
-            "service: the client `{}` ended with {status}",
+            "service: the client `{}` ended with {status}; its output ends: {tail}",
             argv.join(" ")
         ));
     }

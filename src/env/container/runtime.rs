@@ -134,7 +134,9 @@ impl Environment for Container {
                 ));
             }
             crate::net::Mode::Bridge => Some(self.net.as_ref().ok_or_else(|| {
-                EnvError::Unavailable("network `bridge` is not supported here (no run network)".into())
+                EnvError::Unavailable(
+                    "network `bridge` is not supported here (no run network)".into(),
+                )
             })?),
             crate::net::Mode::User => {
                 return Err(EnvError::Unavailable(
@@ -286,10 +288,12 @@ impl Environment for Container {
             let plumbed = fabric
                 .plumb_veth(Path::new(&format!("/proc/{}/ns/net", pid.as_raw())))
                 .and_then(|p| {
-                    sync_w.write_all(b"1").map_err(|source| crate::net::NetError::Link {
-                        what: "telling the container its network is ready".into(),
-                        source,
-                    })?;
+                    sync_w
+                        .write_all(b"1")
+                        .map_err(|source| crate::net::NetError::Link {
+                            what: "telling the container its network is ready".into(),
+                            source,
+                        })?;
                     Ok(p)
                 });
             match plumbed {

@@ -197,8 +197,10 @@ pub fn mkfs_ext4() -> Result<PathBuf, String> {
         })
 }
 
-/// Where modules go in the initramfs.
-const MODULES_DIR: &str = "lib/modules";
+/// Where modules go in the initramfs: a directory of isobench's own, not
+/// `lib/modules`, because an image with packed programs has `/lib` as a
+/// link to `usr/lib` (merged /usr), and the link would swallow them.
+const MODULES_DIR: &str = ".isobench-modules";
 
 /// Writes the initramfs of a guest: the image tree (the agent as `/init`),
 /// the console and frames serial device nodes, and the modules.
@@ -216,7 +218,6 @@ pub fn write_initramfs(image_dir: &Path, modules: &[Module], out: &Path) -> std:
     ];
     let mut files = Vec::new();
     if !modules.is_empty() {
-        nodes.push(Node::directory("lib"));
         nodes.push(Node::directory(MODULES_DIR));
         for m in modules {
             files.push((format!("{MODULES_DIR}/{}.ko", m.name), m.path.clone()));
@@ -986,13 +987,12 @@ mod tests {
         assert_eq!(
             names,
             [
+                ".isobench-modules",
+                ".isobench-modules/virtio_blk.ko",
                 "dev",
                 "dev/console",
                 "dev/ttyS1",
-                "init",
-                "lib",
-                "lib/modules",
-                "lib/modules/virtio_blk.ko"
+                "init"
             ]
         );
         std::fs::remove_dir_all(dir).unwrap();

@@ -69,7 +69,9 @@ impl Nic {
             )),
             Mode::Bridge => {
                 let fabric = fabric.ok_or_else(|| {
-                    EnvError::Unavailable("network `bridge` is not supported here (no run network)".into())
+                    EnvError::Unavailable(
+                        "network `bridge` is not supported here (no run network)".into(),
+                    )
                 })?;
                 if !nix::unistd::geteuid().is_root() {
                     return Err(EnvError::Unavailable(
@@ -130,7 +132,10 @@ impl Nic {
                     Ipv4Addr::new(198, 19, 255, 2)
                 );
                 for (guest, host) in &self.forwards {
-                    s.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{}:{guest}", self.guest));
+                    s.push_str(&format!(
+                        ",hostfwd=tcp:127.0.0.1:{host}-{}:{guest}",
+                        self.guest
+                    ));
                 }
                 s
             }
@@ -210,10 +215,16 @@ mod tests {
 
     #[test]
     fn user_mode_is_restricted_inside_the_range_and_forwards_on_loopback_only() {
-        let nic = Nic::attach(Mode::User, None, &[5201, 6379]).unwrap().unwrap();
+        let nic = Nic::attach(Mode::User, None, &[5201, 6379])
+            .unwrap()
+            .unwrap();
         let args = nic.qemu_args(Machine::Microvm);
         assert_eq!(args[0], "-netdev");
-        assert!(args[1].starts_with("user,id=n0,restrict=on,net=198.19.255.0/24,"), "{}", args[1]);
+        assert!(
+            args[1].starts_with("user,id=n0,restrict=on,net=198.19.255.0/24,"),
+            "{}",
+            args[1]
+        );
         assert_eq!(args[1].matches("hostfwd=tcp:127.0.0.1:").count(), 2);
         assert!(args[3].starts_with("virtio-net-device,netdev=n0,"));
         assert_eq!(nic.agent_arg(), "--net=198.19.255.15/24");
