@@ -32,6 +32,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 # Peers of the container benchmark (cargo bench): crun and runc.
 command -v crun >/dev/null 2>&1 || need+=(crun)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+# scenarios/network.toml: Redis inside each environment, redis-benchmark on the host.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"
