@@ -25,6 +25,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// timeout ends the instance sooner if it must).
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(900);
 const CHUNK: usize = 1 << 16;
+/// Longest wait for a service's port inside the environment.
+pub const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Serves connections until a `q` command or until no connection came for
 /// [`ACCEPT_TIMEOUT`]; returns how many were served.
@@ -69,6 +71,22 @@ pub fn serve(listener: &TcpListener) -> io::Result<u64> {
                     s.write_all(&buf[..k])?;
                     left -= k as u64;
                 }
+            }
+            b'w' => {
+                let mut p = [0u8; 2];
+                s.read_exact(&mut p)?;
+                let port = u16::from_le_bytes(p);
+                let start = Instant::now();
+                let up = loop {
+                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        break true;
+                    }
+                    if start.elapsed() >= READY_LIMIT {
+                        break false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                };
+                s.write_all(if up { b"y" } else { b"n" })?;
             }
             b'q' => {
                 s.write_all(b"q")?;
@@ -212,6 +230,17 @@ pub fn stream(to: SocketAddr, mib: u64) -> io::Result<Vec<Metric>> {
     ])
 }
 
+/// Asks the agent whether `port` accepts inside the environment (it waits
+/// up to [`READY_LIMIT`]).
+pub fn ready_inside(to: SocketAddr, port: u16) -> io::Result<bool> {
+    let mut s = connect(to, b'w')?;
+    s.set_read_timeout(Some(READY_LIMIT + IO_TIMEOUT))?;
+    s.write_all(&port.to_le_bytes())?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b)?;
+    Ok(b[0] == b'y')
+}
+
 /// Tells the agent to stop serving.
 pub fn quit(to: SocketAddr) -> io::Result<()> {
     let mut s = connect(to, b'q')?;
@@ -311,8 +340,10 @@ mod tests {
         assert!(metric(&rr, "crr_per_s") > 0.0);
         let st = stream(to, 2).unwrap();
         assert!(metric(&st, "to_env_mbs") > 0.0 && metric(&st, "from_env_mbs") > 0.0);
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(ready_inside(to, other.local_addr().unwrap().port()).unwrap());
         quit(to).unwrap();
-        // r + 5 c + s + g + q
-        assert_eq!(server.join().unwrap().unwrap(), 9);
+        // r + 5 c + s + g + w + q
+        assert_eq!(server.join().unwrap().unwrap(), 10);
     }
 }

@@ -50,8 +50,8 @@ pub fn start(
             WorkloadSpec::NetStream { bulk_mib } => wire::stream(control, bulk_mib)
                 .map_err(|e| format!("net_stream client against {control}: {e}")),
             WorkloadSpec::Service { .. } => match (&client.service, service) {
-                (Some((_, argv, rules)), Some(at)) => {
-                    run_service_client(argv, rules, at, &mut output)
+                (Some((inside, argv, rules)), Some(at)) => {
+                    run_service_client(control, *inside, argv, rules, at, &mut output)
                 }
                 _ => Err("service: the instance's port cannot be reached from the host".into()),
             },
@@ -75,17 +75,36 @@ pub fn fill(argv: &[String], at: SocketAddr) -> Vec<String> {
 }
 
 fn run_service_client(
+    control: SocketAddr,
+    inside: u16,
     argv: &[String],
     rules: &[MetricRule],
     at: SocketAddr,
     output: &mut String,
 ) -> Result<Vec<Metric>, String> {
-    let ready = wire::wait_accepting(at, SERVICE_READY).map_err(|e| {
+    let start = Instant::now();
+    // Listening inside first (the agent checks), then reachable from here.
+    match wire::ready_inside(control, inside) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "service: port {inside} did not accept inside the environment within {} s",
+                wire::READY_LIMIT.as_secs()
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "service: asking the agent about port {inside}: {e}"
+            ));
+        }
+    }
+    wire::wait_accepting(at, SERVICE_READY).map_err(|e| {
         format!(
             "service: {at} did not accept a connection within {} s: {e}",
             SERVICE_READY.as_secs()
         )
     })?;
+    let ready = start.elapsed();
     let argv = fill(argv, at);
     let (program, args) = argv.split_first().ok_or("service: empty client")?;
     let out_file = tempfile_in_proc()?;
