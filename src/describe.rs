@@ -132,6 +132,12 @@ pub fn catalog() -> String {
                 "      argv, files, metrics: any host program, extra files, figures read from its output by regex"
             );
         }
+        if kind == WorkloadKind::Service {
+            let _ = writeln!(
+                s,
+                "      argv, files, port, client, metrics: a server inside, a client on the host ({{addr}}, {{port}}), figures read from the client's output"
+            );
+        }
         for p in kind.params() {
             let _ = writeln!(
                 s,
