@@ -39,6 +39,9 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v runsc >/dev/null 2>&1 || need+=(runsc)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# scenarios/network.toml: Redis inside each environment, redis-benchmark on the host.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"

@@ -641,6 +641,9 @@ fn cmd_clean() -> ExitCode {
             for m in &r.unmounted {
                 crate::show!("unmounted {}", m.display());
             }
+            for l in &r.links {
+                crate::show!("removed network link {l}");
+            }
             for c in &r.cgroups {
                 crate::show!("removed cgroup {}", c.display());
             }
@@ -650,7 +653,11 @@ fn cmd_clean() -> ExitCode {
             for (d, why) in &r.skipped {
                 crate::show!("left {} alone: {why}", d.display());
             }
-            if r.removed.is_empty() && r.skipped.is_empty() && r.cgroups.is_empty() {
+            if r.removed.is_empty()
+                && r.skipped.is_empty()
+                && r.cgroups.is_empty()
+                && r.links.is_empty()
+            {
                 crate::show!("nothing to clean in {}", base.display());
             }
             // exec's layer cache: layers whose inputs changed, crashed builds.

@@ -30,6 +30,11 @@ pub fn instance_seconds(spec: &WorkloadSpec, env: EnvKind) -> f64 {
             *file_mib as f64 * 4e-3 + *ops as f64 * 0.2e-3
         }
         WorkloadSpec::Command { .. } => 0.5,
+        WorkloadSpec::NetRr { requests, connects } => {
+            *requests as f64 * 60e-6 + *connects as f64 * 0.3e-3
+        }
+        WorkloadSpec::NetStream { bulk_mib } => *bulk_mib as f64 * 4e-3,
+        WorkloadSpec::Service { .. } => 2.0,
     };
     match env {
         EnvKind::Native => 0.05 + work,
@@ -128,6 +133,12 @@ pub fn catalog() -> String {
             let _ = writeln!(
                 s,
                 "      argv, files, metrics: any host program, extra files, figures read from its output by regex"
+            );
+        }
+        if kind == WorkloadKind::Service {
+            let _ = writeln!(
+                s,
+                "      argv, files, port, client, metrics: a server inside, a client on the host ({{addr}}, {{port}}), figures read from the client's output"
             );
         }
         for p in kind.params() {

@@ -219,6 +219,7 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                 cgroups: crate::cgroup::CgroupUse::Auto,
                 rootless,
                 seccomp,
+                network: crate::net::Mode::None,
             };
             held = Some(lowers);
             (

@@ -42,6 +42,7 @@ pub mod image;
 pub mod kernel;
 pub mod merge;
 pub mod meta;
+pub mod net;
 pub mod out;
 pub mod record;
 pub mod report;

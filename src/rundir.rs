@@ -359,6 +359,8 @@ pub struct CleanReport {
     pub unmounted: Vec<PathBuf>,
     /// cgroups removed.
     pub cgroups: Vec<PathBuf>,
+    /// Network links (bridge, veth host ends, taps) removed.
+    pub links: Vec<String>,
     /// Run directories left alone, and why.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -470,6 +472,14 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
     };
     let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
+    // Runs still going: a dead run's links are left alone when a live run
+    // carries the same tag in its links' names.
+    let live: Vec<String> = dirs
+        .iter()
+        .filter(|d| stale_run(d, proc_root).is_err())
+        .filter_map(|d| d.file_name()?.to_str().map(String::from))
+        .filter(|n| is_run_id(n))
+        .collect();
     for dir in dirs {
         let marker = match stale_run(&dir, proc_root) {
             Ok(marker) => marker,
@@ -518,6 +528,15 @@ pub fn clean(base: &Path, proc_root: &Path, cgroup_root: &Path) -> io::Result<Cl
             if remove_cgroup(&cg) {
                 report.cgroups.push(cg);
             }
+        }
+        // Links are named with a tag of the run id (see `net`); a veth
+        // went with its container's namespace, a tap and the bridge did not.
+        match crate::net::clean_run(&marker.run_id, &live) {
+            Ok(names) => report.links.extend(names),
+            Err(e) => report.skipped.push((
+                dir.clone(),
+                format!("its network links could not be listed: {e}"),
+            )),
         }
         let mountinfo =
             std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();

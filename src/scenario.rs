@@ -286,6 +286,11 @@ macro_rules! workload_entry {
             argv: Option<Spanned<Vec<String>>>,
             files: Option<Vec<Spanned<String>>>,
             metrics: Option<Vec<Spanned<MetricRule>>>,
+            // Any workload: the network of container and VM instances.
+            network: Option<Spanned<NetworkEntry>>,
+            // `service` workloads only:
+            port: Option<Spanned<u16>>,
+            client: Option<Spanned<Vec<String>>>,
             $($param: Option<Spanned<Positive>>,)*
         }
 
@@ -323,7 +328,100 @@ workload_entry!(
     ops,
     instances,
     settle_ms,
+    connects,
 );
+
+/// `network = "bridge"` (container and VM alike) or
+/// `network = { container = "host", vm = "user" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NetworkEntry {
+    Both(String),
+    Each {
+        #[serde(default)]
+        container: Option<String>,
+        #[serde(default)]
+        vm: Option<String>,
+    },
+}
+
+/// How a workload's container and VM instances are networked (native
+/// instances use the host's own stack: its loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Networks {
+    /// `none`, `bridge` or `host`.
+    pub container: crate::net::Mode,
+    /// `none`, `bridge` or `user`.
+    pub vm: crate::net::Mode,
+}
+
+impl Networks {
+    /// The mode of environment `env` (native: `host`, its own stack).
+    pub fn of(&self, env: EnvKind) -> crate::net::Mode {
+        match env {
+            EnvKind::Native => crate::net::Mode::Host,
+            EnvKind::Container => self.container,
+            EnvKind::Vm => self.vm,
+            // The other runtimes get no network of isobench's yet (only
+            // their own loopback); `Plan::check_host` refuses workloads
+            // measured across the boundary in them.
+            _ => crate::net::Mode::None,
+        }
+    }
+}
+
+/// The networks of a workload, checked: each mode exists for its
+/// environment, and a workload served across the boundary has a path to it.
+fn networks(entry: Option<&NetworkEntry>, kind: WorkloadKind) -> Result<Networks, String> {
+    use crate::net::Mode;
+    let across = matches!(
+        kind,
+        WorkloadKind::NetRr | WorkloadKind::NetStream | WorkloadKind::Service
+    );
+    let default = if across { Mode::Bridge } else { Mode::None };
+    let (c, v) = match entry {
+        None => (None, None),
+        Some(NetworkEntry::Both(m)) => (Some(m.as_str()), Some(m.as_str())),
+        Some(NetworkEntry::Each { container, vm }) => (container.as_deref(), vm.as_deref()),
+    };
+    let pick = |given: Option<&str>, env: &str, allowed: [Mode; 3]| -> Result<Mode, String> {
+        let Some(name) = given else {
+            return Ok(default);
+        };
+        let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        let mode = Mode::from_name(name)
+            .filter(|m| allowed.contains(m))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` is not a network mode of {env} (use one of: {})",
+                    names.join(", ")
+                )
+            })?;
+        if across && mode == Mode::None {
+            return Err(format!(
+                "`{kind}` is measured from the host, which cannot reach a {env} with network `none`; use {}",
+                names[1..].join(" or ")
+            ));
+        }
+        Ok(mode)
+    };
+    Ok(Networks {
+        container: pick(c, "container", [Mode::None, Mode::Bridge, Mode::Host])?,
+        vm: pick(v, "vm", [Mode::None, Mode::Bridge, Mode::User])?,
+    })
+}
+
+/// What the host runs against a `service` workload's server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    /// The port the server listens on inside its environment; `{port}` in
+    /// the server's `argv` becomes it (natively and in a container with
+    /// `host` networking: a free host port instead).
+    pub port: u16,
+    /// The client program on the host and its arguments; `{addr}` and
+    /// `{port}` become where the host reaches the server.
+    pub client: Vec<String>,
+}
 
 /// Where a `fileio` workload's container instances do their I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -372,6 +470,10 @@ pub struct PlannedWorkload {
     /// Longest time an instance may run after its `ready` frame.
     #[serde(with = "duration_secs")]
     pub timeout: Duration,
+    /// How container and VM instances are networked.
+    pub network: Networks,
+    /// For `service` workloads: the port and the host's client.
+    pub service: Option<ServiceSpec>,
 }
 
 /// Adaptive repetitions, as the Phoronix Test Suite does them: after the
@@ -671,13 +773,82 @@ impl Plan {
                     let command = command_spec(entry, index).map_err(|(at, k, msg)| {
                         invalid(Some(at.unwrap_or_else(|| span.clone())), &k, msg)
                     })?;
+                    let argv = command.argv.clone();
                     (
-                        WorkloadSpec::Command {
-                            argv: command.argv.clone(),
+                        if entry.kind == WorkloadKind::Service {
+                            WorkloadSpec::Service { argv }
+                        } else {
+                            WorkloadSpec::Command { argv }
                         },
                         Some(command),
                     )
                 }
+            };
+            let network = networks(entry.network.as_ref().map(|n| n.get_ref()), entry.kind)
+                .map_err(|msg| {
+                    invalid(
+                        entry
+                            .network
+                            .as_ref()
+                            .map(|n| n.span())
+                            .or_else(|| Some(span.clone())),
+                        &key("network"),
+                        msg,
+                    )
+                })?;
+            let service = if entry.kind == WorkloadKind::Service {
+                let client = entry.client.as_ref().filter(|c| !c.get_ref().is_empty()).ok_or_else(|| {
+                    invalid(
+                        entry.client.as_ref().map(|c| c.span()).or_else(|| Some(span.clone())),
+                        &key("client"),
+                        "a `service` workload needs `client = [\"program\", \"-h\", \"{addr}\", \"-p\", \"{port}\", ...]`, the host's client".into(),
+                    )
+                })?;
+                let port = entry
+                    .port
+                    .as_ref()
+                    .map(|p| *p.get_ref())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            entry
+                                .port
+                                .as_ref()
+                                .map(|p| p.span())
+                                .or_else(|| Some(span.clone())),
+                            &key("port"),
+                            "a `service` workload needs `port`, the server's TCP port (1 to 65535)"
+                                .into(),
+                        )
+                    })?;
+                if port == crate::net::AGENT_PORT {
+                    return Err(invalid(
+                        entry.port.as_ref().map(|p| p.span()),
+                        &key("port"),
+                        format!("port {port} is the agent's own control port; pick another"),
+                    ));
+                }
+                Some(ServiceSpec {
+                    port,
+                    client: client.get_ref().clone(),
+                })
+            } else {
+                for (k, at) in [
+                    ("client", entry.client.as_ref().map(|c| c.span())),
+                    ("port", entry.port.as_ref().map(|p| p.span())),
+                ] {
+                    if at.is_some() {
+                        return Err(invalid(
+                            at,
+                            &key(k),
+                            format!(
+                                "`{k}` belongs to `service` workloads, not to `{}`",
+                                entry.kind
+                            ),
+                        ));
+                    }
+                }
+                None
             };
             let name = entry
                 .name
@@ -752,6 +923,8 @@ impl Plan {
                 })?,
                 warmups: entry.warmups.unwrap_or(file.warmups).to_u32(),
                 timeout: Duration::from_secs(timeout_s),
+                network,
+                service,
             });
         }
 
@@ -867,6 +1040,26 @@ impl Plan {
                 snippet: String::new(),
             })
         };
+        if let Some(e) = self.environments.iter().find(|e| e.is_runtime())
+            && let Some(w) = self.workloads.iter().find(|w| {
+                matches!(
+                    w.spec,
+                    WorkloadSpec::NetRr { .. }
+                        | WorkloadSpec::NetStream { .. }
+                        | WorkloadSpec::Service { .. }
+                )
+            })
+        {
+            return Err(invalid(
+                "environments",
+                format!(
+                    "workload `{}` is measured from the host across the isolation boundary, \
+                     which isobench plumbs only for native, container and vm so far; drop `{e}` \
+                     from this scenario's environments (or run `{}` in a scenario of its own)",
+                    w.name, w.name
+                ),
+            ));
+        }
         if self.environments.contains(&EnvKind::Vm) {
             host.check_memory(self.vm.memory_mib)
                 .map_err(|m| invalid("vm.memory_mib", m))?;
@@ -875,6 +1068,7 @@ impl Plan {
             let base = crate::env::vm::Devices {
                 disk_mib: self.vm.disk_mib,
                 scratch_mib: None,
+                nic: false,
             };
             if let Some(mib) = base.disk_size_mib() {
                 host.check_disk(mib)

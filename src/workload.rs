@@ -41,6 +41,13 @@ pub enum WorkloadKind {
     Density,
     /// Any program, run by the agent as its child (`isobench exec`).
     Command,
+    /// TCP request/response across the boundary: the agent serves, isobench
+    /// on the host is the client (p50/p99 µs, connect+request+close rate).
+    NetRr,
+    /// Bulk TCP across the boundary, host → environment and back (MB/s).
+    NetStream,
+    /// A real server program inside, a real client program on the host.
+    Service,
 }
 
 /// One numeric parameter of a workload kind.
@@ -176,10 +183,25 @@ const DENSITY_PARAMS: &[Param] = &[
         "wait after each start before reading memory, in ms",
     ),
 ];
+const NET_RR_PARAMS: &[Param] = &[
+    p(
+        "requests",
+        2000,
+        MAX_KEPT,
+        "1-byte request/response round trips on one connection",
+    ),
+    p(
+        "connects",
+        200,
+        MAX_KEPT,
+        "connect + 1-byte request + answer + close, timed as a whole",
+    ),
+];
+const NET_STREAM_PARAMS: &[Param] = &[p("bulk_mib", 64, MAX_MIB, "data streamed each way, in MiB")];
 
 impl WorkloadKind {
     /// Every kind, in catalog order.
-    pub const ALL: [WorkloadKind; 11] = [
+    pub const ALL: [WorkloadKind; 14] = [
         WorkloadKind::Noop,
         WorkloadKind::Idle,
         WorkloadKind::Cpu,
@@ -191,6 +213,9 @@ impl WorkloadKind {
         WorkloadKind::Fileio,
         WorkloadKind::Density,
         WorkloadKind::Command,
+        WorkloadKind::NetRr,
+        WorkloadKind::NetStream,
+        WorkloadKind::Service,
     ];
 
     /// The name used in scenarios, on the agent's command line and in records.
@@ -207,13 +232,18 @@ impl WorkloadKind {
             WorkloadKind::Fileio => "fileio",
             WorkloadKind::Density => "density",
             WorkloadKind::Command => "command",
+            WorkloadKind::NetRr => "net_rr",
+            WorkloadKind::NetStream => "net_stream",
+            WorkloadKind::Service => "service",
         }
     }
 
     /// The numeric parameters this kind takes, with their defaults.
     pub fn params(self) -> &'static [Param] {
         match self {
-            WorkloadKind::Noop | WorkloadKind::Command => &[],
+            WorkloadKind::Noop | WorkloadKind::Command | WorkloadKind::Service => &[],
+            WorkloadKind::NetRr => NET_RR_PARAMS,
+            WorkloadKind::NetStream => NET_STREAM_PARAMS,
             WorkloadKind::Idle => IDLE_PARAMS,
             WorkloadKind::Cpu => CPU_PARAMS,
             WorkloadKind::Memory => MEMORY_PARAMS,
@@ -317,6 +347,23 @@ pub enum WorkloadSpec {
         /// The program (an absolute path inside the environment) and its arguments.
         argv: Vec<String>,
     },
+    /// See [`WorkloadKind::NetRr`].
+    NetRr {
+        /// Round trips on one connection.
+        requests: u64,
+        /// Connect + request + close cycles.
+        connects: u64,
+    },
+    /// See [`WorkloadKind::NetStream`].
+    NetStream {
+        /// MiB each way.
+        bulk_mib: u64,
+    },
+    /// See [`WorkloadKind::Service`]: the server program and its arguments.
+    Service {
+        /// The program (an absolute path inside the environment) and its arguments.
+        argv: Vec<String>,
+    },
 }
 
 /// A bad argument list given to the agent.
@@ -395,6 +442,9 @@ impl WorkloadSpec {
             WorkloadSpec::Fileio { .. } => WorkloadKind::Fileio,
             WorkloadSpec::Density { .. } => WorkloadKind::Density,
             WorkloadSpec::Command { .. } => WorkloadKind::Command,
+            WorkloadSpec::NetRr { .. } => WorkloadKind::NetRr,
+            WorkloadSpec::NetStream { .. } => WorkloadKind::NetStream,
+            WorkloadSpec::Service { .. } => WorkloadKind::Service,
         }
     }
 
@@ -435,14 +485,25 @@ impl WorkloadSpec {
                 instances: get("instances"),
                 settle_ms: get("settle_ms"),
             },
-            WorkloadKind::Command => return None,
+            WorkloadKind::NetRr => WorkloadSpec::NetRr {
+                requests: get("requests"),
+                connects: get("connects"),
+            },
+            WorkloadKind::NetStream => WorkloadSpec::NetStream {
+                bulk_mib: get("bulk_mib"),
+            },
+            WorkloadKind::Command | WorkloadKind::Service => return None,
         })
     }
 
     /// The numeric parameters and their values, in the kind's order.
     pub fn params(&self) -> Vec<(&'static str, u64)> {
         let values: Vec<u64> = match *self {
-            WorkloadSpec::Noop | WorkloadSpec::Command { .. } => vec![],
+            WorkloadSpec::Noop | WorkloadSpec::Command { .. } | WorkloadSpec::Service { .. } => {
+                vec![]
+            }
+            WorkloadSpec::NetRr { requests, connects } => vec![requests, connects],
+            WorkloadSpec::NetStream { bulk_mib } => vec![bulk_mib],
             WorkloadSpec::Idle { duration_ms } => vec![duration_ms],
             WorkloadSpec::Cpu {
                 rounds,
@@ -476,7 +537,7 @@ impl WorkloadSpec {
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![self.kind().as_str().to_string()];
         match self {
-            WorkloadSpec::Command { argv } => {
+            WorkloadSpec::Command { argv } | WorkloadSpec::Service { argv } => {
                 args.push("--".into());
                 args.extend(argv.iter().cloned());
             }
@@ -491,11 +552,14 @@ impl WorkloadSpec {
         let (first, rest) = args.split_first().ok_or(SpecError::Missing)?;
         let kind = WorkloadKind::from_name(first.as_ref())
             .ok_or_else(|| SpecError::UnknownKind(first.as_ref().to_string()))?;
-        if kind == WorkloadKind::Command {
+        if matches!(kind, WorkloadKind::Command | WorkloadKind::Service) {
             return match rest.split_first() {
                 Some((dashes, argv)) if dashes.as_ref() == "--" && !argv.is_empty() => {
-                    Ok(WorkloadSpec::Command {
-                        argv: argv.iter().map(|a| a.as_ref().to_string()).collect(),
+                    let argv = argv.iter().map(|a| a.as_ref().to_string()).collect();
+                    Ok(if kind == WorkloadKind::Command {
+                        WorkloadSpec::Command { argv }
+                    } else {
+                        WorkloadSpec::Service { argv }
                     })
                 }
                 _ => Err(SpecError::NoProgram),

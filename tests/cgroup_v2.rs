@@ -95,6 +95,7 @@ fn v2_bed_child() {
         cgroups: CgroupUse::Auto,
         rootless: false,
         seccomp: isobench::env::container::seccomp_filters(&Default::default()).unwrap(),
+        network: isobench::net::Mode::None,
     };
     let env = Container::new(config, Some(driver), Arc::clone(&run_dir));
     let spec = WorkloadSpec::Cpu {

@@ -51,6 +51,60 @@ pub fn run(
     argv: &[String],
     drop_caps: Option<&'static [(u32, &'static str)]>,
 ) -> Result<Outcome, String> {
+    let start = Instant::now();
+    let pid = spawn(argv, drop_caps)?;
+    let status = reap(pid, &argv[0])?;
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(Outcome {
+        metrics: vec![Metric::lower("elapsed_ms", "ms", elapsed * 1e3)],
+        digest: None,
+        status: Some(status),
+    })
+}
+
+/// The `service` workload: starts the server `argv`, serves the control
+/// protocol on `control` (see [`crate::net::wire`]) until the host says
+/// `q`, then stops the server with SIGTERM and reaps it. A server that
+/// ended before it was told to is a failure.
+pub fn serve(
+    argv: &[String],
+    drop_caps: Option<&'static [(u32, &'static str)]>,
+    control: &std::net::TcpListener,
+) -> Result<Outcome, String> {
+    let pid = spawn(argv, drop_caps)?;
+    let served = crate::net::wire::serve(control);
+    let early = match waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
+        Ok(WaitStatus::StillAlive) => None,
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+        _ => None,
+    };
+    if let Some(code) = early {
+        return Err(format!(
+            "the server {} ended on its own with status {code}",
+            argv[0]
+        ));
+    }
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    reap(pid, &argv[0])?;
+    CHILD.store(0, Ordering::SeqCst);
+    let served = served.map_err(|e| format!("service: the control connection: {e}"))?;
+    Ok(Outcome {
+        metrics: vec![Metric::higher("control_connections", "1", served as f64)],
+        digest: None,
+        status: None,
+    })
+}
+
+/// Starts `argv` as the agent's child, signals forwarded to it.
+fn spawn(
+    argv: &[String],
+    drop_caps: Option<&'static [(u32, &'static str)]>,
+) -> Result<i32, String> {
     let (program, args) = argv.split_first().ok_or("no program given")?;
     let handler = SigAction::new(
         SigHandler::Handler(forward),
@@ -65,7 +119,6 @@ pub fn run(
     }
     // Non-dumpable: /proc/<agent>/fd is then closed to the program.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
-    let start = Instant::now();
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).env_remove(crate::env::FRAME_FD_ENV);
     if let Some(keep) = drop_caps {
@@ -83,8 +136,12 @@ pub fn run(
         .map_err(|e| format!("cannot start {program}: {e}"))?;
     let pid = child.id() as i32;
     CHILD.store(pid, Ordering::SeqCst);
-    // Reap everything until the program itself ends: orphans re-parented
-    // to PID 1 must not stay zombies.
+    Ok(pid)
+}
+
+/// Reaps everything until `pid` ends (orphans re-parented to PID 1 must
+/// not stay zombies); its exit status, 128 + N for signal N.
+fn reap(pid: i32, program: &str) -> Result<i32, String> {
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => break code,
@@ -95,10 +152,5 @@ pub fn run(
         }
     };
     CHILD.store(0, Ordering::SeqCst);
-    let elapsed = start.elapsed().as_secs_f64();
-    Ok(Outcome {
-        metrics: vec![Metric::lower("elapsed_ms", "ms", elapsed * 1e3)],
-        digest: None,
-        status: Some(status),
-    })
+    Ok(status)
 }

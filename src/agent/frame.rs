@@ -34,6 +34,10 @@ pub enum Frame {
         /// from its start to this frame, by the guest's clock, in ms.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         setup_ms: Option<f64>,
+        /// For workloads served across the boundary: the port the agent
+        /// listens on (inside the environment), accepting already.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
     /// The workload's results for this instance.
     Result {
@@ -89,11 +93,13 @@ mod tests {
                 pid: 1,
                 uptime_ms: Some(812.5),
                 setup_ms: Some(3.25),
+                port: Some(5201),
             },
             Frame::Ready {
                 pid: 4242,
                 uptime_ms: None,
                 setup_ms: None,
+                port: None,
             },
             Frame::Result {
                 metrics: vec![Metric::higher("score", "rounds/s", 1234.5)],

@@ -12,7 +12,7 @@
 //!   a `boot` frame there at once, so the host sees when the guest's user
 //!   space started;
 //! - it mounts `/proc`, `/sys` and `/dev` (devtmpfs), loads the kernel
-//!   modules named by `--load` from `/lib/modules/<name>.ko` with
+//!   modules named by `--load` from `/.isobench-modules/<name>.ko` with
 //!   `finit_module`, in the order given (dependencies first), and either
 //!   checks a raw disk (`--disk`) with one O_DIRECT write and read or mounts
 //!   an ext4 scratch disk (`--scratch`) at `/scratch`, where I/O workloads
@@ -65,6 +65,7 @@ struct Options {
     disk: Option<String>,
     scratch: Option<String>,
     env: Vec<(String, String)>,
+    net: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 /// Splits the command line into the agent's options and the workload's
@@ -92,6 +93,17 @@ fn parse_options(args: &[String]) -> Result<(Options, Vec<String>), String> {
             }
             "--disk" if opts.vm => opts.disk = Some(value.to_string()),
             "--scratch" if opts.vm => opts.scratch = Some(value.to_string()),
+            "--net" if opts.vm => {
+                let bad = || format!("agent option `{arg}`: expected --net=IPV4/PREFIX");
+                let (ip, prefix) = value.split_once('/').ok_or_else(bad)?;
+                let ip = ip.parse().map_err(|_| bad())?;
+                let prefix = prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 32)
+                    .ok_or_else(bad)?;
+                opts.net = Some((ip, prefix));
+            }
             "--args-hex" if opts.vm => {
                 // The workload's arguments, hex-encoded JSON (see
                 // env::vm::qemu::encode_workload_args): they end the options.
@@ -177,8 +189,21 @@ pub fn main() -> ! {
     if let Some(start) = uptime_ms {
         // `lo` up only for workloads that may talk over it: under TCG it
         // costs a guest about 17 ms (measured), a tenth of a noop's set-up.
-        if matches!(spec.kind(), WorkloadKind::Net | WorkloadKind::Command)
-            && let Err(message) = guest::loopback_up()
+        let up = || -> Result<(), String> {
+            guest::loopback_up()?;
+            match opts.net {
+                Some((ip, prefix)) => guest::eth0_up(ip, prefix),
+                None => Ok(()),
+            }
+        };
+        if matches!(
+            spec.kind(),
+            WorkloadKind::Net
+                | WorkloadKind::Command
+                | WorkloadKind::NetRr
+                | WorkloadKind::NetStream
+                | WorkloadKind::Service
+        ) && let Err(message) = up()
         {
             emit(&Frame::Error { message });
             emit(&Frame::Done);
@@ -187,15 +212,27 @@ pub fn main() -> ! {
         setup_ms = Some(guest::uptime_ms() - start);
     }
 
+    let listener = match workloads::listen(&spec) {
+        Ok(l) => l,
+        Err(message) => {
+            emit(&Frame::Error { message });
+            emit(&Frame::Done);
+            finish(mode, EXIT_FAILED);
+        }
+    };
     emit(&Frame::Ready {
         pid: std::process::id(),
         uptime_ms,
         setup_ms,
+        port: listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port()),
     });
     if mode == Mode::Vm && matches!(spec, WorkloadSpec::Command { .. }) {
         guest::raw_console();
     }
-    let code = match workloads::run(&spec, mode == Mode::Vm) {
+    let code = match workloads::run(&spec, mode == Mode::Vm, listener.as_ref()) {
         Ok(None) => 0,
         Ok(Some(outcome)) => {
             let code = outcome.status.unwrap_or(0);
@@ -316,7 +353,7 @@ mod guest {
     use std::time::{Duration, Instant};
 
     /// Where the modules are in the initramfs.
-    const MODULES: &str = "/lib/modules";
+    const MODULES: &str = "/.isobench-modules";
 
     /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
     pub fn uptime_ms() -> f64 {
@@ -438,6 +475,69 @@ mod guest {
     pub fn loopback_up() -> Result<(), String> {
         crate::env::container::loopback_up()
             .map_err(|e| format!("guest setup: bringing up lo: {e}"))
+    }
+
+    /// Gives `eth0` (the virtio-net NIC) its address and sets it up: the
+    /// subnet's own route is the only one; no default route.
+    pub fn eth0_up(ip: std::net::Ipv4Addr, prefix: u8) -> Result<(), String> {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        let sin = |a: u32| {
+            // SAFETY: an all-zero sockaddr_in is valid.
+            let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_addr.s_addr = a.to_be();
+            s
+        };
+        // SAFETY: a datagram socket only for the ioctls, closed at the end;
+        // the ifreq is zeroed, named, and lives across every call; the
+        // sockaddr_in copied into it fits its union (16 bytes).
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if sock < 0 {
+                return Err(format!(
+                    "guest setup: socket: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (d, s) in req.ifr_name.iter_mut().zip(b"eth0") {
+                *d = *s as libc::c_char;
+            }
+            let step = |what: &str, op: libc::c_ulong, req: &mut libc::ifreq| {
+                if libc::ioctl(sock, op, req as *mut libc::ifreq) < 0 {
+                    Err(format!(
+                        "guest setup: eth0 {what}: {} (is the virtio-net driver loaded?)",
+                        std::io::Error::last_os_error()
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let addr = sin(u32::from(ip));
+            std::ptr::copy_nonoverlapping(
+                (&addr as *const libc::sockaddr_in).cast::<u8>(),
+                &mut req.ifr_ifru as *mut _ as *mut u8,
+                std::mem::size_of::<libc::sockaddr_in>(),
+            );
+            let r = step("address", libc::SIOCSIFADDR, &mut req).and_then(|()| {
+                let m = sin(mask);
+                std::ptr::copy_nonoverlapping(
+                    (&m as *const libc::sockaddr_in).cast::<u8>(),
+                    &mut req.ifr_ifru as *mut _ as *mut u8,
+                    std::mem::size_of::<libc::sockaddr_in>(),
+                );
+                step("netmask", libc::SIOCSIFNETMASK, &mut req)?;
+                step("flags", libc::SIOCGIFFLAGS, &mut req)?;
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                step("up", libc::SIOCSIFFLAGS, &mut req)
+            });
+            libc::close(sock);
+            r
+        }
     }
 
     fn load_module(name: &str) -> Result<(), String> {

@@ -36,7 +36,12 @@ impl Outcome {
 /// Runs one workload. `Ok(None)`: the workload measures nothing itself
 /// (`noop`). `in_guest`: the agent is a guest's PID 1 (a `command`
 /// workload's program then keeps Docker's default capabilities only).
-pub fn run(spec: &WorkloadSpec, in_guest: bool) -> Result<Option<Outcome>, String> {
+pub fn run(
+    spec: &WorkloadSpec,
+    in_guest: bool,
+    listener: Option<&std::net::TcpListener>,
+) -> Result<Option<Outcome>, String> {
+    let listening = || listener.ok_or_else(|| format!("{}: no listening socket", spec.kind()));
     match *spec {
         WorkloadSpec::Noop => Ok(None),
         WorkloadSpec::Idle { duration_ms } => Ok(Some(idle(duration_ms))),
@@ -58,6 +63,19 @@ pub fn run(spec: &WorkloadSpec, in_guest: bool) -> Result<Option<Outcome>, Strin
         WorkloadSpec::Command { ref argv } => {
             let keep = in_guest.then_some(crate::env::container::DEFAULT_CAPS);
             super::command::run(argv, keep).map(Some)
+        }
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } => {
+            let served = crate::net::wire::serve(listening()?)
+                .map_err(|e| format!("{}: serving the host's client: {e}", spec.kind()))?;
+            Ok(Some(Outcome::of(vec![Metric::higher(
+                "server_connections",
+                "1",
+                served as f64,
+            )])))
+        }
+        WorkloadSpec::Service { ref argv } => {
+            let keep = in_guest.then_some(crate::env::container::DEFAULT_CAPS);
+            super::command::serve(argv, keep, listening()?).map(Some)
         }
         // A density instance just stays up; the host reads its memory and
         // ends it.
@@ -391,6 +409,31 @@ fn net(requests: u64, bulk_mib: u64) -> Result<Outcome, String> {
     ]))
 }
 
+/// For the workloads served across the boundary (`net_rr`, `net_stream`,
+/// `service`): pins the agent to `$ISOBENCH_NET_CPU` (the CPU the host's
+/// client is pinned to) and listens on `$ISOBENCH_NET_PORT` (0: any) on
+/// every address, before `ready`, so `ready` means the port accepts.
+pub fn listen(spec: &WorkloadSpec) -> Result<Option<std::net::TcpListener>, String> {
+    use crate::workload::WorkloadKind as K;
+    if !matches!(spec.kind(), K::NetRr | K::NetStream | K::Service) {
+        return Ok(None);
+    }
+    if let Some(cpu) = std::env::var(crate::net::CPU_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // In a guest the CPU numbers are the guest's: pin only where it exists.
+        let _ = crate::net::wire::pin_thread(cpu);
+    }
+    let port = std::env::var(crate::net::PORT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(0);
+    std::net::TcpListener::bind(("0.0.0.0", port))
+        .map(Some)
+        .map_err(|e| format!("{}: listening on port {port}: {e}", spec.kind()))
+}
+
 /// Environment variable naming the directory I/O workloads use.
 pub const SCRATCH_ENV: &str = "ISOBENCH_SCRATCH";
 
@@ -601,6 +644,7 @@ mod tests {
                 threads: 2,
             },
             false,
+            None,
         )
         .unwrap()
         .unwrap();
@@ -609,7 +653,7 @@ mod tests {
             Some(cpu_digest(3, &cpu_buffer(1), 2).as_str())
         );
         assert!(metric(&o, "score") > 0.0 && metric(&o, "score").is_finite());
-        assert_eq!(run(&WorkloadSpec::Noop, false), Ok(None));
+        assert_eq!(run(&WorkloadSpec::Noop, false, None), Ok(None));
     }
 
     #[test]

@@ -83,6 +83,7 @@ fn ready() -> Frame {
         pid: 1,
         uptime_ms: None,
         setup_ms: None,
+        port: None,
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Bed<'a> {
     pub logs: &'a std::path::Path,
     /// Set on Ctrl-C.
     pub stop: &'a std::sync::atomic::AtomicBool,
+    /// The run's network (its bridge is made on first use).
+    pub net: &'a std::sync::Arc<crate::net::Fabric>,
 }
 
 /// An environment built for a run, and what could not be set up as asked.
@@ -314,6 +316,11 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// Extra bind mounts for this instance only (container).
     pub volumes: Vec<container::Volume>,
+    /// How the instance is networked (native: always the host's own stack).
+    pub network: crate::net::Mode,
+    /// Ports inside the instance the host must reach (a VM with `user`
+    /// networking forwards each from a port on the host's 127.0.0.1).
+    pub ports: Vec<u16>,
 }
 
 /// One environment: knows how to start instances of the agent.
@@ -383,6 +390,19 @@ pub trait Instance {
     /// after the process has been reaped, before cleanup.
     fn diagnose(&mut self) -> Option<String> {
         None
+    }
+
+    /// Where the host reaches the instance's TCP port `port`: its address
+    /// on the run's bridge, the host's loopback (native, container `host`),
+    /// or the forward on 127.0.0.1 (vm `user`). `None`: unreachable.
+    fn reach(&self, _port: u16) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    /// The network as set up for this instance, for the records: mode,
+    /// links, addresses, why vhost is off (empty without a network).
+    fn network_facts(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     /// Releases what the instance holds on the host (directories, ...)

@@ -222,6 +222,11 @@ impl Instance for NativeInstance {
         self.spawned_at
     }
 
+    /// The host's own stack: its loopback is the baseline path.
+    fn reach(&self, port: u16) -> Option<std::net::SocketAddr> {
+        Some(([127, 0, 0, 1], port).into())
+    }
+
     fn take_streams(&mut self) -> Option<Streams> {
         self.streams.take()
     }

@@ -17,7 +17,7 @@
 //! | 7 | workload kind `cpu`                                          | cpu       |
 //! | 8 | workload kind `syscall`, `fork` or `pagefault`               | syscalls  |
 //! | 9 | workload kind `fileio`                                       | disk      |
-//! | 10 | workload kind `net`                                         | network   |
+//! | 10 | workload kind `net`, `net_rr`, `net_stream` or `service`     | network   |
 //!
 //! A series no rule matches (say `host_cpu_ms` of the `noop` workload) is
 //! shown under "Other figures". Because rules 4–5 come before the workload
@@ -98,7 +98,10 @@ pub const RULES: &[(Match, Family)] = &[
         Family::Syscalls,
     ),
     (Match::Kind(&["fileio"]), Family::Disk),
-    (Match::Kind(&["net"]), Family::Network),
+    (
+        Match::Kind(&["net", "net_rr", "net_stream", "service"]),
+        Family::Network,
+    ),
 ];
 
 /// The family of a metric of a workload of this kind, or `None` ("other").

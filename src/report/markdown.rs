@@ -148,6 +148,11 @@ pub(crate) fn markdown(data: &ReportData) -> String {
         if family == Family::Density {
             density_table(&mut s, data);
         }
+        if family == Family::Network
+            && let Some(paths) = super::network::section(data)
+        {
+            s.push_str(&paths);
+        }
         table(&mut s, &data.in_family(Some(family)));
     }
     let other = data.in_family(None);

@@ -17,6 +17,7 @@ pub mod family;
 pub mod figures;
 pub mod html;
 pub mod markdown;
+pub mod network;
 pub mod runtimes;
 pub mod samples;
 pub mod summary;

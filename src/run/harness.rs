@@ -85,6 +85,8 @@ impl Harness<'_> {
         // The headline figure of every measured instance, per environment,
         // for adaptive repetitions.
         let mut headline: BTreeMap<EnvKind, Vec<f64>> = BTreeMap::new();
+        // Each environment's network, said once per workload.
+        let mut networked = std::collections::BTreeSet::new();
         'slots: for (warmup, number) in slots {
             if let Some(a) = w.adaptive
                 && !warmup
@@ -128,6 +130,11 @@ impl Harness<'_> {
                     log: format!("logs/{id}.log"),
                 };
                 let mut r = self.instance(w, env.as_ref(), &id, &book.dir().join(&entry.log));
+                if let Some(note) = network_note(w, kind, &r.network)
+                    && networked.insert(kind)
+                {
+                    book.note(note);
+                }
                 if r.error.is_none()
                     && let Some(bytes) = artifacts.get(&kind).copied().flatten()
                 {
@@ -193,11 +200,20 @@ impl Harness<'_> {
         log: &Path,
     ) -> InstanceResult {
         if let Some((_, spec)) = self.commands.get(&w.name) {
-            let extras = Extras {
+            let mut extras = Extras {
                 sample_every: self.plan.sample_interval,
                 ..Extras::default()
             };
-            let mut r = run_instance_with(env, spec, id, Some(log), w.timeout, self.stop, extras);
+            let spec = match net_extras(w, spec, env.kind(), &mut extras) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    return InstanceResult {
+                        error: Some(e),
+                        ..InstanceResult::default()
+                    };
+                }
+            };
+            let mut r = run_instance_with(env, &spec, id, Some(log), w.timeout, self.stop, extras);
             apply_rules(&mut r, w);
             return r;
         }
@@ -205,7 +221,16 @@ impl Harness<'_> {
             Ok(scratch) => {
                 let mut extras = scratch.extras();
                 extras.sample_every = self.plan.sample_interval;
-                run_instance_with(env, &w.spec, id, Some(log), w.timeout, self.stop, extras)
+                let spec = match net_extras(w, &w.spec, env.kind(), &mut extras) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return InstanceResult {
+                            error: Some(e),
+                            ..InstanceResult::default()
+                        };
+                    }
+                };
+                run_instance_with(env, &spec, id, Some(log), w.timeout, self.stop, extras)
             }
             Err(e) => InstanceResult {
                 error: Some(e),
@@ -306,9 +331,98 @@ impl Drop for InstanceScratch {
     }
 }
 
+/// What one instance's network was, for the run's notes: its mode, links,
+/// addresses, vhost, and for workloads measured from the host the CPU both
+/// ends were pinned to. `None` for a workload without a network.
+fn network_note(w: &PlannedWorkload, env: EnvKind, facts: &[(String, String)]) -> Option<String> {
+    let across = matches!(
+        w.spec,
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } | WorkloadSpec::Service { .. }
+    );
+    let plain = facts.iter().all(|(k, v)| k == "network" && v == "none");
+    if !across && plain {
+        return None;
+    }
+    let mut parts: Vec<String> = if env == EnvKind::Native {
+        vec!["network host (the host's own stack; the client reaches it on 127.0.0.1)".into()]
+    } else {
+        facts.iter().map(|(k, v)| format!("{k} {v}")).collect()
+    };
+    if across {
+        parts.push(format!(
+            "client thread and instance pinned to host CPU {} (a wake-up across CPUs costs tens of µs on a virtualized host)",
+            crate::net::wire::shared_cpu()
+        ));
+    }
+    Some(format!("{} in {env}: {}", w.name, parts.join("; ")))
+}
+
+/// The network of one instance of `w` in `env`, and for the workloads
+/// served across the boundary the host's client, the agent's port and CPU,
+/// and the server's port. Returns the spec the agent runs (a service's
+/// `{port}` filled in).
+fn net_extras(
+    w: &PlannedWorkload,
+    spec: &WorkloadSpec,
+    env: EnvKind,
+    extras: &mut Extras,
+) -> Result<WorkloadSpec, String> {
+    use crate::net::{AGENT_PORT, CPU_ENV, Mode, PORT_ENV};
+    let mode = match env {
+        EnvKind::Native => Mode::None,
+        other => w.network.of(other),
+    };
+    extras.network = mode;
+    let across = matches!(
+        spec,
+        WorkloadSpec::NetRr { .. } | WorkloadSpec::NetStream { .. } | WorkloadSpec::Service { .. }
+    );
+    if !across {
+        return Ok(spec.clone());
+    }
+    // Natively and with the host's network the ports are the host's: let
+    // the kernel pick free ones, so concurrent runs never collide.
+    let shared_ports = env == EnvKind::Native || mode == Mode::Host;
+    let agent_port = if shared_ports { 0 } else { AGENT_PORT };
+    let cpu = crate::net::wire::shared_cpu();
+    extras.env.push((PORT_ENV.into(), agent_port.to_string()));
+    extras.env.push((CPU_ENV.into(), cpu.to_string()));
+    extras.ports = vec![AGENT_PORT];
+    let mut spec = spec.clone();
+    let service = match (&w.service, &w.command) {
+        (Some(svc), Some(cmd)) => {
+            let port = if shared_ports {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .map_err(|e| format!("finding a free port for the service: {e}"))?
+            } else {
+                svc.port
+            };
+            if let WorkloadSpec::Service { argv } = &mut spec {
+                for a in argv.iter_mut() {
+                    *a = a.replace("{port}", &port.to_string());
+                }
+            }
+            extras.ports.push(port);
+            Some((port, svc.client.clone(), cmd.metrics.clone()))
+        }
+        _ => None,
+    };
+    extras.client = Some(crate::run::netclient::NetClient {
+        cpu: Some(cpu),
+        service,
+    });
+    Ok(spec)
+}
+
 /// For a `command` workload that ran: its exit status and the figures its
-/// rules extract from its output.
+/// rules extract from its output. (A service's rules read its client's
+/// output, on the host: see [`crate::run::netclient`].)
 fn apply_rules(r: &mut InstanceResult, w: &PlannedWorkload) {
+    if w.service.is_some() {
+        return;
+    }
     let Some(c) = &w.command else { return };
     if r.interrupted || r.startup.is_none() {
         return;

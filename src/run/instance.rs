@@ -52,6 +52,8 @@ pub struct InstanceResult {
     pub output: String,
     /// What the sampler collected, when the instance was sampled.
     pub samples: Option<crate::sample::Collected>,
+    /// The instance's network as set up (mode, links, addresses).
+    pub network: Vec<(String, String)>,
 }
 
 /// How much of an instance's non-frame output is kept for metric extraction.
@@ -103,6 +105,12 @@ pub struct Extras {
     pub volumes: Vec<crate::env::container::Volume>,
     /// Sample the instance's processes at this interval from `ready` on.
     pub sample_every: Option<Duration>,
+    /// The instance's network.
+    pub network: crate::net::Mode,
+    /// Ports inside the instance the host must reach.
+    pub ports: Vec<u16>,
+    /// The host's client, for workloads served across the boundary.
+    pub client: Option<super::netclient::NetClient>,
 }
 
 /// [`run_instance`] with [`Extras`].
@@ -144,6 +152,9 @@ pub struct Running {
     sample_every: Option<Duration>,
     sampler: Option<crate::sample::Sampler>,
     ended: bool,
+    client: Option<super::netclient::NetClient>,
+    client_thread: Option<std::thread::JoinHandle<super::netclient::ClientResult>>,
+    spec: WorkloadSpec,
 }
 
 impl Running {
@@ -177,8 +188,11 @@ impl Running {
             io,
             env: extras.env,
             volumes: extras.volumes,
+            network: extras.network,
+            ports: extras.ports,
         };
         let mut instance = env.spawn(launch).map_err(|e| fail(e.to_string()))?;
+        let network = instance.network_facts();
         let spawned_at = instance.spawned_at();
         let Some(streams) = instance.take_streams() else {
             let _ = instance.cleanup();
@@ -206,7 +220,13 @@ impl Running {
             rx,
             reader: Some(reader),
             output_reader,
-            result: InstanceResult::default(),
+            result: InstanceResult {
+                network,
+                ..InstanceResult::default()
+            },
+            client: extras.client,
+            client_thread: None,
+            spec: spec.clone(),
             spawned_at,
             startup_timeout: env.startup_timeout(),
             run_timeout,
@@ -285,6 +305,7 @@ impl Running {
                 Frame::Ready {
                     uptime_ms,
                     setup_ms,
+                    port,
                     ..
                 } => {
                     if self.ready_at.is_none() {
@@ -304,6 +325,7 @@ impl Running {
                         result.boot_kernel_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
                         self.deadline = at + self.run_timeout;
+                        self.start_client(port);
                     }
                 }
                 Frame::Result {
@@ -344,6 +366,41 @@ impl Running {
         }
     }
 
+    /// Starts the host's client once the agent listens on `port`.
+    fn start_client(&mut self, port: Option<u16>) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let control = port.and_then(|p| self.instance.reach(p));
+        let Some(control) = control else {
+            self.result.error.get_or_insert(format!(
+                "the host cannot reach the agent's port {} in this instance (network {})",
+                port.map_or("(none reported)".to_string(), |p| p.to_string()),
+                self.result
+                    .network
+                    .iter()
+                    .find(|(k, _)| k == "network")
+                    .map_or("?", |(_, v)| v.as_str())
+            ));
+            self.instance.process().kill();
+            return;
+        };
+        if let Some(cpu) = client.cpu {
+            let pid = self.instance.process().pid();
+            let _ = crate::net::wire::pin_process(pid, cpu);
+        }
+        let service = client
+            .service
+            .as_ref()
+            .and_then(|(p, _, _)| self.instance.reach(*p));
+        self.client_thread = Some(super::netclient::start(
+            client,
+            self.spec.clone(),
+            control,
+            service,
+        ));
+    }
+
     /// Ends the instance now (SIGKILL) without calling it a failure: for
     /// instances whose job is to stay up until told (density).
     pub fn kill(&mut self) {
@@ -355,6 +412,23 @@ impl Running {
     /// Reaps the instance, reads its host-side figures, tears it down.
     pub fn finish(mut self) -> InstanceResult {
         let mut result = std::mem::take(&mut self.result);
+        if let Some(t) = self.client_thread.take() {
+            match t.join() {
+                Ok((Ok(metrics), output)) => {
+                    result.metrics.extend(metrics);
+                    result.output.push_str(&output);
+                }
+                Ok((Err(e), output)) => {
+                    result.output.push_str(&output);
+                    result.error.get_or_insert(e);
+                }
+                Err(_) => {
+                    result
+                        .error
+                        .get_or_insert("the host's client thread panicked".into());
+                }
+            }
+        }
         // The sampler stops now, without being waited for: its work must
         // not end up in `teardown_ms`. Its figures are read at the end.
         if let Some(s) = &self.sampler {

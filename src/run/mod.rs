@@ -30,6 +30,7 @@ pub mod book;
 pub mod density;
 pub mod harness;
 pub mod instance;
+pub mod netclient;
 pub mod progress;
 pub mod testbed;
 
@@ -184,7 +185,11 @@ fn resolve_commands(
         })?;
         let mut argv = c.argv.clone();
         argv[0] = path.display().to_string();
-        out.insert(w.name.clone(), (Some(path), WorkloadSpec::Command { argv }));
+        let spec = match w.spec {
+            WorkloadSpec::Service { .. } => WorkloadSpec::Service { argv },
+            _ => WorkloadSpec::Command { argv },
+        };
+        out.insert(w.name.clone(), (Some(path), spec));
     }
     Ok(out)
 }

@@ -43,6 +43,8 @@ pub struct Testbed {
     pub envs: Vec<Box<dyn Environment>>,
     /// What could not be set up as asked, in words (rootless limits, ...).
     pub notes: Vec<String>,
+    /// The run's network: its bridge, removed when the last holder drops it.
+    pub net: Arc<crate::net::Fabric>,
 }
 
 /// What goes into a test bed's image besides the agent.
@@ -109,6 +111,7 @@ impl Testbed {
             Some(r) => (&r.lowers[..], r.merged.as_path()),
             None => (&own[..], image.dir.as_path()),
         };
+        let net = Arc::new(crate::net::Fabric::new(run_id));
         let bed = Bed {
             spec,
             agent,
@@ -117,6 +120,7 @@ impl Testbed {
             run_dir: &run_dir,
             logs,
             stop,
+            net: &net,
         };
         let mut envs = Vec::new();
         let mut notes = Vec::new();
@@ -134,6 +138,7 @@ impl Testbed {
             image,
             envs,
             notes,
+            net,
         })
     }
 

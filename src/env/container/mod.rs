@@ -122,6 +122,11 @@ pub struct ContainerConfig {
     /// [`seccomp_filters`]; `None`: no filter. (Recorded by `knobs`.)
     #[serde(skip)]
     pub seccomp: Option<Arc<Filters>>,
+    /// The instance's network: `none` (its own namespace with `lo`),
+    /// `bridge` (plus a veth onto the run's bridge), `host` (no network
+    /// namespace). Set per instance from its launch.
+    #[serde(skip)]
+    pub network: crate::net::Mode,
 }
 
 /// Compiles the chosen seccomp profile for this runtime's containers,
@@ -194,9 +199,12 @@ pub fn build(bed: &super::Bed<'_>) -> Result<super::Built, EnvError> {
         cgroups: settings.cgroups,
         rootless,
         seccomp,
+        network: crate::net::Mode::None,
     };
     Ok(super::Built {
-        env: Box::new(Container::new(config, driver, Arc::clone(bed.run_dir))),
+        env: Box::new(
+            Container::new(config, driver, Arc::clone(bed.run_dir)).with_net(Arc::clone(bed.net)),
+        ),
         notes,
     })
 }
@@ -213,6 +221,7 @@ pub(crate) mod fixture {
             cgroups: CgroupUse::Auto,
             rootless,
             seccomp: seccomp_filters(&SeccompChoice::Default).unwrap(),
+            network: crate::net::Mode::None,
         }
     }
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub enum Step {
     /// Rootless: wait until the parent has written the id maps.
     WaitForMaps,
+    /// Wait until the host has plumbed the network namespace (`bridge`).
+    WaitForNet,
     /// Ask to be SIGKILLed when isobench dies; leave its session.
     Detach,
     /// Join a cgroup: write `0` to this `cgroup.procs`.
@@ -72,6 +74,7 @@ impl Step {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
             Step::WaitForMaps => "wait for the user namespace's id maps".into(),
+            Step::WaitForNet => "wait for the host to plumb the network namespace".into(),
             Step::Detach => "prctl(PR_SET_PDEATHSIG), default SIGPIPE and setsid".into(),
             Step::JoinCgroup(p) => format!("join cgroup {}", s(p)),
             Step::Unshare(f) => format!("unshare {f:?}"),
@@ -405,7 +408,13 @@ pub fn plan(
     steps.push(Step::PivotRoot);
     steps.push(Step::Chdir(c(b"/")));
     steps.push(Step::Hostname(c(hostname.as_bytes())));
-    steps.push(Step::LoopbackUp);
+    match config.network {
+        // The host brings lo up with eth0 while the child mounts.
+        crate::net::Mode::Bridge => steps.push(Step::WaitForNet),
+        // The host's own network: nothing of it to touch.
+        crate::net::Mode::Host => {}
+        crate::net::Mode::None | crate::net::Mode::User => steps.push(Step::LoopbackUp),
+    }
     steps.push(Step::Stdio);
     steps.push(Step::NoNewPrivs);
     steps.push(Step::DropCaps);

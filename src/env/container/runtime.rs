@@ -20,7 +20,7 @@ use nix::sched::CloneFlags;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ pub struct Container {
     driver: Option<Driver>,
     instances: PathBuf,
     run_dir: Arc<RunDir>,
+    net: Option<Arc<crate::net::Fabric>>,
 }
 
 impl Container {
@@ -42,7 +43,14 @@ impl Container {
             driver,
             instances: run_dir.path().join("instances"),
             run_dir,
+            net: None,
         }
+    }
+
+    /// The run's network, for instances with `bridge` networking.
+    pub fn with_net(mut self, net: Arc<crate::net::Fabric>) -> Self {
+        self.net = Some(net);
+        self
     }
 }
 
@@ -116,6 +124,26 @@ impl Environment for Container {
             streams: None,
             process: None,
             cgroup: None,
+            net: None,
+            network: launch.network,
+        };
+        let fabric = match launch.network {
+            crate::net::Mode::Bridge if self.config.rootless => {
+                return Err(EnvError::Unavailable(
+                    "network `bridge` needs root (creating links on the host); run as root or use `host`".into(),
+                ));
+            }
+            crate::net::Mode::Bridge => Some(self.net.as_ref().ok_or_else(|| {
+                EnvError::Unavailable(
+                    "network `bridge` is not supported here (no run network)".into(),
+                )
+            })?),
+            crate::net::Mode::User => {
+                return Err(EnvError::Unavailable(
+                    "network `user` is QEMU's: a container takes none, bridge or host".into(),
+                ));
+            }
+            _ => None,
         };
         if let Some(driver) = &self.driver {
             let cg = driver
@@ -143,11 +171,12 @@ impl Environment for Container {
             .map(|c| c.v1_procs_files())
             .unwrap_or_default();
         let hostname: String = launch.id.chars().take(63).collect();
-        let config = if launch.volumes.is_empty() {
+        let config = if launch.volumes.is_empty() && launch.network == self.config.network {
             std::borrow::Cow::Borrowed(&self.config)
         } else {
             let mut c = self.config.clone();
             c.volumes.extend(launch.volumes.iter().cloned());
+            c.network = launch.network;
             std::borrow::Cow::Owned(c)
         };
         let steps = plan(&config, &instance.dir, &procs, &hostname)?;
@@ -185,8 +214,10 @@ impl Environment for Container {
         let mut flags = CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET;
+            | CloneFlags::CLONE_NEWIPC;
+        if launch.network != crate::net::Mode::Host {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
         if self.config.rootless {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
@@ -251,6 +282,30 @@ impl Environment for Container {
                 return Err(EnvError::io("writing the user namespace's id maps", e));
             }
         }
+        if let Some(fabric) = fabric {
+            // While the child mounts its root; it waits for this before
+            // bringing lo up and going on.
+            let plumbed = fabric
+                .plumb_veth(Path::new(&format!("/proc/{}/ns/net", pid.as_raw())))
+                .and_then(|p| {
+                    sync_w
+                        .write_all(b"1")
+                        .map_err(|source| crate::net::NetError::Link {
+                            what: "telling the container its network is ready".into(),
+                            source,
+                        })?;
+                    Ok(p)
+                });
+            match plumbed {
+                Ok(p) => instance.net = Some((Arc::clone(fabric), p)),
+                Err(e) => {
+                    let _ = process.kill_and_reap();
+                    instance.process = Some(process);
+                    let _ = instance.cleanup();
+                    return Err(EnvError::Unavailable(e.to_string()));
+                }
+            }
+        }
         drop(sync_w);
         let Stdio { streams, targets } = stdio;
         drop(targets);
@@ -312,6 +367,9 @@ struct ContainerInstance {
     streams: Option<Streams>,
     process: Option<ProcessHandle>,
     cgroup: Option<Cgroup>,
+    /// The run's network and this instance's veth on it (`bridge`).
+    net: Option<(Arc<crate::net::Fabric>, crate::net::Plumbed)>,
+    network: crate::net::Mode,
 }
 
 impl Instance for ContainerInstance {
@@ -339,7 +397,33 @@ impl Instance for ContainerInstance {
                 b as f64 / (1 << 20) as f64,
             ));
         }
+        if let Some((_, p)) = &self.net {
+            m.push(Metric::lower(
+                "net_setup_ms",
+                "ms",
+                p.setup.as_secs_f64() * 1e3,
+            ));
+        }
         m
+    }
+
+    fn reach(&self, port: u16) -> Option<std::net::SocketAddr> {
+        match (&self.net, self.network) {
+            (Some((_, p)), _) => Some((p.addr, port).into()),
+            (None, crate::net::Mode::Host) => Some(([127, 0, 0, 1], port).into()),
+            _ => None,
+        }
+    }
+
+    fn network_facts(&self) -> Vec<(String, String)> {
+        let mut f = vec![("network".to_string(), self.network.as_str().to_string())];
+        if let Some((fabric, p)) = &self.net {
+            f.push(("bridge".into(), fabric.bridge_name()));
+            f.push(("link".into(), format!("veth {} / eth0", p.host_link)));
+            f.push(("address".into(), format!("{}/{}", p.addr, p.prefix)));
+            f.push(("host_address".into(), p.host_addr.to_string()));
+        }
+        f
     }
 
     fn after_exit(&mut self) -> Vec<Metric> {
@@ -350,6 +434,12 @@ impl Instance for ContainerInstance {
         if let Some(p) = self.process.as_mut() {
             p.kill_and_reap()
                 .map_err(|e| EnvError::io("reaping the container", e))?;
+        }
+        if let Some((fabric, p)) = self.net.take() {
+            // Gone with the namespace already, as a rule; deleted if not.
+            fabric
+                .remove(&p.host_link)
+                .map_err(|e| EnvError::Unavailable(e.to_string()))?;
         }
         if let Some(mut cg) = self.cgroup.take() {
             cg.remove().map_err(|e| {

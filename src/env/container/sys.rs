@@ -12,7 +12,8 @@ use std::ffi::{CStr, CString};
 /// The privileged system calls of the set-up, so that their order can be
 /// tested without root. Implementations must not allocate.
 pub trait Sys {
-    /// Blocks until the parent has written the id maps.
+    /// Blocks until the parent says go (one byte on the sync pipe): it has
+    /// written the id maps, or plumbed the network namespace.
     fn wait_for_maps(&self) -> nix::Result<()>;
     /// PR_SET_PDEATHSIG and setsid.
     fn detach(&self) -> nix::Result<()>;
@@ -62,7 +63,7 @@ pub trait Sys {
 pub fn execute(steps: &[Step], sys: &dyn Sys) -> (usize, Errno) {
     for (i, step) in steps.iter().enumerate() {
         let r = match step {
-            Step::WaitForMaps => sys.wait_for_maps(),
+            Step::WaitForMaps | Step::WaitForNet => sys.wait_for_maps(),
             Step::Detach => sys.detach(),
             Step::JoinCgroup(p) => sys.join_cgroup(p),
             Step::Unshare(f) => sys.unshare(*f),

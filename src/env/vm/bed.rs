@@ -47,6 +47,7 @@ pub fn check_host(spec: &BedSpec<'_>) -> Result<(), EnvError> {
     let base = Devices {
         disk_mib: spec.vm.disk_mib,
         scratch_mib: None,
+        nic: false,
     };
     for w in spec.workloads {
         let devices = base.for_workload(&w.spec);
@@ -93,6 +94,7 @@ pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
     let devices = Devices {
         disk_mib: settings.disk_mib,
         scratch_mib: None,
+        nic: false,
     };
     let mut env = Vm::new(
         config,
@@ -101,6 +103,7 @@ pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
         found.files,
         Arc::clone(bed.run_dir),
     );
+    env.net = Some(Arc::clone(bed.net));
     env.facts = EnvFacts {
         qemu: Some(found.qemu),
         accelerator: Some(choice),

@@ -33,6 +33,7 @@
 pub mod accel;
 pub mod bed;
 pub mod modules;
+pub mod nic;
 pub mod qemu;
 pub mod smaps;
 
@@ -137,6 +138,8 @@ pub struct Devices {
     /// mounted by the agent at `/scratch`, where I/O workloads (`fileio`)
     /// put their files; sized from the workload.
     pub scratch_mib: Option<u64>,
+    /// A virtio-net card (network `bridge` or `user`).
+    pub nic: bool,
 }
 
 /// Room for ext4's own structures (journal, inode tables) on a scratch disk.
@@ -148,6 +151,7 @@ impl Devices {
     pub fn for_workload(self, spec: &WorkloadSpec) -> Devices {
         match spec {
             WorkloadSpec::Fileio { file_mib, .. } => Devices {
+                nic: self.nic,
                 disk_mib: None,
                 scratch_mib: Some(
                     (file_mib + file_mib / 8 + SCRATCH_HEADROOM_MIB)
@@ -171,6 +175,12 @@ impl Devices {
             wanted.push(machine.virtio_transport());
             wanted.push("virtio_blk");
         }
+        if self.nic {
+            if !wanted.contains(&machine.virtio_transport()) {
+                wanted.push(machine.virtio_transport());
+            }
+            wanted.push("virtio_net");
+        }
         wanted
     }
 }
@@ -187,8 +197,10 @@ pub fn mkfs_ext4() -> Result<PathBuf, String> {
         })
 }
 
-/// Where modules go in the initramfs.
-const MODULES_DIR: &str = "lib/modules";
+/// Where modules go in the initramfs: a directory of isobench's own, not
+/// `lib/modules`, because an image with packed programs has `/lib` as a
+/// link to `usr/lib` (merged /usr), and the link would swallow them.
+const MODULES_DIR: &str = ".isobench-modules";
 
 /// Writes the initramfs of a guest: the image tree (the agent as `/init`),
 /// the console and frames serial device nodes, and the modules.
@@ -206,7 +218,6 @@ pub fn write_initramfs(image_dir: &Path, modules: &[Module], out: &Path) -> std:
     ];
     let mut files = Vec::new();
     if !modules.is_empty() {
-        nodes.push(Node::directory("lib"));
         nodes.push(Node::directory(MODULES_DIR));
         for m in modules {
             files.push((format!("{MODULES_DIR}/{}.ko", m.name), m.path.clone()));
@@ -247,6 +258,8 @@ pub struct Vm {
     initramfs: Mutex<BTreeMap<Vec<String>, (PathBuf, u64)>>,
     /// QEMU's version, the accelerator and the guest kernel, for meta.json.
     pub facts: super::EnvFacts,
+    /// The run's network, for guests with `bridge` networking.
+    pub net: Option<Arc<crate::net::Fabric>>,
 }
 
 impl Vm {
@@ -269,6 +282,7 @@ impl Vm {
             run_dir,
             initramfs: Mutex::new(BTreeMap::new()),
             facts: super::EnvFacts::default(),
+            net: None,
         }
     }
 
@@ -317,8 +331,12 @@ impl Vm {
         modules: &[String],
         devices: &Devices,
         launch: &Launch<'_>,
+        nic: Option<&nic::Nic>,
     ) -> Vec<String> {
         let mut args = vec![format!("--frames={FRAMES_DEVICE}")];
+        if let Some(nic) = nic {
+            args.push(nic.agent_arg());
+        }
         if !modules.is_empty() {
             args.push(format!("--load={}", modules.join(",")));
         }
@@ -442,10 +460,9 @@ impl Environment for Vm {
                 "volumes are bind mounts into containers; a VM has none (its I/O workloads get a scratch disk)".into(),
             ));
         }
-        let devices = self.devices.for_workload(launch.spec);
+        let mut devices = self.devices.for_workload(launch.spec);
+        devices.nic = launch.network != crate::net::Mode::None;
         let (initramfs, modules) = self.initramfs_for(&devices)?;
-        let agent_args = self.agent_args(&modules, &devices, &launch);
-        qemu::check_cmdline(&self.config, &agent_args).map_err(EnvError::Unavailable)?;
         // Created before the clock starts: not part of the guest's start-up.
         let disk = devices
             .disk_size_mib()
@@ -462,6 +479,12 @@ impl Environment for Vm {
                 Ok::<_, EnvError>(path)
             })
             .transpose()?;
+        // The clock starts here for a guest with a network: the tap (and,
+        // for the run's first, the bridge) is part of what it costs.
+        let net_start = Instant::now();
+        let nic = nic::Nic::attach(launch.network, self.net.as_ref(), &launch.ports)?;
+        let agent_args = self.agent_args(&modules, &devices, &launch, nic.as_ref());
+        qemu::check_cmdline(&self.config, &agent_args).map_err(EnvError::Unavailable)?;
         // Where the console goes: to the harness as the instance's output,
         // which it logs (a run); or to the user's terminal (exec), with
         // QEMU's own errors on isobench's stderr.
@@ -484,8 +507,10 @@ impl Environment for Vm {
             run_dir: Arc::clone(&self.run_dir),
             guest_ram_kib: self.config.memory_mib * 1024,
             log,
+            nic,
+            machine: self.config.machine,
         };
-        let args = qemu_args(
+        let mut args = qemu_args(
             &self.config,
             &Guest {
                 initramfs: &initramfs,
@@ -493,6 +518,9 @@ impl Environment for Vm {
                 disk: instance.disk.as_deref(),
             },
         );
+        if let Some(nic) = &instance.nic {
+            args.extend(nic.qemu_args(self.config.machine));
+        }
 
         let (frames_read, frames_write) = pipe()?;
         let (console_read, console_write) = pipe()?;
@@ -536,7 +564,11 @@ impl Environment for Vm {
                 Ok(())
             });
         }
-        instance.spawned_at = Instant::now();
+        instance.spawned_at = if instance.nic.is_some() {
+            net_start
+        } else {
+            Instant::now()
+        };
         let child = cmd.spawn().map_err(|e| {
             EnvError::io(
                 format!(
@@ -732,6 +764,9 @@ struct VmInstance {
     guest_ram_kib: u64,
     /// The instance's log, for isobench's own notes (stderr when `None`).
     log: Option<File>,
+    /// Its network card's host side.
+    nic: Option<nic::Nic>,
+    machine: qemu::Machine,
 }
 
 impl VmInstance {
@@ -752,21 +787,9 @@ impl VmInstance {
     }
 }
 
-impl Instance for VmInstance {
-    fn spawned_at(&self) -> Instant {
-        self.spawned_at
-    }
-
-    fn take_streams(&mut self) -> Option<Streams> {
-        self.streams.take()
-    }
-
-    fn process(&mut self) -> &mut ProcessHandle {
-        // Set before the instance is handed out.
-        self.process.as_mut().expect("VM instance has a process")
-    }
-
-    fn at_done(&mut self) -> Vec<Metric> {
+impl VmInstance {
+    /// QEMU's memory, from its smaps.
+    fn memory_figures(&mut self) -> Vec<Metric> {
         let pid = self.process().pid();
         let path = format!("/proc/{pid}/smaps");
         let maps = match std::fs::read_to_string(&path)
@@ -799,6 +822,44 @@ impl Instance for VmInstance {
             }
         }
     }
+}
+
+impl Instance for VmInstance {
+    fn spawned_at(&self) -> Instant {
+        self.spawned_at
+    }
+
+    fn take_streams(&mut self) -> Option<Streams> {
+        self.streams.take()
+    }
+
+    fn process(&mut self) -> &mut ProcessHandle {
+        // Set before the instance is handed out.
+        self.process.as_mut().expect("VM instance has a process")
+    }
+
+    fn at_done(&mut self) -> Vec<Metric> {
+        let mut m = self.memory_figures();
+        if let Some(nic) = &self.nic {
+            m.push(Metric::lower(
+                "net_setup_ms",
+                "ms",
+                nic.setup.as_secs_f64() * 1e3,
+            ));
+        }
+        m
+    }
+
+    fn reach(&self, port: u16) -> Option<std::net::SocketAddr> {
+        self.nic.as_ref().and_then(|n| n.reach(port))
+    }
+
+    fn network_facts(&self) -> Vec<(String, String)> {
+        match &self.nic {
+            Some(n) => n.facts(self.machine),
+            None => vec![("network".into(), "none".into())],
+        }
+    }
 
     fn diagnose(&mut self) -> Option<String> {
         let exit = self.process.as_ref().and_then(ProcessHandle::exit);
@@ -819,6 +880,9 @@ impl Instance for VmInstance {
                 .map_err(|e| EnvError::io("updating the run's state file", e))?;
         }
         self.join_console();
+        if let Some(nic) = self.nic.as_mut() {
+            nic.release()?;
+        }
         if let Some(disk) = self.disk.take() {
             match std::fs::remove_file(&disk) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -882,6 +946,7 @@ mod tests {
         let disk = Devices {
             disk_mib: Some(8),
             scratch_mib: None,
+            nic: false,
         };
         assert_eq!(
             disk.modules(Machine::Microvm),
@@ -944,13 +1009,12 @@ mod tests {
         assert_eq!(
             names,
             [
+                ".isobench-modules",
+                ".isobench-modules/virtio_blk.ko",
                 "dev",
                 "dev/console",
                 "dev/ttyS1",
-                "init",
-                "lib",
-                "lib/modules",
-                "lib/modules/virtio_blk.ko"
+                "init"
             ]
         );
         std::fs::remove_dir_all(dir).unwrap();
