@@ -115,7 +115,11 @@ fn ratio_chart(
             .points
             .iter()
             .map(|(run, ratio)| ((run + 1) as f64, ratio.value))
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
             .collect();
+        if points.is_empty() {
+            continue;
+        }
         runs = runs.max(points.len());
         lines.push(Line {
             series: format!("{} {} {}", r.key.workload, r.key.metric, r.key.environment),
@@ -132,9 +136,11 @@ fn ratio_chart(
     Some(LineChart {
         title: format!("{name}: ratio to native @ {host}"),
         x_label: "run # (as in the table of runs; 1 = oldest)".into(),
-        y_label: "× native (median over median)".into(),
+        y_label: "× native (median over median, log scale)".into(),
         lines,
-        log_y: false,
+        // Ratios from 0.9× to 500× share the chart: a log axis keeps each
+        // readable (and 2× above is as far as 2× below).
+        log_y: true,
         caption: Some(
             "Each environment's median over its own host's native median, per run: 1 is as fast \
              as native."

@@ -9,10 +9,12 @@
 //!   under test, host key and fingerprint, scenario name and hash,
 //!   accelerator, isobench version, the directory it came from and its
 //!   whole `meta.json`.
-//! - `observations`: one row per `results.csv` row (workload, environment,
-//!   repetition, metric, unit, direction, value), keyed by run, workload,
-//!   environment, metric and repetition. Environments are stored by name,
-//!   so a store needs no change when isobench gains an environment.
+//! - `series`: one row per (workload, environment, metric, unit,
+//!   direction) ever seen. Environments are stored by name, so a store
+//!   needs no change when isobench gains an environment.
+//! - `observations`: one row per `results.csv` row (run, series,
+//!   repetition, value), keyed by run, series and repetition; the run and
+//!   the series by number, so a row costs a few bytes, not its names.
 //!
 //! The run directory stays the source of truth: a store that is locked,
 //! damaged or made by a newer isobench is a clear error ([`HistoryError`]),
@@ -29,9 +31,11 @@ use std::time::Duration;
 /// The schema, one migration per version: migration `i` takes a store from
 /// version `i` to `i + 1`. Only ever append to this list.
 pub const MIGRATIONS: &[&str] = &[
-    // 1: runs and their raw observations.
+    // 1: runs, series, and the raw observations (a run and a series by
+    // number: the names are stored once, not on every row).
     "CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
         started TEXT NOT NULL,
         status TEXT NOT NULL,
         revision TEXT,
@@ -45,20 +49,24 @@ pub const MIGRATIONS: &[&str] = &[
         imported TEXT NOT NULL,
         meta TEXT NOT NULL
     );
-    CREATE TABLE observations (
-        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
         workload TEXT NOT NULL,
         environment TEXT NOT NULL,
         metric TEXT NOT NULL,
-        repetition INTEGER NOT NULL,
         unit TEXT NOT NULL,
         better TEXT NOT NULL,
+        UNIQUE (workload, environment, metric, unit, better)
+    );
+    CREATE TABLE observations (
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        series INTEGER NOT NULL REFERENCES series(id),
+        repetition INTEGER NOT NULL,
         value REAL NOT NULL,
-        PRIMARY KEY (run_id, workload, environment, metric, repetition)
+        PRIMARY KEY (run, series, repetition)
     ) WITHOUT ROWID;",
-    // 2: series are read by (workload, environment, metric) across runs,
-    // and runs in time order.
-    "CREATE INDEX observations_series ON observations (workload, environment, metric);
+    // 2: a series is read across runs, and runs in time order.
+    "CREATE INDEX observations_series ON observations (series);
     CREATE INDEX runs_started ON runs (started, run_id);",
 ];
 
@@ -250,25 +258,43 @@ impl Store {
                 run_id: meta.run_id,
             });
         }
+        let run = tx.last_insert_rowid();
         {
-            let mut insert = tx
+            let mut series = tx
                 .prepare(
-                    "INSERT INTO observations (run_id, workload, environment, metric,
-                     repetition, unit, better, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO series (workload, environment, metric, unit, better)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO UPDATE SET unit = excluded.unit RETURNING id",
                 )
                 .map_err(sql)?;
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO observations (run, series, repetition, value)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            let mut ids: std::collections::HashMap<(&str, &str, &str, &str, &str), i64> =
+                std::collections::HashMap::new();
             for r in &records {
+                let key = (
+                    r.workload.as_str(),
+                    r.environment.as_str(),
+                    r.metric.as_str(),
+                    r.unit.as_str(),
+                    r.better.as_str(),
+                );
+                let id = match ids.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id: i64 = series
+                            .query_row(params![key.0, key.1, key.2, key.3, key.4], |row| row.get(0))
+                            .map_err(sql)?;
+                        ids.insert(key, id);
+                        id
+                    }
+                };
                 insert
-                    .execute(params![
-                        meta.run_id,
-                        r.workload,
-                        r.environment.as_str(),
-                        r.metric,
-                        r.repetition,
-                        r.unit,
-                        r.better.as_str(),
-                        r.value,
-                    ])
+                    .execute(params![run, id, r.repetition, r.value])
                     .map_err(sql)?;
             }
         }
@@ -352,8 +378,10 @@ mod tests {
             conn.execute_batch(MIGRATIONS[0]).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(
-                "INSERT INTO runs VALUES ('r1', '2026-01-01T00:00:00Z', 'complete', NULL, 'h',
-                 'h', 'quick', 'x', NULL, 'old', '/tmp', '2026-01-01T00:00:00Z', '{}')",
+                "INSERT INTO runs (run_id, started, status, host, host_fingerprint, scenario,
+                 scenario_hash, isobench, source, imported, meta) VALUES ('r1',
+                 '2026-01-01T00:00:00Z', 'complete', 'h', 'h', 'quick', 'x', 'old', '/tmp',
+                 '2026-01-01T00:00:00Z', '{}')",
                 [],
             )
             .unwrap();

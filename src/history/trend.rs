@@ -143,9 +143,9 @@ impl Store {
             .conn()
             .prepare(
                 "SELECT r.run_id, r.started, r.revision, r.host, r.accel, r.status, r.scenario,
-                        o.workload, o.environment, o.metric, o.unit, o.better, o.value
-                 FROM observations o JOIN runs r ON r.run_id = o.run_id
-                 WHERE (?1 IS NULL OR o.workload = ?1) AND (?2 IS NULL OR o.metric = ?2)
+                        s.workload, s.environment, s.metric, s.unit, s.better, o.value
+                 FROM observations o JOIN runs r ON r.id = o.run JOIN series s ON s.id = o.series
+                 WHERE (?1 IS NULL OR s.workload = ?1) AND (?2 IS NULL OR s.metric = ?2)
                    AND (?3 IS NULL OR r.host = ?3 OR r.host_fingerprint = ?3)
                  ORDER BY r.started, r.run_id, o.repetition",
             )
