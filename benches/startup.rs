@@ -126,6 +126,8 @@ fn startup(c: &mut Criterion) {
                 exec_peers(&mut group, &logs);
             }
             EnvKind::Vm => plain_benches(&mut group, &bed, &logs),
+            // Its plain QEMU peers would be the same as vm's.
+            EnvKind::VmMinimal => {}
         }
         group.finish();
     }

@@ -35,6 +35,7 @@ pub fn instance_seconds(spec: &WorkloadSpec, env: EnvKind) -> f64 {
         EnvKind::Native => 0.05 + work,
         EnvKind::Container => 0.08 + work,
         EnvKind::Vm => 1.6 + 5.0 * work,
+        EnvKind::VmMinimal => 0.6 + 5.0 * work,
     }
 }
 

@@ -227,6 +227,7 @@ struct VmSection {
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
     disk_mib: Option<Int<1, MAX_DISK_MIB>>,
+    kernel: Option<Spanned<String>>,
 }
 
 fn default_vm_memory() -> Positive {
@@ -248,6 +249,7 @@ impl Default for VmSection {
             machine: Machine::default(),
             kernel_args: Vec::new(),
             disk_mib: None,
+            kernel: None,
         }
     }
 }
@@ -408,6 +410,8 @@ pub struct VmSettings {
     /// A scratch virtio disk of this many MiB in every guest (backed by a
     /// raw host file opened with O_DIRECT), for I/O workloads.
     pub disk_mib: Option<u64>,
+    /// The guest kernel (`minimal`, `distro` or a path); `--kernel` wins.
+    pub kernel: crate::kernel::KernelChoice,
 }
 
 impl Default for VmSettings {
@@ -419,6 +423,7 @@ impl Default for VmSettings {
             machine: Machine::default(),
             kernel_args: Vec::new(),
             disk_mib: None,
+            kernel: crate::kernel::KernelChoice::default(),
         }
     }
 }
@@ -839,6 +844,17 @@ impl Plan {
                     .map(|a| a.get_ref().clone())
                     .collect(),
                 disk_mib: file.vm.disk_mib.map(|d| d.0),
+                kernel: match &file.vm.kernel {
+                    None => crate::kernel::KernelChoice::default(),
+                    Some(k) if k.get_ref().trim().is_empty() => {
+                        return Err(invalid(
+                            Some(k.span()),
+                            "vm.kernel",
+                            "empty: give \"minimal\", \"distro\" or a kernel image's path".into(),
+                        ));
+                    }
+                    Some(k) => crate::kernel::KernelChoice::parse(k.get_ref()),
+                },
             },
             container,
             sample_interval: (file.sample_ms.0 > 0)
@@ -859,7 +875,7 @@ impl Plan {
             message,
             snippet: String::new(),
         };
-        if self.environments.contains(&EnvKind::Vm) {
+        if self.environments.iter().any(|e| e.is_vm()) {
             host.check_memory(self.vm.memory_mib)
                 .map_err(|m| invalid("vm.memory_mib", m))?;
             host.check_cpus(self.vm.cpus as f64)

@@ -29,8 +29,9 @@ pub use vm::{AccelChoice, AccelRequest};
 pub struct VmBoot {
     /// The accelerator asked for.
     pub accel: AccelRequest,
-    /// A guest kernel other than the one `isobench kernel fetch` stored.
-    pub kernel: Option<std::path::PathBuf>,
+    /// The guest kernel `--kernel` asks for (over the scenario's `[vm]
+    /// kernel`): `minimal`, `distro` or a file.
+    pub kernel: Option<crate::kernel::KernelChoice>,
     /// That kernel's modules.
     pub modules: Option<std::path::PathBuf>,
 }
@@ -125,13 +126,29 @@ pub enum EnvKind {
     Native,
     /// isobench's own container.
     Container,
-    /// A QEMU guest.
+    /// A QEMU guest (booting the `[vm] kernel`, distro by default).
     Vm,
+    /// A QEMU guest booting the minimal kernel `isobench kernel build`
+    /// made, with the same `[vm]` settings otherwise: beside `vm` in one
+    /// run, the guest kernel becomes a dimension of the comparison.
+    #[serde(rename = "vm-minimal")]
+    #[value(name = "vm-minimal")]
+    VmMinimal,
 }
 
 impl EnvKind {
     /// All environments, in report order.
-    pub const ALL: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+    pub const ALL: [EnvKind; 4] = [
+        EnvKind::Native,
+        EnvKind::Container,
+        EnvKind::Vm,
+        EnvKind::VmMinimal,
+    ];
+
+    /// Whether it is a QEMU guest (`vm` or `vm-minimal`).
+    pub fn is_vm(self) -> bool {
+        matches!(self, EnvKind::Vm | EnvKind::VmMinimal)
+    }
 
     /// The name used in scenarios, records and reports.
     pub fn as_str(self) -> &'static str {
@@ -139,6 +156,7 @@ impl EnvKind {
             EnvKind::Native => "native",
             EnvKind::Container => "container",
             EnvKind::Vm => "vm",
+            EnvKind::VmMinimal => "vm-minimal",
         }
     }
 }

@@ -108,7 +108,7 @@ fn smaller(data: &ReportData) -> Claim {
     let what = |e: EnvKind| match e {
         EnvKind::Native => "the agent",
         EnvKind::Container => "its image tree",
-        EnvKind::Vm => "guest kernel, initramfs and any disk image",
+        EnvKind::Vm | EnvKind::VmMinimal => "guest kernel, initramfs and any disk image",
     };
     let measured = sizes
         .iter()

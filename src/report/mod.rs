@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod family;
 pub mod figures;
 pub mod html;
+pub mod kernels;
 pub mod markdown;
 pub mod samples;
 pub mod summary;
@@ -161,7 +162,7 @@ impl ReportData {
 
     /// Whether any series comes from a VM.
     pub fn has_vm(&self) -> bool {
-        self.series.iter().any(|s| s.environment == EnvKind::Vm)
+        self.series.iter().any(|s| s.environment.is_vm())
     }
 
     /// The scenario's name.

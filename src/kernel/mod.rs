@@ -14,7 +14,11 @@
 //!   package's `modules.builtin`.
 //!
 //! A file `current` names the version in use. `--kernel PATH` (with
-//! `--modules DIR`) overrides it.
+//! `--modules DIR`) overrides it; `--kernel minimal` (or `[vm] kernel =
+//! "minimal"`) boots the kernel `isobench kernel build` made instead
+//! ([`minimal`]).
+
+pub mod minimal;
 
 use crate::env::vm::modules::{ModuleDir, ModuleError};
 use std::path::{Path, PathBuf};
@@ -72,6 +76,79 @@ pub enum KernelError {
     /// A fetch step failed.
     #[error("kernel fetch: {0}")]
     Fetch(String),
+    /// The minimal kernel is asked for but not built (for this source and
+    /// fragment).
+    #[error(
+        "the minimal guest kernel is not built (looked for {dir}); build it with `{}` (a few minutes; see README.md)",
+        minimal::BUILD_FIX
+    )]
+    MinimalMissing {
+        /// The directory it would be in.
+        dir: String,
+    },
+    /// A step of `isobench kernel build` failed.
+    #[error("kernel build, {step}: {why}{}", log.as_ref().map(|(p, t)| format!("\nthe log's last lines ({}):\n{t}", p.display())).unwrap_or_default())]
+    Build {
+        /// The step.
+        step: String,
+        /// What went wrong.
+        why: String,
+        /// The log and its last lines, when the step logged.
+        log: Option<(PathBuf, String)>,
+    },
+}
+
+/// Which guest kernel a VM boots: `[vm] kernel` and `--kernel`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelChoice {
+    /// The distribution's cloud kernel `isobench kernel fetch` stored.
+    #[default]
+    Distro,
+    /// The minimal kernel `isobench kernel build` made.
+    Minimal,
+    /// A kernel image file.
+    Path(PathBuf),
+}
+
+impl KernelChoice {
+    /// `minimal`, `distro`, or else a path (`./minimal` for a file of
+    /// that name).
+    pub fn parse(text: &str) -> KernelChoice {
+        match text {
+            "minimal" => KernelChoice::Minimal,
+            "distro" => KernelChoice::Distro,
+            path => KernelChoice::Path(PathBuf::from(path)),
+        }
+    }
+
+    /// How reports and `meta.json` name it.
+    pub fn label(&self) -> String {
+        match self {
+            KernelChoice::Distro => "distro".into(),
+            KernelChoice::Minimal => "minimal".into(),
+            KernelChoice::Path(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("give `minimal`, `distro` or a kernel image's path".into());
+        }
+        Ok(KernelChoice::parse(s))
+    }
+}
+
+/// The kernel a choice names, or the error saying how to get it.
+pub fn resolve_choice(choice: &KernelChoice, cache: &Path) -> Result<GuestKernel, KernelError> {
+    match choice {
+        KernelChoice::Distro => resolve(None, cache),
+        KernelChoice::Minimal => minimal::resolve(cache),
+        KernelChoice::Path(p) => resolve(Some(p), cache),
+    }
 }
 
 /// The two kinds of kernel image QEMU boots directly.
