@@ -199,7 +199,7 @@ struct File {
 }
 
 fn all_environments() -> Vec<EnvKind> {
-    EnvKind::ALL.to_vec()
+    EnvKind::DEFAULT.to_vec()
 }
 fn default_reps() -> Reps {
     Int(3)
@@ -1171,9 +1171,39 @@ mod tests {
     }
 
     #[test]
+    fn vm_kernel_is_minimal_distro_or_a_path_and_vm_minimal_is_an_environment() {
+        use crate::kernel::KernelChoice;
+        let with = |k: &str| {
+            parse(&format!(
+                "name = \"x\"\nenvironments = [\"vm\", \"vm-minimal\"]\n[vm]\nkernel = {k}\n[[workload]]\nkind = \"noop\"\n"
+            ))
+        };
+        let plan = with("\"minimal\"").unwrap();
+        assert_eq!(plan.vm.kernel, KernelChoice::Minimal);
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::VmMinimal]);
+        assert_eq!(with("\"distro\"").unwrap().vm.kernel, KernelChoice::Distro);
+        assert_eq!(
+            with("\"/boot/vmlinuz\"").unwrap().vm.kernel,
+            KernelChoice::Path("/boot/vmlinuz".into())
+        );
+        let msg = with("\"\"").unwrap_err().to_string();
+        assert!(
+            msg.contains("vm.kernel") && msg.contains("minimal"),
+            "{msg}"
+        );
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.vm.kernel, KernelChoice::Distro);
+        // The shipped scenario comparing the kernels parses.
+        let text = include_str!("../scenarios/kernels.toml");
+        let plan = Plan::parse(text, "kernels.toml", &Overrides::default()).unwrap();
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::VmMinimal]);
+        assert!(plan.workloads.iter().all(|w| w.reps >= 7));
+    }
+
+    #[test]
     fn builtin_scenario_is_valid() {
         let plan = Plan::load(None, &Overrides::default()).unwrap();
-        assert_eq!(plan.environments, EnvKind::ALL.to_vec());
+        assert_eq!(plan.environments, EnvKind::DEFAULT.to_vec());
         let names: Vec<_> = plan.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(
             names,

@@ -145,6 +145,10 @@ impl EnvKind {
         EnvKind::VmMinimal,
     ];
 
+    /// The environments of a scenario that names none: `vm-minimal` only
+    /// when asked for (it needs `isobench kernel build`).
+    pub const DEFAULT: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+
     /// Whether it is a QEMU guest (`vm` or `vm-minimal`).
     pub fn is_vm(self) -> bool {
         matches!(self, EnvKind::Vm | EnvKind::VmMinimal)

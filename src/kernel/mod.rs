@@ -579,6 +579,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kernel_choice_names_the_two_kernels_or_a_file() {
+        assert_eq!(KernelChoice::parse("minimal"), KernelChoice::Minimal);
+        assert_eq!(KernelChoice::parse("distro"), KernelChoice::Distro);
+        assert_eq!(
+            "./minimal".parse::<KernelChoice>().unwrap(),
+            KernelChoice::Path("./minimal".into())
+        );
+        assert!("".parse::<KernelChoice>().is_err());
+        assert_eq!(KernelChoice::Minimal.label(), "minimal");
+        assert_eq!(KernelChoice::default(), KernelChoice::Distro);
+        let err = resolve_choice(
+            &KernelChoice::Path("/nonexistent/k".into()),
+            Path::new("/x"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, KernelError::NotFound(_)));
+    }
+
+    #[test]
     fn dependency_is_read_from_apt_cache() {
         let out = "linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n";
         assert_eq!(
