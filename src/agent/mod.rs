@@ -12,7 +12,7 @@
 //!   a `boot` frame there at once, so the host sees when the guest's user
 //!   space started;
 //! - it mounts `/proc`, `/sys` and `/dev` (devtmpfs), loads the kernel
-//!   modules named by `--load` from `/lib/modules/<name>.ko` with
+//!   modules named by `--load` from `/.isobench-modules/<name>.ko` with
 //!   `finit_module`, in the order given (dependencies first), and either
 //!   checks a raw disk (`--disk`) with one O_DIRECT write and read or mounts
 //!   an ext4 scratch disk (`--scratch`) at `/scratch`, where I/O workloads
@@ -290,7 +290,7 @@ mod guest {
     use std::time::{Duration, Instant};
 
     /// Where the modules are in the initramfs.
-    const MODULES: &str = "/lib/modules";
+    const MODULES: &str = "/.isobench-modules";
 
     /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
     pub fn uptime_ms() -> f64 {

@@ -759,7 +759,7 @@ pub(crate) mod fixture {
     /// Records of one series. A 4-value series gets two more values near
     /// its first two, so that the fixture has the 6 repetitions a 95%
     /// interval needs (the n < 6 case has tests of its own).
-    fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
+    pub fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
         let mut values = values.to_vec();
         if values.len() == 4 {
             values.insert(2, values[0] * 1.01);

@@ -187,8 +187,12 @@ pub fn mkfs_ext4() -> Result<PathBuf, String> {
         })
 }
 
-/// Where modules go in the initramfs.
-const MODULES_DIR: &str = "lib/modules";
+/// Where modules go in the initramfs: a directory of isobench's own, not
+/// `lib/modules`, because the image may hold `lib` already, as a symbolic
+/// link to `usr/lib` when a `command` workload packs a program's libraries
+/// from a merged-/usr host, and the modules would then not be where the
+/// agent looks.
+const MODULES_DIR: &str = ".isobench-modules";
 
 /// Writes the initramfs of a guest: the image tree (the agent as `/init`),
 /// the console and frames serial device nodes, and the modules.
@@ -206,7 +210,6 @@ pub fn write_initramfs(image_dir: &Path, modules: &[Module], out: &Path) -> std:
     ];
     let mut files = Vec::new();
     if !modules.is_empty() {
-        nodes.push(Node::directory("lib"));
         nodes.push(Node::directory(MODULES_DIR));
         for m in modules {
             files.push((format!("{MODULES_DIR}/{}.ko", m.name), m.path.clone()));
@@ -931,13 +934,12 @@ mod tests {
         assert_eq!(
             names,
             [
+                ".isobench-modules",
+                ".isobench-modules/virtio_blk.ko",
                 "dev",
                 "dev/console",
                 "dev/ttyS1",
-                "init",
-                "lib",
-                "lib/modules",
-                "lib/modules/virtio_blk.ko"
+                "init"
             ]
         );
         std::fs::remove_dir_all(dir).unwrap();
