@@ -1002,7 +1002,7 @@ mod tests {
         let err = results_error("cpu,vm,1,score,ops,1\ncpu,docker,1,score,ops,1\n");
         assert_eq!(
             err,
-            "runs/x/results.csv:3: unknown environment `docker` for cpu: isobench's are native, container, vm"
+            "runs/x/results.csv:3: unknown environment `docker` for cpu: isobench's are native, container, vm, vm-minimal"
         );
         // Control characters from the file are shown escaped.
         let err = results_error("cpu,\"\x1b[2J\",1,score,ops,1\n");
