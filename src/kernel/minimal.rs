@@ -282,11 +282,15 @@ pub fn build(
     let work = root.join(format!(".build-minimal-{hash}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let log = root.join(format!("minimal-{hash}.log"));
-    let result = build_in(&work, &log, req, &wanted, &version, &hash, say);
+    // The result is staged inside the work directory: move it into place
+    // before the work directory (sources, objects) goes.
+    let installed = build_in(&work, &log, req, &wanted, &version, &hash, say).and_then(|staged| {
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&staged.dir, &dest).map_err(|e| io_err("install", &dest, e))?;
+        Ok(staged)
+    });
     let _ = std::fs::remove_dir_all(&work);
-    let staged = result?;
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&staged.dir, &dest).map_err(|e| io_err("install", &dest, e))?;
+    let staged = installed?;
     drop(lock);
     say(&format!(
         "built {} in {:.0} s: {}",
