@@ -126,8 +126,9 @@ fn startup(c: &mut Criterion) {
                 exec_peers(&mut group, &logs);
             }
             EnvKind::Vm => plain_benches(&mut group, &bed, &logs),
-            // The real runtimes have no peer of their own here (crun and
-            // runc are the container's peers above).
+            // Its plain QEMU peers would be the same as vm's; the real
+            // runtimes have no peer of their own here (crun and runc are the
+            // container's peers above).
             _ => {}
         }
         group.finish();

@@ -42,6 +42,16 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # scenarios/network.toml: Redis inside each environment, redis-benchmark on the host.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+# The minimal guest kernel (isobench kernel build): Debian's kernel source
+# and what building it takes.
+[ -f /usr/src/linux-source-6.1.tar.xz ] || need+=(linux-source-6.1)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v bc >/dev/null 2>&1 || need+=(bc)
+command -v bison >/dev/null 2>&1 || need+=(bison)
+command -v flex >/dev/null 2>&1 || need+=(flex)
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+[ -f /usr/include/gelf.h ] || need+=(libelf-dev)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"
@@ -60,3 +70,4 @@ if ! cargo run --quiet --release --bin isobench -- kernel path >/dev/null 2>&1; 
   say "fetching the guest kernel"
   cargo run --quiet --release --bin isobench -- kernel fetch >/dev/null
 fi
+

@@ -166,8 +166,24 @@ fn parse_cpus(s: &str) -> Result<f64, String> {
 enum KernelAction {
     /// Download the distribution's cloud kernel into the cache.
     Fetch,
-    /// Print the path of the guest kernel in use.
-    Path,
+    /// Print the path of a guest kernel: the fetched one (`distro`, the
+    /// default) or the built one (`minimal`).
+    Path {
+        /// `distro` or `minimal`.
+        #[arg(value_name = "distro|minimal", default_value = "distro")]
+        which: String,
+    },
+    /// Build the minimal guest kernel from the linux-source package
+    /// (tinyconfig plus kernels/minimal.config; minutes), unless built.
+    Build {
+        /// A config fragment to use instead of the built-in
+        /// kernels/minimal.config.
+        #[arg(long, value_name = "FRAGMENT")]
+        config: Option<PathBuf>,
+        /// Parallel compile jobs (default: the host's CPUs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        jobs: Option<u16>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,10 +240,12 @@ pub struct VmBootArgs {
     /// VM accelerator: KVM only where it really works (auto), or forced.
     #[arg(long, value_enum, default_value_t = AccelRequest::Auto)]
     pub accel: AccelRequest,
-    /// Guest kernel image, a bzImage or an uncompressed PVH vmlinux
-    /// (default: the one `isobench kernel fetch` stored).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
+    /// Guest kernel: `minimal` (the one `isobench kernel build` made),
+    /// `distro` (the one `isobench kernel fetch` stored), or the path of a
+    /// bzImage or an uncompressed PVH vmlinux (default: the scenario's
+    /// `[vm] kernel`, else distro).
+    #[arg(long, value_name = "minimal|distro|PATH")]
+    pub kernel: Option<kernel::KernelChoice>,
     /// Directory of the guest kernel's modules (.ko files; default: those
     /// `isobench kernel fetch` kept with its kernel).
     #[arg(long, value_name = "DIR")]
@@ -254,7 +272,7 @@ pub fn apply_resources(
     cpus: Option<f64>,
     host: &HostCapacity,
 ) -> Result<(), String> {
-    let vm = plan.environments.contains(&EnvKind::Vm);
+    let vm = plan.environments.iter().any(|e| e.is_vm());
     let container = plan.environments.contains(&EnvKind::Container);
     if let Some(bytes) = memory {
         let mib = bytes / (1024 * 1024);
@@ -289,7 +307,7 @@ pub fn apply_resources(
 /// `exec`'s limits against the host: a VM's memory and vCPUs, any
 /// environment's CPU bandwidth.
 pub fn check_exec_limits(env: EnvKind, limits: &Limits, host: &HostCapacity) -> Result<(), String> {
-    if env == EnvKind::Vm
+    if env.is_vm()
         && let Some(bytes) = limits.memory_bytes
     {
         scenario::check_vm_memory(bytes >> 20)
@@ -608,13 +626,48 @@ fn cmd_doctor() -> ExitCode {
 fn cmd_kernel(action: KernelAction) -> ExitCode {
     let cache = kernel::cache_dir();
     match action {
-        KernelAction::Path => match kernel::resolve(None, &cache) {
-            Ok(k) => {
-                crate::show!("{}", k.vmlinuz.display());
-                ExitCode::SUCCESS
+        KernelAction::Path { which } => {
+            let choice = match which.as_str() {
+                "distro" => kernel::KernelChoice::Distro,
+                "minimal" => kernel::KernelChoice::Minimal,
+                other => {
+                    return fail(
+                        2,
+                        format!("kernel path {other}: give `distro` or `minimal`"),
+                    );
+                }
+            };
+            match kernel::resolve_choice(&choice, &cache) {
+                Ok(k) => {
+                    crate::show!("{}", k.boot_image().display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(2, e),
             }
-            Err(e) => fail(2, e),
-        },
+        }
+        KernelAction::Build { config, jobs } => {
+            let fragment = match &config {
+                None => kernel::minimal::FRAGMENT.to_string(),
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return fail(2, format!("--config {}: cannot read it: {e}", p.display()));
+                    }
+                },
+            };
+            let jobs = jobs.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            );
+            let req = kernel::minimal::BuildRequest { fragment, jobs };
+            match kernel::minimal::build(&cache, &req, &mut |m| crate::say!("{m}")) {
+                Ok(b) => {
+                    crate::show!("{}", b.dir.join("vmlinux").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(2, e),
+            }
+        }
         KernelAction::Fetch => match kernel::fetch(&cache, &mut |m| crate::say!("{m}")) {
             Ok(k) => {
                 crate::show!("{}", k.vmlinuz.display());

@@ -43,6 +43,7 @@ pub fn instance_seconds(spec: &WorkloadSpec, env: EnvKind) -> f64 {
         EnvKind::Docker | EnvKind::Podman => 0.6 + work,
         EnvKind::Gvisor => 1.0 + 2.0 * work,
         EnvKind::Vm => 1.6 + 5.0 * work,
+        EnvKind::VmMinimal => 0.6 + 5.0 * work,
     }
 }
 

@@ -269,6 +269,44 @@ pub fn container_checks() -> Vec<Check> {
     out
 }
 
+/// `vm-minimal`: whether the minimal kernel is built, and how long its
+/// build took here. Not built is a warning: only `vm-minimal` and
+/// `--kernel minimal` need it.
+pub fn vm_minimal_checks() -> Vec<Check> {
+    let cache = kernel::cache_dir();
+    let fix = "isobench kernel build";
+    vec![match kernel::minimal::installed(&cache) {
+        Ok(Some(b)) => check(
+            "minimal kernel",
+            Status::Ok,
+            format!(
+                "{} built ({:.1} MiB vmlinux, config {}); the build took {:.0} s here with make -j{} (load {:.1} at its start)",
+                b.info.release,
+                b.info.vmlinux_bytes as f64 / 1048576.0,
+                b.info.config_hash,
+                b.info.build_secs,
+                b.info.jobs,
+                b.info.load_start
+            ),
+            None,
+        ),
+        Ok(None) => check(
+            "minimal kernel",
+            Status::Warn,
+            "not built (needed by the vm-minimal environment and --kernel minimal); a build takes several minutes on 2 CPUs",
+            Some(fix),
+        ),
+        Err(e) => check(
+            "minimal kernel",
+            Status::Warn,
+            e.to_string(),
+            Some(
+                "apt-get install -y --no-install-recommends linux-source-6.1 bc bison flex libelf-dev libssl-dev make gcc",
+            ),
+        ),
+    }]
+}
+
 /// The VM: QEMU, KVM or why not, the guest kernel.
 pub fn vm_checks() -> Vec<Check> {
     let mut out = Vec::new();

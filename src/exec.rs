@@ -135,6 +135,12 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                     .into(),
             ));
         }
+        EnvKind::VmMinimal => {
+            return Err(RunError::Prerequisite(
+                "--env vm-minimal names a run's environment; for exec use `--env vm --kernel minimal`"
+                    .into(),
+            ));
+        }
         EnvKind::Vm => return exec_vm(s, (&program, packed), args, oci.as_ref(), stop),
         e if e.is_runtime() && (!s.volumes.is_empty() || s.seccomp.is_some()) => {
             return Err(RunError::Prerequisite(format!(

@@ -996,7 +996,7 @@ mod tests {
         assert_eq!(
             err,
             "runs/x/results.csv:3: unknown environment `kata` for cpu: isobench's are native, \
-             container, runc, crun, gvisor, docker, podman, vm"
+             container, runc, crun, gvisor, docker, podman, vm, vm-minimal"
         );
         // Control characters from the file are shown escaped.
         let err = results_error("cpu,\"\x1b[2J\",1,score,ops,1\n");

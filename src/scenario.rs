@@ -218,6 +218,7 @@ struct VmSection {
     #[serde(default)]
     kernel_args: Vec<Spanned<String>>,
     disk_mib: Option<Int<1, MAX_DISK_MIB>>,
+    kernel: Option<Spanned<String>>,
 }
 
 fn default_vm_memory() -> Positive {
@@ -239,6 +240,7 @@ impl Default for VmSection {
             machine: Machine::default(),
             kernel_args: Vec::new(),
             disk_mib: None,
+            kernel: None,
         }
     }
 }
@@ -361,7 +363,7 @@ impl Networks {
         match env {
             EnvKind::Native => crate::net::Mode::Host,
             EnvKind::Container => self.container,
-            EnvKind::Vm => self.vm,
+            EnvKind::Vm | EnvKind::VmMinimal => self.vm,
             // The other runtimes get no network of isobench's yet (only
             // their own loopback); `Plan::check_host` refuses workloads
             // measured across the boundary in them.
@@ -507,6 +509,8 @@ pub struct VmSettings {
     /// A scratch virtio disk of this many MiB in every guest (backed by a
     /// raw host file opened with O_DIRECT), for I/O workloads.
     pub disk_mib: Option<u64>,
+    /// The guest kernel (`minimal`, `distro` or a path); `--kernel` wins.
+    pub kernel: crate::kernel::KernelChoice,
 }
 
 impl Default for VmSettings {
@@ -518,6 +522,7 @@ impl Default for VmSettings {
             machine: Machine::default(),
             kernel_args: Vec::new(),
             disk_mib: None,
+            kernel: crate::kernel::KernelChoice::default(),
         }
     }
 }
@@ -1018,6 +1023,17 @@ impl Plan {
                     .map(|a| a.get_ref().clone())
                     .collect(),
                 disk_mib: file.vm.disk_mib.map(|d| d.0),
+                kernel: match &file.vm.kernel {
+                    None => crate::kernel::KernelChoice::default(),
+                    Some(k) if k.get_ref().trim().is_empty() => {
+                        return Err(invalid(
+                            Some(k.span()),
+                            "vm.kernel",
+                            "empty: give \"minimal\", \"distro\" or a kernel image's path".into(),
+                        ));
+                    }
+                    Some(k) => crate::kernel::KernelChoice::parse(k.get_ref()),
+                },
             },
             container,
             sample_interval: (file.sample_ms.0 > 0)
@@ -1060,7 +1076,7 @@ impl Plan {
                 ),
             ));
         }
-        if self.environments.contains(&EnvKind::Vm) {
+        if self.environments.iter().any(|e| e.is_vm()) {
             host.check_memory(self.vm.memory_mib)
                 .map_err(|m| invalid("vm.memory_mib", m))?;
             host.check_cpus(self.vm.cpus as f64)
@@ -1343,6 +1359,36 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn vm_kernel_is_minimal_distro_or_a_path_and_vm_minimal_is_an_environment() {
+        use crate::kernel::KernelChoice;
+        let with = |k: &str| {
+            parse(&format!(
+                "name = \"x\"\nenvironments = [\"vm\", \"vm-minimal\"]\n[vm]\nkernel = {k}\n[[workload]]\nkind = \"noop\"\n"
+            ))
+        };
+        let plan = with("\"minimal\"").unwrap();
+        assert_eq!(plan.vm.kernel, KernelChoice::Minimal);
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::VmMinimal]);
+        assert_eq!(with("\"distro\"").unwrap().vm.kernel, KernelChoice::Distro);
+        assert_eq!(
+            with("\"/boot/vmlinuz\"").unwrap().vm.kernel,
+            KernelChoice::Path("/boot/vmlinuz".into())
+        );
+        let msg = with("\"\"").unwrap_err().to_string();
+        assert!(
+            msg.contains("vm.kernel") && msg.contains("minimal"),
+            "{msg}"
+        );
+        let plan = parse("name = \"x\"\n[[workload]]\nkind = \"noop\"\n").unwrap();
+        assert_eq!(plan.vm.kernel, KernelChoice::Distro);
+        // The shipped scenario comparing the kernels parses.
+        let text = include_str!("../scenarios/kernels.toml");
+        let plan = Plan::parse(text, "kernels.toml", &Overrides::default()).unwrap();
+        assert_eq!(plan.environments, [EnvKind::Vm, EnvKind::VmMinimal]);
+        assert!(plan.workloads.iter().all(|w| w.reps >= 7));
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub use vm::{AccelChoice, AccelRequest};
 pub struct VmBoot {
     /// The accelerator asked for.
     pub accel: AccelRequest,
-    /// A guest kernel other than the one `isobench kernel fetch` stored.
-    pub kernel: Option<std::path::PathBuf>,
+    /// The guest kernel `--kernel` asks for (over the scenario's `[vm]
+    /// kernel`): `minimal`, `distro` or a file.
+    pub kernel: Option<crate::kernel::KernelChoice>,
     /// That kernel's modules.
     pub modules: Option<std::path::PathBuf>,
 }
@@ -145,13 +146,19 @@ pub enum EnvKind {
     Docker,
     /// A Podman container.
     Podman,
-    /// A QEMU guest.
+    /// A QEMU guest (booting the `[vm] kernel`, distro by default).
     Vm,
+    /// A QEMU guest booting the minimal kernel `isobench kernel build`
+    /// made, with the same `[vm]` settings otherwise: beside `vm` in one
+    /// run, the guest kernel becomes a dimension of the comparison.
+    #[serde(rename = "vm-minimal")]
+    #[value(name = "vm-minimal")]
+    VmMinimal,
 }
 
 impl EnvKind {
     /// All environments, in report order.
-    pub const ALL: [EnvKind; 8] = [
+    pub const ALL: [EnvKind; 9] = [
         EnvKind::Native,
         EnvKind::Container,
         EnvKind::Runc,
@@ -160,16 +167,26 @@ impl EnvKind {
         EnvKind::Docker,
         EnvKind::Podman,
         EnvKind::Vm,
+        EnvKind::VmMinimal,
     ];
 
     /// What a scenario runs when it names no environments: the ones that
-    /// need nothing beyond isobench and QEMU.
+    /// need nothing beyond isobench and QEMU (`vm-minimal` only when asked
+    /// for: it needs `isobench kernel build`).
     pub const DEFAULT: [EnvKind; 3] = [EnvKind::Native, EnvKind::Container, EnvKind::Vm];
+
+    /// Whether it is a QEMU guest (`vm` or `vm-minimal`).
+    pub fn is_vm(self) -> bool {
+        matches!(self, EnvKind::Vm | EnvKind::VmMinimal)
+    }
 
     /// Whether this is a real container runtime (runc, crun, gvisor,
     /// docker, podman) rather than one of isobench's own environments.
     pub fn is_runtime(self) -> bool {
-        !matches!(self, EnvKind::Native | EnvKind::Container | EnvKind::Vm)
+        !matches!(
+            self,
+            EnvKind::Native | EnvKind::Container | EnvKind::Vm | EnvKind::VmMinimal
+        )
     }
 
     /// The name used in scenarios, records and reports.
@@ -183,6 +200,7 @@ impl EnvKind {
             EnvKind::Docker => "docker",
             EnvKind::Podman => "podman",
             EnvKind::Vm => "vm",
+            EnvKind::VmMinimal => "vm-minimal",
         }
     }
 }

@@ -82,6 +82,13 @@ pub const ENTRIES: &[Entry] = &[
         build: super::vm::bed::build,
         doctor: crate::doctor::vm_checks,
     },
+    Entry {
+        kind: EnvKind::VmMinimal,
+        label: "QEMU guest, minimal kernel",
+        check: super::vm::bed::check_host_minimal,
+        build: super::vm::bed::build_minimal,
+        doctor: crate::doctor::vm_minimal_checks,
+    },
 ];
 
 /// The entry of an environment.

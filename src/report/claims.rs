@@ -116,7 +116,7 @@ fn smaller(data: &ReportData) -> Claim {
         EnvKind::Native => "the agent",
         EnvKind::Container | EnvKind::Runc | EnvKind::Crun | EnvKind::Gvisor => "its image tree",
         EnvKind::Docker | EnvKind::Podman => "the image imported as a tar",
-        EnvKind::Vm => "guest kernel, initramfs and any disk image",
+        EnvKind::Vm | EnvKind::VmMinimal => "guest kernel, initramfs and any disk image",
     };
     let measured = sizes
         .iter()

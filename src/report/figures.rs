@@ -365,11 +365,12 @@ pub const BOOT_PARTS: [(&str, &str); 3] = [
 /// recorded) stacks `boot_kernel_ms` and the rest of `startup_ms` (its
 /// median per instance). `None` without VM boot figures.
 pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
-    let vm = EnvKind::Vm;
-    let mut workloads: Vec<&str> = Vec::new();
-    for s in series.iter().filter(|s| s.environment == vm) {
-        if !workloads.contains(&s.workload.as_str()) {
-            workloads.push(&s.workload);
+    // One bar per workload and VM environment (`vm`, and `vm-minimal`
+    // beside it when the run has both kernels).
+    let mut workloads: Vec<(&str, EnvKind)> = Vec::new();
+    for s in series.iter().filter(|s| s.environment.is_vm()) {
+        if !workloads.contains(&(s.workload.as_str(), s.environment)) {
+            workloads.push((&s.workload, s.environment));
         }
     }
     let segment = |name: &str, median: f64| chart::Bar {
@@ -383,7 +384,7 @@ pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
     };
     let mut groups = Vec::new();
     let mut fallback = false;
-    for w in workloads {
+    for (w, vm) in workloads {
         let get = |m: &str| series.iter().find(|s| s.is(w, vm, m));
         let total = get("startup_ms");
         let parts: Vec<chart::Bar> = BOOT_PARTS
@@ -410,7 +411,10 @@ pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
             continue;
         }
         groups.push(chart::Group {
-            name: w.to_string(),
+            name: match vm {
+                EnvKind::VmMinimal => format!("{w} (vm-minimal)"),
+                _ => w.to_string(),
+            },
             bars,
             total: total.map(|t| t.stats.median).filter(|t| t.is_finite()),
         });

@@ -150,6 +150,7 @@ fn page(data: &ReportData) -> Result<String, ReportError> {
         escape(HOW_TO_READ)
     );
     claims(&mut s, data);
+    kernels(&mut s, data);
 
     let figures = figures::all(data);
     for family in families {
@@ -230,6 +231,33 @@ fn claims(s: &mut String, data: &ReportData) {
         }
         s.push_str("</ul>\n</section>\n");
     }
+}
+
+/// The two guest kernels side by side, when the run has both.
+fn kernels(s: &mut String, data: &ReportData) {
+    let Some(k) = super::kernels::section(data) else {
+        return;
+    };
+    s.push_str(
+        "<section id=\"kernels\">\n<h2>Guest kernels side by side: vm and vm-minimal</h2>\n",
+    );
+    for line in &k.sentences {
+        let _ = writeln!(s, "<p>{}</p>", escape(line));
+    }
+    s.push_str(
+        "<table>\n<tr><th>median</th><th>vm (distro)</th><th>vm-minimal</th><th>minimal ÷ distro</th></tr>\n",
+    );
+    for r in &k.rows {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r[0]),
+            escape(&r[1]),
+            escape(&r[2]),
+            escape(&r[3])
+        );
+    }
+    s.push_str("</table>\n</section>\n");
 }
 
 fn row(s: &mut String, key: &str, value: &str) {
@@ -350,7 +378,7 @@ fn section(
     for p in family.lecture() {
         let _ = writeln!(s, "<p>{}</p>", escape(p));
     }
-    let vm_here = series.iter().any(|x| x.environment == EnvKind::Vm);
+    let vm_here = series.iter().any(|x| x.environment.is_vm());
     if data.tcg() && vm_here {
         let _ = writeln!(s, "<p class=\"caveat\">{}</p>", escape(family.tcg_caveat()));
     }

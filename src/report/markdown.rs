@@ -135,6 +135,28 @@ pub(crate) fn markdown(data: &ReportData) -> String {
         s.push('\n');
     }
 
+    if let Some(k) = super::kernels::section(data) {
+        let _ = writeln!(s, "## Guest kernels side by side: vm and vm-minimal\n");
+        for line in &k.sentences {
+            let _ = writeln!(s, "- {}", cell(line));
+        }
+        let _ = writeln!(
+            s,
+            "\n| median | vm (distro) | vm-minimal | minimal ÷ distro |\n|---|---:|---:|---:|"
+        );
+        for r in &k.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                cell(&r[0]),
+                cell(&r[1]),
+                cell(&r[2]),
+                cell(&r[3])
+            );
+        }
+        s.push('\n');
+    }
+
     let figures = figures::all(data);
     for family in data.families() {
         let _ = writeln!(s, "## {}\n", family.title());

@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod family;
 pub mod figures;
 pub mod html;
+pub mod kernels;
 pub mod markdown;
 pub mod network;
 pub mod runtimes;
@@ -193,7 +194,7 @@ impl ReportData {
 
     /// Whether any series comes from a VM.
     pub fn has_vm(&self) -> bool {
-        self.series.iter().any(|s| s.environment == EnvKind::Vm)
+        self.series.iter().any(|s| s.environment.is_vm())
     }
 
     /// The scenario's name.
@@ -764,7 +765,7 @@ pub(crate) mod fixture {
     /// Records of one series. A 4-value series gets two more values near
     /// its first two, so that the fixture has the 6 repetitions a 95%
     /// interval needs (the n < 6 case has tests of its own).
-    fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
+    pub fn push(out: &mut Vec<Record>, w: &str, e: &str, m: &str, unit: &str, values: &[f64]) {
         let mut values = values.to_vec();
         if values.len() == 4 {
             values.insert(2, values[0] * 1.01);

@@ -6,8 +6,8 @@
 use super::{
     Accel, AccelChoice, Devices, KernelFiles, PROBE_TIMEOUT, Probe, ProbeCache, QEMU, Vm, VmConfig,
 };
-use crate::env::{Bed, BedSpec, Built, EnvError, EnvFacts};
-use crate::kernel::{self, GuestKernel};
+use crate::env::{Bed, BedSpec, Built, EnvError, EnvFacts, EnvKind};
+use crate::kernel::{self, GuestKernel, KernelChoice};
 use crate::workload::WorkloadSpec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,25 +15,65 @@ use std::time::Duration;
 
 /// The guest kernel, its modules and QEMU's version, found as a run asks.
 struct Found {
+    choice: KernelChoice,
     kernel: GuestKernel,
     files: KernelFiles,
     qemu: String,
+}
+
+/// The kernel an environment boots: `vm-minimal` always the minimal one;
+/// `vm` the one `--kernel` names, else the scenario's `[vm] kernel`.
+fn choice_for(kind: EnvKind, spec: &BedSpec<'_>) -> KernelChoice {
+    match kind {
+        EnvKind::VmMinimal => KernelChoice::Minimal,
+        _ => spec
+            .boot
+            .kernel
+            .clone()
+            .unwrap_or_else(|| spec.vm.kernel.clone()),
+    }
+}
+
+/// The guest kernel as meta.json records it.
+fn kernel_meta(found: &Found) -> serde_json::Value {
+    let image = found.kernel.boot_image();
+    let mut meta = serde_json::json!({
+        "choice": found.choice.label(),
+        "version": found.kernel.version,
+        "image": image,
+        "image_bytes": std::fs::metadata(image).map_or(0, |m| m.len()),
+    });
+    if found.choice == KernelChoice::Minimal
+        && let Some(dir) = image.parent()
+        && let Some(built) = kernel::minimal::open(dir)
+    {
+        meta["release"] = built.info.release.clone().into();
+        meta["config_hash"] = built.info.config_hash.clone().into();
+        meta["source_version"] = built.info.source_version.clone().into();
+        meta["build"] = serde_json::to_value(&built.info).unwrap_or_default();
+    }
+    meta
 }
 
 fn unavailable(e: impl ToString) -> EnvError {
     EnvError::Unavailable(e.to_string())
 }
 
-fn find(spec: &BedSpec<'_>) -> Result<Found, EnvError> {
+fn find(kind: EnvKind, spec: &BedSpec<'_>) -> Result<Found, EnvError> {
     let qemu = super::qemu_version(Path::new(QEMU)).map_err(EnvError::Unavailable)?;
-    let mut kernel =
-        kernel::resolve(spec.boot.kernel.as_deref(), &kernel::cache_dir()).map_err(unavailable)?;
-    if let Some(dir) = &spec.boot.modules {
+    let choice = choice_for(kind, spec);
+    let mut kernel = kernel::resolve_choice(&choice, &kernel::cache_dir()).map_err(unavailable)?;
+    // `--modules` goes with a kernel from the command line or the fetched
+    // one; the minimal kernel has everything built in.
+    if let Some(dir) = &spec.boot.modules
+        && choice != KernelChoice::Minimal
+    {
         kernel.modules = Some(dir.clone());
     }
     let files =
         KernelFiles::open(&kernel.vmlinuz, kernel.modules.as_deref()).map_err(unavailable)?;
     Ok(Found {
+        choice,
         kernel,
         files,
         qemu,
@@ -43,7 +83,16 @@ fn find(spec: &BedSpec<'_>) -> Result<Found, EnvError> {
 /// What a run's VMs need: QEMU, a guest kernel with the modules its
 /// devices need, and `mkfs.ext4` for I/O workloads' scratch disks.
 pub fn check_host(spec: &BedSpec<'_>) -> Result<(), EnvError> {
-    let found = find(spec)?;
+    check_kind(EnvKind::Vm, spec)
+}
+
+/// What `vm-minimal` needs: as `vm`, with the minimal kernel built.
+pub fn check_host_minimal(spec: &BedSpec<'_>) -> Result<(), EnvError> {
+    check_kind(EnvKind::VmMinimal, spec)
+}
+
+fn check_kind(kind: EnvKind, spec: &BedSpec<'_>) -> Result<(), EnvError> {
+    let found = find(kind, spec)?;
     let base = Devices {
         disk_mib: spec.vm.disk_mib,
         scratch_mib: None,
@@ -66,7 +115,16 @@ pub fn check_host(spec: &BedSpec<'_>) -> Result<(), EnvError> {
 /// Builds the VM environment of a run: picks the accelerator (probing KVM
 /// with a noop guest when nothing rules it out), and writes the initramfs.
 pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
-    let found = find(&bed.spec)?;
+    build_kind(EnvKind::Vm, bed)
+}
+
+/// Builds `vm-minimal`: `vm` booting the minimal kernel.
+pub fn build_minimal(bed: &Bed<'_>) -> Result<Built, EnvError> {
+    build_kind(EnvKind::VmMinimal, bed)
+}
+
+fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
+    let found = find(kind, &bed.spec)?;
     let settings = bed.spec.vm;
     let mut config = VmConfig {
         qemu: PathBuf::from(QEMU),
@@ -96,6 +154,7 @@ pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
         scratch_mib: None,
         nic: false,
     };
+    let meta = kernel_meta(&found);
     let mut env = Vm::new(
         config,
         devices,
@@ -104,6 +163,8 @@ pub fn build(bed: &Bed<'_>) -> Result<Built, EnvError> {
         Arc::clone(bed.run_dir),
     );
     env.net = Some(Arc::clone(bed.net));
+    env.kind = kind;
+    env.kernel_meta = meta;
     env.facts = EnvFacts {
         qemu: Some(found.qemu),
         accelerator: Some(choice),

@@ -260,6 +260,12 @@ pub struct Vm {
     pub facts: super::EnvFacts,
     /// The run's network, for guests with `bridge` networking.
     pub net: Option<Arc<crate::net::Fabric>>,
+    /// `vm`, or `vm-minimal` when it boots the minimal kernel as its own
+    /// environment.
+    pub kind: EnvKind,
+    /// The guest kernel as meta.json records it: which one, its version,
+    /// image and size, and for the minimal kernel its config hash and build.
+    pub kernel_meta: serde_json::Value,
 }
 
 impl Vm {
@@ -283,6 +289,8 @@ impl Vm {
             initramfs: Mutex::new(BTreeMap::new()),
             facts: super::EnvFacts::default(),
             net: None,
+            kind: EnvKind::Vm,
+            kernel_meta: serde_json::Value::Null,
         }
     }
 
@@ -310,9 +318,9 @@ impl Vm {
             return Ok((path.clone(), names));
         }
         let file = if names.is_empty() {
-            "initramfs-vm.cpio".to_string()
+            format!("initramfs-{}.cpio", self.kind.as_str())
         } else {
-            format!("initramfs-vm-{}.cpio", names.join("+"))
+            format!("initramfs-{}-{}.cpio", self.kind.as_str(), names.join("+"))
         };
         let path = self.run_dir.path().join(file);
         let bytes = write_initramfs(&self.image_dir, &modules, &path)
@@ -407,7 +415,7 @@ impl Environment for Vm {
     }
 
     fn kind(&self) -> EnvKind {
-        EnvKind::Vm
+        self.kind
     }
 
     fn facts(&self) -> super::EnvFacts {
@@ -430,6 +438,7 @@ impl Environment for Vm {
         serde_json::json!({
             "config": self.config,
             "devices": self.devices,
+            "kernel": self.kernel_meta,
             "kernel_release": self.kernel.release,
             "modules_dir": self.kernel.modules.as_ref().map(|m| m.root()),
             "initramfs": initramfs,

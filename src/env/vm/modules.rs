@@ -2,7 +2,7 @@
 //! kernel's version, ordered so that dependencies load first.
 //!
 //! Distribution kernels build the virtio drivers as modules. isobench ships
-//! the few a guest needs in its initramfs (`/lib/modules/<name>.ko`) and
+//! the few a guest needs in its initramfs (`/.isobench-modules/<name>.ko`) and
 //! the agent loads them with `finit_module` before it says `ready`. What a
 //! module depends on and which kernel it was built for are read from its
 //! own `.modinfo` section, so no `modules.dep` (which `depmod` writes at

@@ -123,7 +123,7 @@ const GRID_LIGHT: RGBColor = RGBColor(0xee, 0xee, 0xee);
 
 /// Okabe-Ito colours (colour-blind safe), minus red/vermillion, which is
 /// reserved for outliers.
-const PALETTE: [RGBColor; 8] = [
+const PALETTE: [RGBColor; 9] = [
     RGBColor(0x00, 0x72, 0xb2),
     RGBColor(0xe6, 0x9f, 0x00),
     RGBColor(0x00, 0x9e, 0x73),
@@ -132,6 +132,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0x99, 0x99, 0x99),
     RGBColor(0xf0, 0xe4, 0x42),
     RGBColor(0x00, 0x00, 0x00),
+    RGBColor(0x88, 0x44, 0xaa),
 ];
 
 /// An environment's place in [`PALETTE`]: native, container and vm keep
@@ -147,6 +148,7 @@ fn env_colour_index(kind: crate::env::EnvKind) -> usize {
         EnvKind::Gvisor => 5,
         EnvKind::Docker => 6,
         EnvKind::Podman => 7,
+        EnvKind::VmMinimal => 8,
     }
 }
 

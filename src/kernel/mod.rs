@@ -14,7 +14,15 @@
 //!   package's `modules.builtin`.
 //!
 //! A file `current` names the version in use. `--kernel PATH` (with
-//! `--modules DIR`) overrides it.
+//! `--modules DIR`) overrides it; `--kernel minimal` (or `[vm] kernel =
+//! "minimal"`) boots the kernel `isobench kernel build` made instead
+//! ([`minimal`]).
+
+mod choice;
+mod make;
+pub mod minimal;
+
+pub use choice::{KernelChoice, resolve_choice};
 
 use crate::env::vm::modules::{ModuleDir, ModuleError};
 use std::path::{Path, PathBuf};
@@ -72,6 +80,26 @@ pub enum KernelError {
     /// A fetch step failed.
     #[error("kernel fetch: {0}")]
     Fetch(String),
+    /// The minimal kernel is asked for but not built (for this source and
+    /// fragment).
+    #[error(
+        "the minimal guest kernel is not built (looked for {dir}); build it with `{}` (a few minutes; see README.md)",
+        minimal::BUILD_FIX
+    )]
+    MinimalMissing {
+        /// The directory it would be in.
+        dir: String,
+    },
+    /// A step of `isobench kernel build` failed.
+    #[error("kernel build, {step}: {why}{}", log.as_ref().map(|(p, t)| format!("\nthe log's last lines ({}):\n{t}", p.display())).unwrap_or_default())]
+    Build {
+        /// The step.
+        step: String,
+        /// What went wrong.
+        why: String,
+        /// The log and its last lines, when the step logged.
+        log: Option<(PathBuf, String)>,
+    },
 }
 
 /// The two kinds of kernel image QEMU boots directly.

@@ -1,0 +1,210 @@
+//! The two guest kernels side by side: a run with both `vm` (the
+//! distribution's kernel, unless `[vm] kernel` says otherwise) and
+//! `vm-minimal` (the kernel `isobench kernel build` made) gets a section
+//! comparing their start-up and its breakdown, the guest's memory, and a
+//! workload's score, with plain sentences on where the time went.
+//!
+//! The kernel is a dimension of the comparison by being part of the
+//! environment: `vm-minimal` is its own environment with the same `[vm]`
+//! settings, so its instances interleave with `vm`'s in every repetition
+//! and every series, chart and ratio to native treats it like any other
+//! environment; this section only puts the two VMs' figures next to
+//! each other.
+
+use super::{ReportData, SeriesSummary, fmt_value};
+use crate::env::EnvKind;
+
+/// The figures compared, in order: metric and what it is.
+pub const ROWS: &[(&str, &str)] = &[
+    ("startup_ms", "start-up, spawn to ready (ms)"),
+    ("boot_vmm_ms", "QEMU + loading the kernel (ms)"),
+    ("boot_kernel_ms", "guest kernel boot (ms)"),
+    ("boot_agent_ms", "agent set-up (ms)"),
+    ("guest_ram_pss_mib", "guest RAM touched, PSS (MiB)"),
+    ("vmm_overhead_mib", "QEMU's own memory (MiB)"),
+];
+
+/// The section: a table (figure, `vm`, `vm-minimal`, minimal ÷ distro)
+/// and sentences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// The workload whose start-up is compared (`noop` when the run has it).
+    pub startup_workload: String,
+    /// Rows: what, the `vm` median, the `vm-minimal` median, the ratio.
+    pub rows: Vec<[String; 4]>,
+    /// Plain sentences with this run's figures.
+    pub sentences: Vec<String>,
+}
+
+fn find<'a>(data: &'a ReportData, w: &str, e: EnvKind, m: &str) -> Option<&'a SeriesSummary> {
+    data.series
+        .iter()
+        .find(|s| s.workload == w && s.environment == e && s.metric == m)
+}
+
+/// A kernel's image size in MiB and version from meta.json's knobs.
+fn image(data: &ReportData, e: EnvKind) -> (Option<f64>, Option<String>) {
+    let k = data
+        .meta
+        .environments
+        .get(e.as_str())
+        .and_then(|v| v.get("kernel"));
+    let bytes = k
+        .and_then(|k| k.get("image_bytes"))
+        .and_then(|b| b.as_f64())
+        .filter(|b| *b > 0.0);
+    let version = k
+        .and_then(|k| k.get("version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    (bytes.map(|b| b / 1048576.0), version)
+}
+
+/// The section, when the run has both VM environments with start-up
+/// figures.
+pub fn section(data: &ReportData) -> Option<Section> {
+    let (vm, min) = (EnvKind::Vm, EnvKind::VmMinimal);
+    let startup_workload = data
+        .series
+        .iter()
+        .filter(|s| s.environment == vm && s.metric == "startup_ms")
+        .map(|s| s.workload.as_str())
+        .filter(|w| find(data, w, min, "startup_ms").is_some())
+        .min_by_key(|w| data.kind_of(w) != "noop")?
+        .to_string();
+    let w = startup_workload.as_str();
+    let med = |e: EnvKind, m: &str| find(data, w, e, m).map(|s| s.stats.median);
+    let cell = |v: Option<f64>| v.map_or("—".to_string(), fmt_value);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
+        _ => "—".into(),
+    };
+    let mut rows = Vec::new();
+    for (m, what) in ROWS {
+        let (a, b) = (med(vm, m), med(min, m));
+        if a.is_none() && b.is_none() {
+            continue;
+        }
+        rows.push([format!("{what}, {w}"), cell(a), cell(b), ratio(a, b)]);
+    }
+    let (size_a, ver_a) = image(data, vm);
+    let (size_b, ver_b) = image(data, min);
+    if size_a.is_some() || size_b.is_some() {
+        rows.push([
+            "kernel image QEMU loads (MiB)".into(),
+            cell(size_a),
+            cell(size_b),
+            ratio(size_a, size_b),
+        ]);
+    }
+    // A workload's score: the kernel should not change steady-state CPU work.
+    let score = data
+        .series
+        .iter()
+        .filter(|s| s.environment == vm && s.metric == "score")
+        .find(|s| find(data, &s.workload, min, "score").is_some())
+        .map(|s| s.workload.clone());
+    let score_pair = score.as_ref().and_then(|sw| {
+        let a = find(data, sw, vm, "score")?;
+        let b = find(data, sw, min, "score")?;
+        Some((sw.clone(), a, b))
+    });
+    if let Some((sw, a, b)) = &score_pair {
+        rows.push([
+            format!("{sw} score ({})", a.unit),
+            fmt_value(a.stats.median),
+            fmt_value(b.stats.median),
+            ratio(Some(a.stats.median), Some(b.stats.median)),
+        ]);
+    }
+
+    let mut sentences = Vec::new();
+    let names = format!(
+        "vm boots {}; vm-minimal boots {}",
+        ver_a.as_deref().unwrap_or("the distribution's kernel"),
+        ver_b.as_deref().unwrap_or("the minimal kernel")
+    );
+    sentences.push(format!(
+        "The two VM environments differ only in their guest kernel ({names}); their instances \
+         took turns in every repetition, so both saw the same host load."
+    ));
+    if let (Some(ta), Some(tb)) = (med(vm, "startup_ms"), med(min, "startup_ms")) {
+        let mut s = format!(
+            "For {w}, the median start-up is {} ms with the distribution's kernel and {} ms with \
+             the minimal one ({:.2}×).",
+            fmt_value(ta),
+            fmt_value(tb),
+            tb / ta
+        );
+        if let (Some(va), Some(vb)) = (med(vm, "boot_vmm_ms"), med(min, "boot_vmm_ms")) {
+            let size = match (size_a, size_b) {
+                (Some(a), Some(b)) => {
+                    format!(" as the kernel file QEMU loads shrinks from {a:.1} to {b:.1} MiB")
+                }
+                _ => String::new(),
+            };
+            s.push_str(&format!(
+                " QEMU's part, up to the kernel's first instruction, goes from {} to {} ms{size}.",
+                fmt_value(va),
+                fmt_value(vb)
+            ));
+        }
+        if let (Some(ka), Some(kb)) = (med(vm, "boot_kernel_ms"), med(min, "boot_kernel_ms")) {
+            s.push_str(&format!(
+                " The kernel's own boot, by its own clock, goes from {} to {} ms: the minimal \
+                 kernel has only the drivers and subsystems the guest uses built in, so it runs \
+                 far fewer initcalls, and the agent loads no modules.",
+                fmt_value(ka),
+                fmt_value(kb)
+            ));
+        }
+        sentences.push(s);
+    }
+    if let (Some(pa), Some(pb)) = (med(vm, "guest_ram_pss_mib"), med(min, "guest_ram_pss_mib")) {
+        sentences.push(format!(
+            "The guest's RAM actually touched (PSS) is {} MiB with the distribution's kernel and \
+             {} MiB with the minimal one: a smaller kernel image and fewer boot-time \
+             allocations.",
+            fmt_value(pa),
+            fmt_value(pb)
+        ));
+    }
+    if let Some((sw, a, b)) = &score_pair {
+        // Whether the two 95% intervals (or ranges, below 6 repetitions)
+        // overlap: if they do, this run shows no difference.
+        let (sa, sb) = (a.stats.spread(), b.stats.spread());
+        let what = if sa.is_ci && sb.is_ci {
+            "95% intervals"
+        } else {
+            "ranges"
+        };
+        let verdict = if sa.lo <= sb.hi && sb.lo <= sa.hi {
+            format!(
+                "their {what} overlap, so this run shows no difference beyond the noise, as \
+                 expected: the work runs in user space, where the kernel's configuration \
+                 does not reach"
+            )
+        } else {
+            format!(
+                "their {what} do not overlap: in this run the kernels differ beyond the noise, \
+                 which user-space work should not show; look for host load that fell on one \
+                 side (the instances took turns, which makes that unlikely but not impossible) \
+                 or a CPU feature one kernel enables and the other does not"
+            )
+        };
+        sentences.push(format!(
+            "The {sw} workload's score is {} {} on the distribution's kernel and {} {} on the \
+             minimal one ({:.2}×); {verdict}.",
+            fmt_value(a.stats.median),
+            a.unit,
+            fmt_value(b.stats.median),
+            b.unit,
+            b.stats.median / a.stats.median
+        ));
+    }
+    Some(Section {
+        startup_workload,
+        rows,
+        sentences,
+    })
+}
