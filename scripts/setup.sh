@@ -57,7 +57,18 @@ if [ "${#need[@]}" -gt 0 ]; then
   say "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages with services (docker.io, containerd, podman, redis-server)
+  # must not start them: isobench and its tests never run a daemon of the
+  # host's; the tests start private ones. A policy-rc.d of our own denies
+  # starts for the length of the install, unless the host has one already.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# isobench setup.sh: no service starts during its install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if grep -q '^# isobench setup.sh' "$policy" 2>/dev/null; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 # The guest kernel comes from the distribution's package lists.
