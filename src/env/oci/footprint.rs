@@ -15,8 +15,20 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
     crate::sample::parse_rollup_pss_kib(&text)
 }
 
+/// Whether `cmdline` contains `needle` not followed by a letter or digit:
+/// instance `…-i1`'s name must not match `…-i10`'s helpers.
+fn names(cmdline: &[u8], needle: &[u8]) -> bool {
+    cmdline.windows(needle.len()).enumerate().any(|(i, w)| {
+        w == needle
+            && !cmdline
+                .get(i + needle.len())
+                .is_some_and(u8::is_ascii_alphanumeric)
+    })
+}
+
 /// The pids of host processes, other than isobench itself, whose command
-/// line contains `needle` (an instance's unique container name).
+/// line contains `needle` (an instance's unique container name) as a whole
+/// name.
 pub fn naming(needle: &str) -> Vec<u32> {
     let me = std::process::id();
     let needle = needle.as_bytes();
@@ -29,7 +41,7 @@ pub fn naming(needle: &str) -> Vec<u32> {
             continue;
         }
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
+        if names(&cmdline, needle) {
             pids.push(pid);
         }
     }
@@ -150,6 +162,16 @@ pub fn metric(kib: u64) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_does_not_match_a_longer_one() {
+        let n = b"isobench-x-cpu-i1";
+        assert!(names(b"runc\0run\0isobench-x-cpu-i1", n));
+        assert!(names(b"runc\0isobench-x-cpu-i1\0--bundle", n));
+        assert!(names(b"/run/isobench-x-cpu-i1/state.json", n));
+        assert!(!names(b"runc\0run\0isobench-x-cpu-i10", n));
+        assert!(!names(b"runc\0run\0isobench-x-cpu-i1b\0x", n));
+    }
 
     #[test]
     fn a_child_naming_a_token_is_found_and_measured() {
