@@ -254,7 +254,9 @@ impl Netlink {
 
 /// Creates a persistent tap device `name` (TUNSETIFF + TUNSETPERSIST on
 /// `/dev/net/tun`: tun devices cannot be created over netlink), for QEMU to
-/// open by name; [`Netlink::delete`] removes it.
+/// open by name; [`Netlink::delete`] removes it. A device of that name
+/// already there is an error (`IFF_TUN_EXCL`), never adopted: isobench
+/// deletes only the taps it made.
 pub fn add_tap(name: &str) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -270,7 +272,8 @@ pub fn add_tap(name: &str) -> io::Result<()> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(15)) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_TUN_EXCL) as i16;
     // SAFETY: TUNSETIFF reads and writes the ifreq, which lives across the call.
     if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
         return Err(io::Error::last_os_error());
