@@ -279,7 +279,8 @@ fn fleet_table(inputs: &[Input]) -> String {
     let mut s = String::from("# Ratios to each host's own native\n\n");
     let _ = writeln!(
         s,
-        "Median over the same host's native median, with its bootstrap 95% interval (from 6 repetitions a side).\n"
+        "Median over the same host's native median, with its bootstrap 95% interval (from {} repetitions a side).\n",
+        crate::stats::CI_MIN_N
     );
     s.push_str("| workload | environment | metric |");
     for i in inputs {

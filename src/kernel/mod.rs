@@ -349,6 +349,14 @@ fn fetch_into(
                 .to_string()
         })
         .unwrap_or_default();
+    // The version names the directory replaced below: it must be one plain
+    // path component, never `kernels` itself or its parent.
+    if version.is_empty() || version == "." || version == ".." {
+        return Err(KernelError::Fetch(format!(
+            "{} names no kernel version",
+            image.display()
+        )));
+    }
 
     let dest = kernels.join(&version);
     let staging = work.join("dest");
