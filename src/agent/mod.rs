@@ -302,7 +302,16 @@ fn frames_on_stream(var: &str) -> Option<i32> {
     unsafe {
         let fd = libc::fcntl(frames, libc::F_DUPFD_CLOEXEC, 3);
         if fd < 0 || libc::dup2(other, frames) < 0 {
-            return Some(frames);
+            // Frames cannot get a stream of their own (no descriptor left,
+            // say): run nothing rather than let a workload's output share
+            // the frames' stream, where it could pass for a frame.
+            let err = std::io::Error::last_os_error();
+            let line = Frame::Error {
+                message: format!("agent: cannot move the frames off {var}: {err}"),
+            }
+            .encode();
+            libc::write(frames, line.as_ptr().cast(), line.len());
+            libc::_exit(EXIT_FAILED);
         }
         Some(fd)
     }
