@@ -577,12 +577,20 @@ fn entry_name(kind: Kind, key: &[FileId], extra: &[String]) -> String {
 /// `sha256-<hex>` for `sha256:<hex>`; `None` for anything else (the name
 /// must never hold a `/` or `..` an image could choose).
 fn oci_entry_name(digest: &str) -> Option<String> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64
+    sha256_hex(digest).map(|hex| format!("sha256-{hex}"))
+}
+
+/// The hex digits of a `sha256:<64 lower-case hex digits>` digest; `None`
+/// for anything else.
+pub(super) fn sha256_hex(digest: &str) -> Option<&str> {
+    digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h))
+}
+
+fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
         && hex
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-    .then(|| format!("sha256-{hex}"))
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A name no other process or call uses.

@@ -259,12 +259,8 @@ fn sha256(bytes: &[u8]) -> String {
 /// `blobs/sha256/<hex>` for a `sha256:<hex>` digest; other algorithms and
 /// malformed digests are refused.
 fn blob_path(image: &Path, digest: &str) -> Result<String, ImageError> {
-    let hex = digest.strip_prefix("sha256:").filter(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    hex.map(|h| format!("blobs/sha256/{h}"))
+    super::cache::sha256_hex(digest)
+        .map(|h| format!("blobs/sha256/{h}"))
         .ok_or_else(|| ImageError::Oci {
             image: image.to_path_buf(),
             reason: format!("digest `{digest}` is not sha256 with 64 lower-case hex digits (the only kind supported)"),
