@@ -504,8 +504,10 @@ impl LayerCache {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(of) = name.strip_prefix(".lock-") {
-                // The lock of an OCI layer's unpacking, the layer gone.
-                if !self.dir.join(of).exists()
+                // The lock of an OCI layer's unpacking, the layer gone; a
+                // name isobench would not make is left alone.
+                if of.strip_prefix("sha256-").is_some_and(is_sha256_hex)
+                    && !self.dir.join(of).exists()
                     && File::open(&path).is_ok_and(|f| f.try_lock().is_ok())
                     && std::fs::remove_file(&path).is_ok()
                 {
