@@ -148,6 +148,25 @@ fn minimal_kernel_builds_boots_and_runs_every_workload_like_the_distro_kernel() 
             "density in {e}"
         );
         assert!(has("noop", e, "boot_kernel_ms"), "{e}: no boot_kernel_ms");
+        // The CPU's clock counts the early boot the guest's uptime misses.
+        let value = |rep: u32, m: &str| {
+            rows.iter()
+                .find(|r| r.0 == "noop" && r.1 == e && r.2 == rep && r.3 == m)
+                .map(|r| r.5)
+        };
+        for r in rows
+            .iter()
+            .filter(|r| r.0 == "noop" && r.1 == e && r.3 == "boot_kernel_ms")
+        {
+            let uptime =
+                value(r.2, "boot_uptime_ms").expect("boot_uptime_ms beside boot_kernel_ms");
+            assert!(
+                r.5 >= uptime,
+                "{e} rep {}: boot_kernel_ms {} < boot_uptime_ms {uptime}",
+                r.2,
+                r.5
+            );
+        }
     }
     // The same cpu digest on both kernels.
     let instances = std::fs::read_to_string(run.join("instances.jsonl")).unwrap();
@@ -183,6 +202,12 @@ fn minimal_kernel_builds_boots_and_runs_every_workload_like_the_distro_kernel() 
         "{k}"
     );
     assert_eq!(meta["environments"]["vm"]["kernel"]["choice"], "distro");
+    // Two vCPUs: the minimal kernel keeps its APIC timer.
+    assert_eq!(k["boot_args"], serde_json::json!(["noreplace-smp"]), "{k}");
+    assert_eq!(
+        meta["environments"]["vm"]["kernel"]["boot_args"],
+        serde_json::json!([])
+    );
     // The report puts the two kernels side by side.
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("## Guest kernels side by side"), "{report}");

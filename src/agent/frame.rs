@@ -30,6 +30,11 @@ pub enum Frame {
         /// start, in ms — the time the guest kernel took to boot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uptime_ms: Option<f64>,
+        /// In a VM on x86-64: the virtual CPU's time-stamp counter at the
+        /// agent's start, in ms — the time since QEMU reset the CPU, which
+        /// counts the early boot the guest's own clocks do not see.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_clock_ms: Option<f64>,
         /// In a VM: the agent's own set-up (mounts, modules, disk check)
         /// from its start to this frame, by the guest's clock, in ms.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,12 +97,14 @@ mod tests {
             Frame::Ready {
                 pid: 1,
                 uptime_ms: Some(812.5),
+                cpu_clock_ms: Some(1062.5),
                 setup_ms: Some(3.25),
                 port: Some(5201),
             },
             Frame::Ready {
                 pid: 4242,
                 uptime_ms: None,
+                cpu_clock_ms: None,
                 setup_ms: None,
                 port: None,
             },

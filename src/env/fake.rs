@@ -82,6 +82,7 @@ fn ready() -> Frame {
     Frame::Ready {
         pid: 1,
         uptime_ms: None,
+        cpu_clock_ms: None,
         setup_ms: None,
         port: None,
     }

@@ -354,7 +354,7 @@ pub fn startup_chart(series: &[SeriesSummary], data: &ReportData) -> Option<char
 /// The parts of a VM's startup, in the order they happen, with their
 /// legend names.
 pub const BOOT_PARTS: [(&str, &str); 3] = [
-    ("boot_vmm_ms", "QEMU + firmware (boot_vmm_ms)"),
+    ("boot_vmm_ms", "QEMU's start (boot_vmm_ms)"),
     ("boot_kernel_ms", "guest kernel (boot_kernel_ms)"),
     ("boot_agent_ms", "agent set-up (boot_agent_ms)"),
 ];
@@ -422,8 +422,9 @@ pub fn vm_boot_chart(series: &[&SeriesSummary]) -> Option<chart::BarChart> {
     if groups.is_empty() {
         return None;
     }
-    let mut caption = "segments: medians of boot_vmm_ms (QEMU's start, firmware, loading the \
-                       kernel), boot_kernel_ms (the guest kernel's boot, by its own clock) and \
+    let mut caption = "segments: medians of boot_vmm_ms (QEMU's start and loading the kernel, \
+                       before the virtual CPU runs), boot_kernel_ms (the guest's boot, by the \
+                       virtual CPU's clock) and \
                        boot_agent_ms (the agent's set-up until ready); they add up to about \
                        startup_ms, whose median is the black line (a sum of medians need not \
                        equal the median of the sums)"

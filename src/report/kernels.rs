@@ -18,7 +18,11 @@ use crate::env::EnvKind;
 pub const ROWS: &[(&str, &str)] = &[
     ("startup_ms", "start-up, spawn to ready (ms)"),
     ("boot_vmm_ms", "QEMU + loading the kernel (ms)"),
-    ("boot_kernel_ms", "guest kernel boot (ms)"),
+    (
+        "boot_kernel_ms",
+        "guest kernel boot, by the vCPU's clock (ms)",
+    ),
+    ("boot_uptime_ms", "the same, by the guest's own clock (ms)"),
     ("boot_agent_ms", "agent set-up (ms)"),
     ("guest_ram_pss_mib", "guest RAM touched, PSS (MiB)"),
     ("vmm_overhead_mib", "QEMU's own memory (MiB)"),
@@ -40,6 +44,22 @@ fn find<'a>(data: &'a ReportData, w: &str, e: EnvKind, m: &str) -> Option<&'a Se
     data.series
         .iter()
         .find(|s| s.workload == w && s.environment == e && s.metric == m)
+}
+
+/// The boot arguments a kernel got beyond isobench's own, from meta.json.
+fn boot_args(data: &ReportData, e: EnvKind) -> Vec<String> {
+    data.meta
+        .environments
+        .get(e.as_str())
+        .and_then(|v| v.get("kernel"))
+        .and_then(|k| k.get("boot_args"))
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A kernel's image size in MiB and version from meta.json's knobs.
@@ -144,18 +164,52 @@ pub fn section(data: &ReportData) -> Option<Section> {
                 _ => String::new(),
             };
             s.push_str(&format!(
-                " QEMU's part, up to the kernel's first instruction, goes from {} to {} ms{size}.",
+                " QEMU's part, up to the guest's first instruction, goes from {} to {} ms{size}.",
                 fmt_value(va),
                 fmt_value(vb)
             ));
         }
         if let (Some(ka), Some(kb)) = (med(vm, "boot_kernel_ms"), med(min, "boot_kernel_ms")) {
             s.push_str(&format!(
-                " The kernel's own boot, by its own clock, goes from {} to {} ms: the minimal \
-                 kernel has only the drivers and subsystems the guest uses built in, so it runs \
-                 far fewer initcalls, and the agent loads no modules.",
+                " The kernel's boot, by the virtual CPU's clock, goes from {} to {} ms: the \
+                 minimal kernel has only the drivers and subsystems the guest uses built in, so \
+                 it runs far fewer initcalls, and the agent loads no modules.",
                 fmt_value(ka),
                 fmt_value(kb)
+            ));
+            if let (Some(ua), Some(ub)) = (med(vm, "boot_uptime_ms"), med(min, "boot_uptime_ms")) {
+                s.push_str(&format!(
+                    " The guests' own clocks saw only {} and {} ms of it: the rest is the early \
+                     boot, before the kernel's timer runs, when its clocks stand still.",
+                    fmt_value(ua),
+                    fmt_value(ub)
+                ));
+            }
+        }
+        let args = boot_args(data, min);
+        if !args.is_empty() {
+            let why: Vec<&str> = args
+                .iter()
+                .filter_map(|a| match a.as_str() {
+                    "noreplace-smp" => Some(
+                        "`noreplace-smp` keeps the SMP kernel's lock prefixes on one vCPU \
+                         instead of rewriting thousands of them",
+                    ),
+                    "noapictimer" => Some(
+                        "`noapictimer` makes the PIT the timer instead of calibrating the \
+                         emulated APIC's for 100 ms",
+                    ),
+                    _ => None,
+                })
+                .collect();
+            s.push_str(&format!(
+                " The minimal kernel also boots with `{}`{}.",
+                args.join(" "),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", why.join("; "))
+                }
             ));
         }
         sentences.push(s);
@@ -207,4 +261,82 @@ pub fn section(data: &ReportData) -> Option<Section> {
         rows,
         sentences,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{meta, push};
+    use super::*;
+
+    fn data(minimal_args: serde_json::Value) -> ReportData {
+        let mut m = meta(true);
+        m.environments.insert(
+            "vm".into(),
+            serde_json::json!({"kernel": {"version": "6.1.0-cloud", "image_bytes": 52428800, "boot_args": []}}),
+        );
+        m.environments.insert(
+            "vm-minimal".into(),
+            serde_json::json!({"kernel": {"version": "6.1.192", "image_bytes": 20971520, "boot_args": minimal_args}}),
+        );
+        let mut r = Vec::new();
+        for (e, f) in [("vm", 1.0), ("vm-minimal", 0.3)] {
+            for (metric, v) in [
+                ("startup_ms", 1500.0),
+                ("boot_vmm_ms", 100.0),
+                ("boot_kernel_ms", 1350.0),
+                ("boot_uptime_ms", 900.0),
+            ] {
+                let v = v * f;
+                push(&mut r, "noop", e, metric, "ms", &[v, v, v, v]);
+            }
+            push(
+                &mut r,
+                "cpu",
+                e,
+                "score",
+                "rounds/s",
+                &[400.0, 410.0, 390.0, 405.0],
+            );
+        }
+        ReportData::new(m, &r, Vec::new())
+    }
+
+    #[test]
+    fn the_section_sets_the_kernels_side_by_side_with_this_runs_figures() {
+        let k = section(&data(serde_json::json!(["noreplace-smp", "noapictimer"]))).unwrap();
+        assert_eq!(k.startup_workload, "noop");
+        let row = |what: &str| {
+            k.rows
+                .iter()
+                .find(|r| r[0].starts_with(what))
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(row("start-up")[3], "0.30×");
+        assert_eq!(row("the same, by the guest's own clock")[1], "900");
+        assert_eq!(row("kernel image")[3], "0.40×");
+        let text = k.sentences.join(" ");
+        assert!(
+            text.contains("1500 ms with the distribution's kernel and 450 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("own clocks saw only 900 and 270 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`noreplace-smp noapictimer`: `noreplace-smp` keeps"),
+            "{text}"
+        );
+        assert!(
+            text.contains("intervals overlap") || text.contains("ranges overlap"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_kernel_booted_without_arguments_of_its_own_gets_no_sentence_on_them() {
+        let k = section(&data(serde_json::json!([]))).unwrap();
+        assert!(!k.sentences.join(" ").contains("also boots with"));
+    }
 }

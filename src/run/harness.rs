@@ -465,6 +465,9 @@ fn metrics_of(r: &InstanceResult) -> Vec<Metric> {
     if let Some(k) = r.boot_kernel_ms {
         metrics.push(Metric::lower("boot_kernel_ms", "ms", k));
     }
+    if let Some(u) = r.boot_uptime_ms {
+        metrics.push(Metric::lower("boot_uptime_ms", "ms", u));
+    }
     if let Some(a) = r.boot_agent_ms {
         metrics.push(Metric::lower("boot_agent_ms", "ms", a));
     }

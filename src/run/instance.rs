@@ -31,8 +31,11 @@ pub struct InstanceResult {
     pub boot_agent_ms: Option<f64>,
     /// Arrival of `done` → reaped and cleaned up (only for a clean end).
     pub teardown: Option<Duration>,
-    /// The guest's uptime at the agent's start (vm).
+    /// The guest kernel's boot (vm): the virtual CPU's clock at the
+    /// agent's start, or the guest's uptime where that clock is missing.
     pub boot_kernel_ms: Option<f64>,
+    /// The guest's own uptime (CLOCK_BOOTTIME) at the agent's start (vm).
+    pub boot_uptime_ms: Option<f64>,
     /// The workload's own figures.
     pub metrics: Vec<Metric>,
     /// Figures the environment read on the host (memory, CPU time, ...).
@@ -304,6 +307,7 @@ impl Running {
                 }
                 Frame::Ready {
                     uptime_ms,
+                    cpu_clock_ms,
                     setup_ms,
                     port,
                     ..
@@ -322,7 +326,10 @@ impl Running {
                             ));
                         }
                         self.instance.at_ready();
-                        result.boot_kernel_ms = uptime_ms;
+                        // The CPU's clock counts the whole boot; the
+                        // guest's uptime misses its early part.
+                        result.boot_kernel_ms = cpu_clock_ms.or(uptime_ms);
+                        result.boot_uptime_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
                         self.deadline = at + self.run_timeout;
                         self.start_client(port);

@@ -11,12 +11,17 @@
 //!   `ready` frame on the host;
 //! - `teardown_ms`: from the arrival of the agent's `done` frame to the
 //!   instance being reaped and its host resources removed;
-//! - `boot_kernel_ms` (vm): the guest's uptime when the agent started;
+//! - `boot_kernel_ms` (vm): from QEMU's reset of the virtual CPU to the
+//!   agent's start, by the virtual CPU's time-stamp counter (x86-64; QEMU
+//!   and KVM start it at 0 there). The guest's own clocks stand still in
+//!   the early boot (alternatives patching, the APIC timer's calibration),
+//!   so its uptime, kept as `boot_uptime_ms`, misses that part; where the
+//!   counter is missing, `boot_kernel_ms` is the uptime;
 //! - `boot_first_byte_ms` (vm): from the spawn to the arrival of the guest's
 //!   first byte on the frames channel (the agent's `boot` frame, its very
 //!   first act), so `boot_first_byte_ms - boot_kernel_ms` (`boot_vmm_ms`) is what
-//!   QEMU, the firmware and the kernel's decompression cost before the
-//!   guest's clock started;
+//!   QEMU cost before its virtual CPU ran (process start, machine set-up,
+//!   loading the kernel image and the initramfs) plus the frame's trip;
 //! - `boot_agent_ms` (vm): the agent's set-up (mounts, modules, disk check)
 //!   from its start to its `ready` frame, by the guest's clock.
 //!

@@ -176,8 +176,11 @@ mod tests {
     #[test]
     fn a_child_naming_a_token_is_found_and_measured() {
         let token = format!("isobench-footprint-test-{}", std::process::id());
+        // `read` is built in: the shell waits on its stdin without forking
+        // a child that would carry the same command line.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 5; true", &token])
+            .args(["-c", "read x; true", &token])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Until the child has exec'd, its command line is ours.

@@ -134,6 +134,7 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         cpus: settings.cpus,
         accel: Accel::Tcg,
         tsc_khz: None,
+        boot_args: Vec::new(),
         kernel_args: settings.kernel_args.clone(),
         boot_timeout: Duration::ZERO,
     };
@@ -146,6 +147,12 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         config.tsc_khz = super::host_tsc_khz(&cpuinfo);
     }
+    if found.choice == KernelChoice::Minimal {
+        config.boot_args = kernel::minimal::boot_args(choice.accel == Accel::Tcg, config.cpus)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    }
     config.boot_timeout = settings
         .boot_timeout
         .unwrap_or_else(|| super::default_boot_timeout(choice.accel));
@@ -154,7 +161,8 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         scratch_mib: None,
         nic: false,
     };
-    let meta = kernel_meta(&found);
+    let mut meta = kernel_meta(&found);
+    meta["boot_args"] = config.boot_args.clone().into();
     let mut env = Vm::new(
         config,
         devices,

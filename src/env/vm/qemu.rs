@@ -97,6 +97,9 @@ pub struct VmConfig {
     pub accel: Accel,
     /// The host's TSC rate, set under TCG: see [`tcg_clock_args`].
     pub tsc_khz: Option<u64>,
+    /// The guest kernel's own boot arguments (the minimal kernel's, see
+    /// [`crate::kernel::minimal::boot_args`]; none for other kernels).
+    pub boot_args: Vec<String>,
     /// Extra kernel command-line arguments from the scenario, after
     /// isobench's own (so they win where the kernel takes the last value).
     pub kernel_args: Vec<String>,
@@ -161,6 +164,7 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
     if let Some(khz) = cfg.tsc_khz {
         parts.extend(tcg_clock_args(khz));
     }
+    parts.extend(cfg.boot_args.iter().cloned());
     parts.extend(cfg.kernel_args.iter().cloned());
     // Everything after `--` is passed to init as its arguments. The kernel
     // also passes init any word it does not know (`nokaslr`, ...) before
@@ -309,6 +313,7 @@ mod tests {
             cpus: 1,
             accel,
             tsc_khz: (accel == Accel::Tcg).then_some(2_300_000),
+            boot_args: Vec::new(),
             kernel_args: Vec::new(),
             boot_timeout: default_boot_timeout(accel),
         }
@@ -419,11 +424,13 @@ mod tests {
     fn scenario_kernel_args_come_after_isobench_own() {
         let mut cfg = config(Accel::Tcg);
         cfg.kernel_args = vec!["mitigations=off".into(), "rdinit=/other".into()];
+        cfg.boot_args = vec!["noreplace-smp".into()];
         let line = kernel_cmdline(&cfg, &["noop".to_string()]);
         let own = line.find("rdinit=/init").unwrap();
+        let kernels = line.find("noreplace-smp").unwrap();
         let theirs = line.find("rdinit=/other").unwrap();
         assert!(
-            own < theirs && theirs < line.find(" -- ").unwrap(),
+            own < kernels && kernels < theirs && theirs < line.find(" -- ").unwrap(),
             "{line}"
         );
     }
