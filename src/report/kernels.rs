@@ -157,17 +157,26 @@ pub fn section(data: &ReportData) -> Option<Section> {
             tb / ta
         );
         if let (Some(va), Some(vb)) = (med(vm, "boot_vmm_ms"), med(min, "boot_vmm_ms")) {
-            let size = match (size_a, size_b) {
-                (Some(a), Some(b)) => {
-                    format!(" as the kernel file QEMU loads shrinks from {a:.1} to {b:.1} MiB")
-                }
-                _ => String::new(),
+            let files = match (size_a, size_b) {
+                (Some(a), Some(b)) => format!("the kernel file QEMU loads ({a:.1} and {b:.1} MiB)"),
+                _ => "the kernel file QEMU loads".into(),
             };
-            s.push_str(&format!(
-                " QEMU's part, up to the guest's first instruction, goes from {} to {} ms{size}.",
-                fmt_value(va),
-                fmt_value(vb)
-            ));
+            if va > 0.0 && (vb / va - 1.0).abs() < 0.1 {
+                s.push_str(&format!(
+                    " QEMU's part, up to the guest's first instruction, is about the same with \
+                     both ({} and {} ms): at these sizes {files} costs QEMU little next to \
+                     its own start.",
+                    fmt_value(va),
+                    fmt_value(vb)
+                ));
+            } else {
+                s.push_str(&format!(
+                    " QEMU's part, up to the guest's first instruction, goes from {} to {} ms \
+                     with {files}.",
+                    fmt_value(va),
+                    fmt_value(vb)
+                ));
+            }
         }
         if let (Some(ka), Some(kb)) = (med(vm, "boot_kernel_ms"), med(min, "boot_kernel_ms")) {
             s.push_str(&format!(
