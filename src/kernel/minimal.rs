@@ -233,7 +233,7 @@ pub fn installed(cache: &Path) -> Result<Option<Built>, KernelError> {
 /// boot up to `/init`, 7 interleaved boots each, TCG, 2-core host):
 ///
 /// - `noreplace-smp`: keep the SMP kernel's `lock` prefixes when the guest
-///   has one CPU, instead of rewriting each of them (about 6000 one-byte
+///   has one CPU, instead of rewriting each of them (about 5000 one-byte
 ///   patches through `text_poke`, every one a page-table switch and a
 ///   flush of QEMU's translated code): −50 ms;
 /// - `noapictimer` (TCG, one vCPU): use the PIT, not the local APIC, as
