@@ -57,6 +57,17 @@ pub enum MergeError {
     /// The report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// `--out` holds a run (or other results) that merging would overwrite.
+    #[error(
+        "--out {}: {why}; give a new directory (or one an earlier `isobench merge` wrote)",
+        path.display()
+    )]
+    WouldOverwrite {
+        /// The output directory.
+        path: PathBuf,
+        /// What is there.
+        why: String,
+    },
 }
 
 impl MergeError {
@@ -134,6 +145,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, allow_different: bool) -> Result<Merg
             i.host = format!("{}#{n}", i.host);
         }
     }
+    refuse_to_overwrite(out, dirs)?;
     std::fs::create_dir_all(out).map_err(|source| MergeError::Write {
         path: out.to_path_buf(),
         source,
@@ -189,6 +201,44 @@ pub fn merge(dirs: &[PathBuf], out: &Path, allow_different: bool) -> Result<Merg
         fleet,
         files,
     })
+}
+
+/// Refuses an output directory that is one of the runs, or holds results
+/// an earlier merge did not write (its `meta.json` names no
+/// `merge-of-…` run): merging writes `results.csv` and `meta.json` there.
+fn refuse_to_overwrite(out: &Path, dirs: &[PathBuf]) -> Result<(), MergeError> {
+    let refuse = |why: String| {
+        Err(MergeError::WouldOverwrite {
+            path: out.to_path_buf(),
+            why,
+        })
+    };
+    let same = |d: &PathBuf| match (out.canonicalize(), d.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if dirs.iter().any(same) {
+        return refuse("it is one of the runs being merged".into());
+    }
+    let meta = out.join(crate::meta::META);
+    if meta.exists() {
+        let run_id = std::fs::read(&meta)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("run_id")?.as_str().map(str::to_string));
+        return match run_id {
+            Some(id) if id.starts_with("merge-of-") => Ok(()),
+            Some(id) => refuse(format!("it holds run {id}")),
+            None => refuse(format!(
+                "it holds a {} that is not a merge's",
+                crate::meta::META
+            )),
+        };
+    }
+    if out.join(RESULTS).exists() {
+        return refuse(format!("it holds a {RESULTS}"));
+    }
+    Ok(())
 }
 
 /// The merged `meta.json`: the first run's, with every workload renamed

@@ -238,6 +238,30 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     assert!((ratio(cells[4]) - 3.0).abs() < 0.4, "{row}");
     assert!((ratio(cells[5]) - 2.0).abs() < 0.3, "{row}");
     assert!(out_dir.join("report.html").is_file() && out_dir.join("summary.json").is_file());
+    // Merging again into the merge's own directory is fine; into a run, not.
+    let again = |out_dir: &std::path::Path| {
+        bin()
+            .arg("merge")
+            .arg(&da)
+            .arg(&db)
+            .arg("--out")
+            .arg(out_dir)
+            .output()
+            .unwrap()
+    };
+    assert!(again(&out_dir).status.success());
+    let before = std::fs::read(da.join("results.csv")).unwrap();
+    for run in [&da, &db] {
+        let out = again(run);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("one of the runs being merged"), "{err}");
+    }
+    let other = synth::write(&root, &Spec::nth(3)).unwrap();
+    let out = again(&other);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("it holds run"));
+    assert_eq!(std::fs::read(da.join("results.csv")).unwrap(), before);
 
     let mut c = Spec::nth(2);
     c.scenario = "teaching".into();

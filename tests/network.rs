@@ -208,12 +208,23 @@ fn sigkill_then_clean_removes_the_runs_bridge() {
     child.wait().unwrap();
     // The bridge outlives a SIGKILL (veths go with their namespaces).
     assert!(!links_of(&id).is_empty(), "the bridge went without clean");
+    // A link named like the run's but not marked as isobench's: not its to
+    // delete.
+    let stranger = format!("iv{}99", isobench::net::tag(&id));
+    Netlink::open().unwrap().add_bridge(&stranger).unwrap();
     let out = s.isobench().arg("clean").output().unwrap();
+    let still_there = links_of(&id);
+    let _ = Netlink::open().unwrap().delete(&stranger);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("ib{}", isobench::net::tag(&id))),
         "clean did not say it removed the bridge: {}",
         text(&out)
+    );
+    assert_eq!(
+        still_there,
+        vec![stranger],
+        "clean removed an unmarked link, or left one of its own"
     );
     assert!(links_of(&id).is_empty(), "links left: {:?}", links_of(&id));
     assert_clean(&s);

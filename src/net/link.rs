@@ -28,7 +28,12 @@ pub struct Link {
     pub index: u32,
     /// Its name.
     pub name: String,
+    /// Its alias (`ip link set … alias`), where it has one.
+    pub alias: Option<String>,
 }
+
+/// How long a netlink request waits for the kernel's reply.
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A NETLINK_ROUTE socket in one network namespace.
 pub struct Netlink {
@@ -42,6 +47,11 @@ impl Netlink {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // A kernel that never answers must not hang a run's set-up or
+        // clean-up: replies wait at most REPLY_TIMEOUT.
+        let limit = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &limit)
+            .map_err(io::Error::from)?;
         Ok(Netlink { socket, seq: 0 })
     }
 
@@ -79,7 +89,19 @@ impl Netlink {
     fn replies(&mut self, seq: u32, mut each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
+            let n = self.socket.recv(&mut &mut buf[..], 0).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the kernel sent no netlink reply within {} s",
+                            REPLY_TIMEOUT.as_secs()
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
             let mut at = 0;
             while at < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[at..n])
@@ -128,10 +150,15 @@ impl Netlink {
                     LinkAttribute::IfName(n) => Some(n.clone()),
                     _ => None,
                 });
+                let alias = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfAlias(n) => Some(n.clone()),
+                    _ => None,
+                });
                 if let Some(name) = name {
                     links.push(Link {
                         index: l.header.index,
                         name,
+                        alias,
                     });
                 }
             }
@@ -213,6 +240,14 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes = vec![LinkAttribute::Controller(master)];
+        self.request(0, RouteNetlinkMessage::SetLink(msg))
+    }
+
+    /// Sets the alias of link `index`: isobench's mark of ownership.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![LinkAttribute::IfAlias(alias.into())];
         self.request(0, RouteNetlinkMessage::SetLink(msg))
     }
 

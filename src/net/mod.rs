@@ -191,6 +191,7 @@ impl Fabric {
             .map_err(link_err(format!("creating bridge {name}")))?;
         let made = (|| {
             let index = nl.index(&name)?;
+            nl.set_alias(index, &mark(&self.run_id))?;
             nl.add_address(index, Ipv4Addr::new(net[0], net[1], net[2], 1), PREFIX)?;
             nl.set_up(index)?;
             Ok(Bridge { index, net })
@@ -234,6 +235,8 @@ impl Fabric {
         nl.add_veth(&host_link, bridge.index, "eth0", &ns)
             .map_err(link_err(format!("creating veth {host_link}/eth0")))?;
         let inside = (|| {
+            let index = nl.index(&host_link)?;
+            nl.set_alias(index, &mark(&self.run_id))?;
             let mut inner = Netlink::open_in(netns)?;
             let eth0 = inner.index("eth0")?;
             inner.add_address(eth0, addr, PREFIX)?;
@@ -266,6 +269,7 @@ impl Fabric {
         link::add_tap(&name).map_err(link_err(format!("creating tap {name} on /dev/net/tun")))?;
         let attached = (|| {
             let index = nl.index(&name)?;
+            nl.set_alias(index, &mark(&self.run_id))?;
             nl.set_master(index, bridge.index)?;
             nl.set_up(index)
         })();
@@ -295,23 +299,48 @@ impl Drop for Fabric {
     fn drop(&mut self) {
         let made = self.bridge.get_mut().map(|b| b.is_some()).unwrap_or(true);
         if made {
-            let _ = clean_tag(&self.tag);
+            let _ = clean_tag(&self.tag, &self.run_id);
         }
     }
 }
 
-/// Deletes every link named with `tag` (bridge, veth host ends, taps).
-fn clean_tag(tag: &str) -> std::io::Result<Vec<String>> {
+/// The alias isobench gives every link of run `run_id`: with the name's
+/// tag, the proof that isobench made it.
+pub fn mark(run_id: &str) -> String {
+    format!("isobench run {run_id}")
+}
+
+/// Whether `link` is one of run `run_id`'s, whose links carry `tag`: named
+/// so, and carrying the run's [`mark`]. A link named like isobench's but
+/// without the mark is left alone.
+fn owned(link: &link::Link, tag: &str, run_id: &str) -> bool {
+    is_run_link(&link.name, tag) && link.alias.as_deref() == Some(mark(run_id).as_str())
+}
+
+/// Deletes every link of run `run_id` (bridge, veth host ends, taps); one
+/// that cannot be deleted does not stop the others, and the first such
+/// error is returned after them.
+fn clean_tag(tag: &str, run_id: &str) -> std::io::Result<Vec<String>> {
     let mut nl = Netlink::open()?;
     let mut removed = Vec::new();
+    let mut first_error = None;
     let mut links = nl.links()?;
     // Ports before their bridge.
     links.sort_by_key(|l| l.name.starts_with("ib"));
-    for l in links.into_iter().filter(|l| is_run_link(&l.name, tag)) {
-        nl.delete(&l.name)?;
-        removed.push(l.name);
+    for l in links.into_iter().filter(|l| owned(l, tag, run_id)) {
+        match nl.delete(&l.name) {
+            Ok(()) => removed.push(l.name),
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    std::io::Error::new(e.kind(), format!("deleting link {}: {e}", l.name))
+                });
+            }
+        }
     }
-    Ok(removed)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 /// Removes the links of run `run_id` (a dead run: the caller proved it),
@@ -321,12 +350,39 @@ pub fn clean_run(run_id: &str, live: &[String]) -> std::io::Result<Vec<String>> 
     if live.iter().any(|r| r != run_id && tag(r) == t) {
         return Ok(Vec::new());
     }
-    clean_tag(&t)
+    clean_tag(&t, run_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_links_named_and_marked_for_the_run_are_its_own() {
+        let run = "20261128T204700Z-04f0";
+        let t = tag(run);
+        let link = |name: String, alias: Option<String>| link::Link {
+            index: 7,
+            name,
+            alias,
+        };
+        assert!(owned(&link(format!("ib{t}"), Some(mark(run))), &t, run));
+        assert!(owned(&link(format!("it{t}3"), Some(mark(run))), &t, run));
+        // Named like isobench's, but not marked, or marked for another run.
+        assert!(!owned(&link(format!("ib{t}"), None), &t, run));
+        assert!(!owned(
+            &link(format!("iv{t}1"), Some("uplink".into())),
+            &t,
+            run
+        ));
+        assert!(!owned(
+            &link(format!("iv{t}1"), Some(mark("20261128T204700Z-ffff"))),
+            &t,
+            run
+        ));
+        // Marked, but not named for the run.
+        assert!(!owned(&link("eth0".into(), Some(mark(run))), &t, run));
+    }
 
     #[test]
     fn names_carry_the_run_tag_and_fit_ifnamsiz() {
