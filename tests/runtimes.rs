@@ -544,3 +544,65 @@ fn a_descriptor_of_the_caller_does_not_reach_a_runtime_container() {
     }
     assert_clean(&s);
 }
+
+/// An instance stopped by Ctrl-C: isobench kills the Docker/Podman CLI, and
+/// the container (which `run --rm` would have removed) is removed by the id
+/// the CLI wrote, leaving nothing of the run in the daemon.
+#[test]
+fn an_interrupted_daemon_container_is_removed_by_its_id() {
+    if !require(is_root(), "the runtimes need root") {
+        return;
+    }
+    let s = Scratch::new("rt-sigint");
+    let r = Runtimes::find(&s);
+    let Some(d) = r.docker.as_ref() else {
+        require(false, "docker (scripts/setup.sh installs docker.io)");
+        return;
+    };
+    let scenario = s.write(
+        "idle.toml",
+        "name = \"idle\"\nreps = 1\nwarmups = 0\n[[workload]]\nkind = \"idle\"\nduration_ms = 120000\n",
+    );
+    let mut child = r
+        .isobench(&s)
+        .args(["run", "--env", "docker", "--quiet", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(s.reports())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_id = loop {
+        let id = std::fs::read_dir(s.runs())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .next();
+        if let Some(id) = id
+            && d.cli(&["ps", "-q", "--filter", &format!("label=isobench.run={id}")])
+                .is_some_and(|o| !o.is_empty())
+        {
+            break id;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no docker container of the run appeared within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let stopped = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted run is not a success");
+    assert!(stopped.elapsed() < Duration::from_secs(60));
+    r.assert_daemons_clean(&run_id);
+    assert_clean(&s);
+}

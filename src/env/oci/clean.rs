@@ -7,7 +7,7 @@
 use super::daemon::{Record, record_path};
 use crate::env::EnvKind;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// Removes what run `run_id`, whose runtime directory is `dir`, left in
 /// the runtimes; returns one line per thing removed.
@@ -20,7 +20,7 @@ pub fn clean_run(dir: &Path) -> Vec<String> {
             continue;
         }
         let runtime = |args: &[&str]| {
-            let mut cmd = Command::new(program);
+            let mut cmd = super::tool(program);
             if kind == EnvKind::Crun {
                 let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
                 if super::hybrid_cgroups(&mountinfo) {
@@ -56,7 +56,7 @@ pub fn clean_run(dir: &Path) -> Vec<String> {
             continue;
         };
         let cli = |args: &[&str]| {
-            Command::new(&record.cli)
+            super::tool(&record.cli)
                 .env_remove("DOCKER_HOST")
                 .envs(record.env.iter().map(|(k, v)| (k, v)))
                 .args(args)

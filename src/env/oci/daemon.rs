@@ -14,7 +14,7 @@ use crate::workload::Metric;
 use sha2::Digest;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The CLI of each of these environments.
@@ -39,7 +39,7 @@ pub const CLI_ENV: &[&str] = &[
 /// Runs `tool args...` and returns its trimmed stdout; the error carries
 /// its stderr.
 pub fn output(tool: &Tool, args: &[&str]) -> Result<String, EnvError> {
-    let out = Command::new(&tool.path)
+    let out = super::tool(&tool.path)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -263,7 +263,7 @@ impl Daemon {
 /// Whether `podman run` of the image's agent works with these flags; the
 /// error is Podman's message.
 fn probe(tool: &Tool, image: &str, flags: &[String]) -> Result<(), String> {
-    let out = Command::new(&tool.path)
+    let out = super::tool(&tool.path)
         .arg("run")
         .args(flags)
         .args([image, "/init", "noop"])
@@ -457,7 +457,7 @@ fn hex(bytes: &[u8]) -> String {
 impl Drop for Daemon {
     /// The run's image goes with the environment.
     fn drop(&mut self) {
-        let _ = Command::new(&self.tool.path)
+        let _ = super::tool(&self.tool.path)
             .args(["rmi", "--force", &self.image])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -542,6 +542,7 @@ impl Environment for Daemon {
             streams: Some(streams),
             process,
             name,
+            run_id: self.run_id.clone(),
             cidfile,
             cli: self.tool.path.clone(),
             baseline,
@@ -555,6 +556,7 @@ struct DaemonInstance {
     streams: Option<Streams>,
     process: ProcessHandle,
     name: String,
+    run_id: String,
     cidfile: PathBuf,
     cli: PathBuf,
     baseline: u64,
@@ -590,16 +592,46 @@ impl Instance for DaemonInstance {
             .kill_and_reap()
             .map_err(|e| EnvError::io("reaping the runtime CLI", e))?;
         // `run --rm` returns once the container is removed; a CLI that was
-        // killed or failed may leave it.
+        // killed or failed may leave it. Removed by the id the CLI wrote
+        // into our cidfile, or else only if it has this instance's name
+        // and carries this run's label: never a container of the same
+        // name that isobench did not make.
         if !exited {
-            let _ = Command::new(&self.cli)
-                .args(["rm", "--force", &self.name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            for id in self.own_containers() {
+                let _ = super::tool(&self.cli)
+                    .args(["rm", "--force", &id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
         let _ = std::fs::remove_file(&self.cidfile);
         Ok(())
+    }
+}
+
+impl DaemonInstance {
+    /// The ids of this instance's container: the cidfile's, or the
+    /// containers of its name that carry the run's label.
+    fn own_containers(&self) -> Vec<String> {
+        let cid = std::fs::read_to_string(&self.cidfile).unwrap_or_default();
+        if !cid.trim().is_empty() {
+            return vec![cid.trim().to_string()];
+        }
+        let out = super::tool(&self.cli)
+            .args(["ps", "--all", "--quiet", "--no-trunc", "--filter"])
+            .arg(format!("name=^/?{}$", self.name))
+            .arg("--filter")
+            .arg(format!("label=isobench.run={}", self.run_id))
+            .stderr(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -128,7 +128,7 @@ pub fn find(name: &'static str, kind: EnvKind) -> Result<Tool, EnvError> {
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
         .ok_or_else(missing)?;
-    let out = Command::new(&path)
+    let out = tool(&path)
         .arg("--version")
         .output()
         .map_err(|e| EnvError::io(format!("running {} --version", path.display()), e))?;
@@ -263,6 +263,22 @@ pub struct CliStdio {
     stderr: Stdio,
     /// What the agent is told in `ISOBENCH_FRAME_FD`.
     pub agent_var: &'static str,
+}
+
+/// A command for a runtime's or CLI's helper call (version, `ps`, `rm`,
+/// `rmi`, probes): stdin empty, and no descriptor of isobench's above
+/// stderr inherited — another instance's frame pipe must not reach a
+/// daemon's CLI.
+pub fn tool(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null());
+    // SAFETY: runs in the forked child before exec; close_range/fcntl are
+    // async-signal-safe and nothing allocates.
+    unsafe {
+        cmd.pre_exec(|| super::stdio::cloexec_from(3).map_err(std::io::Error::from));
+    }
+    cmd
 }
 
 /// A runtime CLI command for an instance: these streams, its own process
