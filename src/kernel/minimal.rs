@@ -334,22 +334,7 @@ pub fn build(
 /// Removes work directories of builds whose process is gone (a crash or
 /// Ctrl-C); called with the lock held, so none is in use.
 fn remove_stale_work(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(".build-minimal-")
-            .and_then(|r| r.rsplit('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() || pid == std::process::id() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+    super::remove_dead_work(root, ".build-minimal-");
 }
 
 pub(super) fn io_err(step: &str, path: &Path, e: std::io::Error) -> KernelError {

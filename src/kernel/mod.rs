@@ -293,6 +293,8 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<GuestKernel, Ker
     say(&format!("guest kernel: {meta} -> {pkg}"));
 
     let kernels = kernels_dir(cache);
+    // A fetch cut short by a crash left its work directory behind.
+    remove_dead_work(&kernels, ".fetch-");
     let work = kernels.join(format!(".fetch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)
@@ -300,6 +302,28 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<GuestKernel, Ker
     let result = fetch_into(&work, &kernels, &pkg, say);
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// Removes the work directories `<prefix>…-<pid>` (or `<prefix><pid>`) in
+/// `root` whose process is gone, and this process's own: names isobench
+/// gives its fetches and builds, never another's.
+pub(crate) fn remove_dead_work(root: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() || pid == std::process::id() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn fetch_into(
@@ -536,6 +560,22 @@ fn copy(from: &Path, to: &Path) -> Result<(), KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_fetchs_work_directory_is_removed_and_nothing_else() {
+        let dir = crate::testutil::TempDir::new("kfetch");
+        // pid 0 never names a live process under /proc; pid 1 always does.
+        let dead = dir.join(".fetch-0");
+        let live = dir.join(".fetch-1");
+        let other = dir.join(".fetchy-0");
+        let kernel = dir.join("6.1.0-56-cloud-amd64");
+        for d in [&dead, &live, &other, &kernel] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        remove_dead_work(&dir, ".fetch-");
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists() && kernel.exists());
+    }
 
     #[test]
     fn dependency_is_read_from_apt_cache() {
