@@ -199,14 +199,18 @@ pub fn section(data: &ReportData) -> Option<Section> {
         if !args.is_empty() {
             let why: Vec<&str> = args
                 .iter()
-                .filter_map(|a| match a.as_str() {
+                .filter_map(|a| match a.split('=').next().unwrap_or("") {
                     "noreplace-smp" => Some(
                         "`noreplace-smp` keeps the SMP kernel's lock prefixes on one vCPU \
                          instead of rewriting thousands of them",
                     ),
-                    "noapictimer" => Some(
-                        "`noapictimer` makes the PIT the timer instead of calibrating the \
-                         emulated APIC's for 100 ms",
+                    "dhash_entries" => Some(
+                        "the `*hash_entries` size the kernel's hash tables for one workload \
+                         rather than for the guest's RAM",
+                    ),
+                    "clearcpuid" => Some(
+                        "`clearcpuid=erms,rep_good` has the kernel copy and clear memory with \
+                         plain moves, which emulation runs faster than string instructions",
                     ),
                     _ => None,
                 })
@@ -312,7 +316,12 @@ mod tests {
 
     #[test]
     fn the_section_sets_the_kernels_side_by_side_with_this_runs_figures() {
-        let k = section(&data(serde_json::json!(["noreplace-smp", "noapictimer"]))).unwrap();
+        let k = section(&data(serde_json::json!([
+            "noreplace-smp",
+            "dhash_entries=4096",
+            "clearcpuid=erms,rep_good"
+        ])))
+        .unwrap();
         assert_eq!(k.startup_workload, "noop");
         let row = |what: &str| {
             k.rows
@@ -334,9 +343,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("`noreplace-smp noapictimer`: `noreplace-smp` keeps"),
+            text.contains(
+                "`noreplace-smp dhash_entries=4096 clearcpuid=erms,rep_good`: `noreplace-smp` keeps"
+            ),
             "{text}"
         );
+        assert!(text.contains("the `*hash_entries` size"), "{text}");
         assert!(
             text.contains("intervals overlap") || text.contains("ranges overlap"),
             "{text}"

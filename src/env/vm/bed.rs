@@ -148,7 +148,7 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         config.tsc_khz = super::host_tsc_khz(&cpuinfo);
     }
     if found.choice == KernelChoice::Minimal {
-        config.boot_args = kernel::minimal::boot_args(choice.accel == Accel::Tcg, config.cpus)
+        config.boot_args = kernel::minimal::boot_args()
             .iter()
             .map(|a| a.to_string())
             .collect();
