@@ -477,7 +477,8 @@ fn damaged_run_directories_are_refused_with_the_file_and_line() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap() != "latest")
+        // The run's directory: not `latest`, nor the history store beside it.
+        .find(|p| p.is_dir() && p.file_name().unwrap() != "latest")
         .unwrap();
 
     // A FIFO: a blocking open would wait for a writer forever.
