@@ -10,7 +10,7 @@ use common::*;
 use isobench::net::link::Netlink;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The run id of the run whose reports are under `reports`.
 fn run_id(reports: &Path) -> String {
@@ -184,26 +184,12 @@ fn sigkill_then_clean_removes_the_runs_bridge() {
         .spawn()
         .unwrap();
     // Wait for the run's bridge to appear (its id is its directory's name).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let id = std::fs::read_dir(s.runs())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| isobench::rundir::is_run_id(n));
-        if let Some(id) = id
-            && links_of(&id).iter().any(|l| l.starts_with("ib"))
-        {
-            break id;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no bridge of the run appeared within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let id = s.wait_for_run(
+        &mut child,
+        Duration::from_secs(60),
+        "no bridge of the run appeared",
+        |id| links_of(id).iter().any(|l| l.starts_with("ib")),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The bridge outlives a SIGKILL (veths go with their namespaces).

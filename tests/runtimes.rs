@@ -427,37 +427,21 @@ fn sigkill_then_clean_removes_runtime_containers_and_images() {
         .spawn()
         .unwrap();
     // Wait until the first environment's container is up.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_dir = loop {
-        let run = std::fs::read_dir(s.runs())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .next();
-        let up = run.as_ref().filter(|run| match envs[0] {
-            "runc" => std::fs::read_dir(run.join("oci/runc")).is_ok_and(|mut d| d.next().is_some()),
-            _ => {
-                let id = run.file_name().unwrap().to_string_lossy().to_string();
-                r.docker
-                    .as_ref()
-                    .and_then(|d| {
-                        d.cli(&["ps", "-q", "--filter", &format!("label=isobench.run={id}")])
-                    })
-                    .is_some_and(|o| !o.is_empty())
-            }
-        });
-        if let Some(run) = up {
-            break run.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {} container appeared",
-            envs[0]
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let run_id = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    let run_id = s.wait_for_run(
+        &mut child,
+        Duration::from_secs(120),
+        &format!("no {} container appeared", envs[0]),
+        |id| match envs[0] {
+            "runc" => std::fs::read_dir(s.runs().join(id).join("oci/runc"))
+                .is_ok_and(|mut d| d.next().is_some()),
+            _ => r
+                .docker
+                .as_ref()
+                .and_then(|d| d.cli(&["ps", "-q", "--filter", &format!("label=isobench.run={id}")]))
+                .is_some_and(|o| !o.is_empty()),
+        },
+    );
+    let run_dir = s.runs().join(&run_id);
     // Give docker's instance (if it is the one running) time to exist too.
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
@@ -573,27 +557,15 @@ fn an_interrupted_daemon_container_is_removed_by_its_id() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_id = loop {
-        let id = std::fs::read_dir(s.runs())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .next();
-        if let Some(id) = id
-            && d.cli(&["ps", "-q", "--filter", &format!("label=isobench.run={id}")])
+    let run_id = s.wait_for_run(
+        &mut child,
+        Duration::from_secs(120),
+        "no docker container of the run appeared",
+        |id| {
+            d.cli(&["ps", "-q", "--filter", &format!("label=isobench.run={id}")])
                 .is_some_and(|o| !o.is_empty())
-        {
-            break id;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no docker container of the run appeared within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        },
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -44,6 +44,39 @@ impl Scratch {
         self.path.join("reports")
     }
 
+    /// Waits until a run of `child` (an `isobench run` started with this
+    /// scratch's runtime directory) has a directory for which `ready`
+    /// holds; returns its run id. Past `within`, kills the child and panics
+    /// with `what`.
+    pub fn wait_for_run(
+        &self,
+        child: &mut std::process::Child,
+        within: std::time::Duration,
+        what: &str,
+        mut ready: impl FnMut(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let id = std::fs::read_dir(self.runs())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| isobench::rundir::is_run_id(n));
+            if let Some(id) = id
+                && ready(&id)
+            {
+                return id;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} within {} s", within.as_secs());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path.join(name);
         std::fs::write(&p, text).unwrap();
