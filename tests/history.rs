@@ -194,6 +194,18 @@ fn history_report_of_100_runs_and_the_store_size_per_run() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// `isobench merge RUNS... [extra] --out OUT`.
+fn merge(runs: &[&Path], extra: &[&str], out: &Path) -> std::process::Output {
+    bin()
+        .arg("merge")
+        .args(runs)
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     let root = tmp("hist-merge");
@@ -205,14 +217,7 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     let da = synth::write(&root, &a).unwrap();
     let db = synth::write(&root, &b).unwrap();
     let out_dir = root.join("merged");
-    let out = bin()
-        .arg("merge")
-        .arg(&da)
-        .arg(&db)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    let out = merge(&[&da, &db], &[], &out_dir);
     assert!(
         out.status.success(),
         "{}",
@@ -239,16 +244,7 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     assert!((ratio(cells[5]) - 2.0).abs() < 0.3, "{row}");
     assert!(out_dir.join("report.html").is_file() && out_dir.join("summary.json").is_file());
     // Merging again into the merge's own directory is fine; into a run, not.
-    let again = |out_dir: &std::path::Path| {
-        bin()
-            .arg("merge")
-            .arg(&da)
-            .arg(&db)
-            .arg("--out")
-            .arg(out_dir)
-            .output()
-            .unwrap()
-    };
+    let again = |out_dir: &Path| merge(&[&da, &db], &[], out_dir);
     assert!(again(&out_dir).status.success());
     let before = std::fs::read(da.join("results.csv")).unwrap();
     for run in [&da, &db] {
@@ -267,14 +263,7 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     c.scenario = "teaching".into();
     let dc = synth::write(&root, &c).unwrap();
     let refused = root.join("refused");
-    let out = bin()
-        .arg("merge")
-        .arg(&da)
-        .arg(&dc)
-        .arg("--out")
-        .arg(&refused)
-        .output()
-        .unwrap();
+    let out = merge(&[&da, &dc], &[], &refused);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -283,15 +272,7 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     );
     assert!(err.contains("--allow-different-scenarios"), "{err}");
     assert!(!refused.exists(), "nothing written when refused");
-    let out = bin()
-        .arg("merge")
-        .arg(&da)
-        .arg(&dc)
-        .arg("--allow-different-scenarios")
-        .arg("--out")
-        .arg(&refused)
-        .output()
-        .unwrap();
+    let out = merge(&[&da, &dc], &["--allow-different-scenarios"], &refused);
     assert!(
         out.status.success(),
         "{}",
