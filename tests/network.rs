@@ -194,6 +194,11 @@ fn sigkill_then_clean_removes_the_runs_bridge() {
     child.wait().unwrap();
     // The bridge outlives a SIGKILL (veths go with their namespaces).
     assert!(!links_of(&id).is_empty(), "the bridge went without clean");
+    // It forwards nothing toward the host's other interfaces.
+    let bridge = format!("ib{}", isobench::net::tag(&id));
+    let forwarding =
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding")).unwrap();
+    assert_eq!(forwarding.trim(), "0", "{bridge} forwards");
     // A link named like the run's but not marked as isobench's: not its to
     // delete.
     let stranger = format!("iv{}99", isobench::net::tag(&id));

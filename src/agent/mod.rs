@@ -141,6 +141,10 @@ static FRAMES: Mutex<Option<File>> = Mutex::new(None);
 
 /// Runs the agent with the process's arguments; never returns.
 pub fn main() -> ! {
+    // The CPU's clock first (in a VM it counts from the virtual CPU's
+    // reset), then the guest's own: both cheap outside a VM too.
+    let boot_tsc = guest::cpu_clock();
+    let boot_uptime = guest::uptime_ms();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (opts, args) = match parse_options(&args) {
         Ok(parsed) => parsed,
@@ -157,9 +161,7 @@ pub fn main() -> ! {
     let mut setup_ms = None;
     let mut cpu_clock_ms = None;
     if mode == Mode::Vm {
-        // The CPU's clock first: it counts from the virtual CPU's reset.
-        let tsc = guest::cpu_clock();
-        let start = guest::uptime_ms();
+        let start = boot_uptime;
         guest::install_panic_hook();
         if let Some(dev) = &opts.frames {
             match guest::open_frames(dev) {
@@ -177,7 +179,7 @@ pub fn main() -> ! {
         }
         uptime_ms = Some(start);
         // /proc is mounted now: the kernel's TSC rate converts the count.
-        cpu_clock_ms = tsc.and_then(guest::cpu_clock_ms);
+        cpu_clock_ms = boot_tsc.and_then(guest::cpu_clock_ms);
     }
 
     frame_fd();
@@ -268,22 +270,23 @@ pub fn main() -> ! {
     finish(mode, code)
 }
 
+/// A TSC count in ms. The rate: the `tsc_early_khz=` of the kernel's
+/// command line (`/proc/cmdline`), which isobench gives a TCG guest and
+/// whose TSC runs at it; else the kernel's `cpu MHz` (`/proc/cpuinfo`,
+/// parsed as for the host), which under KVM is the TSC rate. `None`
+/// without a usable rate.
+fn tsc_ms(ticks: u64, cmdline: &str, cpuinfo: &str) -> Option<f64> {
+    let khz = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tsc_early_khz=")?.parse::<u64>().ok())
+        .or_else(|| crate::env::vm::host_tsc_khz(cpuinfo))
+        .filter(|k| *k > 0)?;
+    Some(ticks as f64 / khz as f64)
+}
+
 /// The descriptor frames go to: `$ISOBENCH_FRAME_FD`, which the host sets
 /// for native and container instances (their standard streams are data),
 /// else stdout (the agent started by hand).
-/// A TSC count in ms at the rate of the first `cpu MHz` line of a
-/// `/proc/cpuinfo` text; `None` without a usable rate.
-fn tsc_ms(ticks: u64, cpuinfo: &str) -> Option<f64> {
-    let mhz: f64 = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu MHz")?.split_once(':'))?
-        .1
-        .trim()
-        .parse()
-        .ok()?;
-    (mhz.is_finite() && mhz > 0.0).then(|| ticks as f64 / (mhz * 1e3))
-}
-
 fn frame_fd() -> i32 {
     static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *FD.get_or_init(|| {
@@ -402,12 +405,11 @@ mod guest {
         }
     }
 
-    /// A [`cpu_clock`] count in ms, at the TSC rate the guest kernel uses
-    /// (`cpu MHz` in its `/proc/cpuinfo`: under TCG the `tsc_early_khz`
-    /// isobench gives it, under KVM what the hypervisor reports).
+    /// A [`cpu_clock`] count in ms (see [`super::tsc_ms`] for the rate).
     pub fn cpu_clock_ms(ticks: u64) -> Option<f64> {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-        super::tsc_ms(ticks, &cpuinfo)
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        super::tsc_ms(ticks, &cmdline, &cpuinfo)
     }
 
     /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
@@ -700,13 +702,17 @@ mod tests {
     }
 
     #[test]
-    fn tsc_counts_convert_at_the_kernels_rate() {
+    fn tsc_counts_convert_at_the_rate_the_guest_was_given() {
         let cpuinfo = "processor\t: 0\nmodel name\t: QEMU TCG CPU\ncpu MHz\t\t: 2596.134\ncache size\t: 512 KB\n";
-        let ms = tsc_ms(2_596_134_000, cpuinfo).unwrap();
+        // Under TCG: the rate on the command line wins over the kernel's
+        // own calibration of the CPU.
+        let tcg = "console=ttyS0 tsc_early_khz=2000000 tsc=reliable -- --vm";
+        let ms = tsc_ms(2_000_000_000, tcg, cpuinfo).unwrap();
         assert!((ms - 1000.0).abs() < 1e-6, "{ms}");
-        assert_eq!(tsc_ms(1, "processor\t: 0\n"), None);
-        assert_eq!(tsc_ms(1, "cpu MHz\t: 0.000\n"), None);
-        assert_eq!(tsc_ms(1, "cpu MHz\t: fast\n"), None);
+        let ms = tsc_ms(2_596_134_000, "console=ttyS0", cpuinfo).unwrap();
+        assert!((ms - 1000.0).abs() < 1e-6, "{ms}");
+        assert_eq!(tsc_ms(1, "", "processor\t: 0\n"), None);
+        assert_eq!(tsc_ms(1, "tsc_early_khz=0", "processor\t: 0\n"), None);
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Fabric {
         let start = u32::from_str_radix(&self.tag, 16).unwrap_or(0) % 512;
         let net = (0..512)
             .map(|i| subnet((start + i) % 512))
-            .find(|n| !used.iter().any(|(ip, _)| ip.octets()[..3] == n[..]))
+            .find(|n| !used.iter().any(|&(ip, prefix)| overlaps(*n, ip, prefix)))
             .ok_or(NetError::NoSubnet)?;
         let name = self.bridge_name();
         nl.add_bridge(&name)
@@ -193,6 +193,7 @@ impl Fabric {
             let index = nl.index(&name)?;
             nl.set_alias(index, &mark(&self.run_id))?;
             nl.add_address(index, Ipv4Addr::new(net[0], net[1], net[2], 1), PREFIX)?;
+            isolate(&name)?;
             nl.set_up(index)?;
             Ok(Bridge { index, net })
         })();
@@ -211,13 +212,23 @@ impl Fabric {
         }
     }
 
-    fn next_instance(&self, net: [u8; 3]) -> (u32, Ipv4Addr) {
+    /// The next instance's number and address: .2 to .254 (the bridge is
+    /// .1); past 253 instances in one run, an error, never a reused address.
+    fn next_instance(&self, net: [u8; 3]) -> Result<(u32, Ipv4Addr), NetError> {
         let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        // .2 to .254; the bridge is .1.
-        (
-            n,
-            Ipv4Addr::new(net[0], net[1], net[2], (2 + (n - 1) % 253) as u8),
-        )
+        if n > 253 {
+            return Err(NetError::Link {
+                what: format!(
+                    "addressing instance {n} on bridge {} (run {})",
+                    self.bridge_name(),
+                    self.run_id
+                ),
+                source: std::io::Error::other(
+                    "a run's /24 holds 253 instances; use fewer bridged instances per run",
+                ),
+            });
+        }
+        Ok((n, Ipv4Addr::new(net[0], net[1], net[2], (n + 1) as u8)))
     }
 
     /// Plumbs the network namespace at `netns` onto the run's bridge: a veth
@@ -228,7 +239,7 @@ impl Fabric {
         let start = Instant::now();
         let mut nl = Netlink::open().map_err(link_err("opening a netlink socket"))?;
         let bridge = self.bridge(&mut nl)?;
-        let (n, addr) = self.next_instance(bridge.net);
+        let (n, addr) = self.next_instance(bridge.net)?;
         let host_link = format!("iv{}{n}", self.tag);
         let ns =
             std::fs::File::open(netns).map_err(link_err(format!("opening {}", netns.display())))?;
@@ -264,7 +275,7 @@ impl Fabric {
         let start = Instant::now();
         let mut nl = Netlink::open().map_err(link_err("opening a netlink socket"))?;
         let bridge = self.bridge(&mut nl)?;
-        let (n, addr) = self.next_instance(bridge.net);
+        let (n, addr) = self.next_instance(bridge.net)?;
         let name = format!("it{}{n}", self.tag);
         link::add_tap(&name).map_err(link_err(format!("creating tap {name} on /dev/net/tun")))?;
         let attached = (|| {
@@ -301,6 +312,36 @@ impl Drop for Fabric {
         if made {
             let _ = clean_tag(&self.tag, &self.run_id);
         }
+    }
+}
+
+/// Whether the /24 `net` overlaps the network of a host address `ip/prefix`
+/// (compared on the shorter of the two prefixes).
+fn overlaps(net: [u8; 3], ip: Ipv4Addr, prefix: u8) -> bool {
+    let bits = u32::from(prefix.min(24));
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    let net = u32::from(Ipv4Addr::new(net[0], net[1], net[2], 0));
+    net & mask == u32::from(ip) & mask
+}
+
+/// Keeps the bridge a dead end: no IPv4 forwarding from it (the check is
+/// made per ingress device, so packets from the run's instances are never
+/// routed to the host's other interfaces, whatever `ip_forward` says), and
+/// no IPv6 on it at all.
+fn isolate(bridge: &str) -> std::io::Result<()> {
+    let v4 = format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding");
+    std::fs::write(&v4, "0").map_err(|e| std::io::Error::new(e.kind(), format!("{v4}: {e}")))?;
+    let v6 = format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6");
+    match std::fs::write(&v6, "1") {
+        // A host without IPv6 has no such file.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(std::io::Error::new(e.kind(), format!("{v6}: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -356,6 +397,18 @@ pub fn clean_run(run_id: &str, live: &[String]) -> std::io::Result<Vec<String>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subnet_is_taken_by_any_host_network_that_overlaps_it() {
+        let net = [198, 18, 7];
+        assert!(overlaps(net, Ipv4Addr::new(198, 18, 7, 9), 24));
+        // A /15 on a real card covers every /24 of the range.
+        assert!(overlaps(net, Ipv4Addr::new(198, 18, 0, 5), 15));
+        assert!(overlaps(net, Ipv4Addr::new(198, 18, 7, 200), 30));
+        assert!(!overlaps(net, Ipv4Addr::new(198, 18, 8, 1), 24));
+        assert!(!overlaps(net, Ipv4Addr::new(10, 0, 0, 1), 8));
+        assert!(overlaps(net, Ipv4Addr::new(10, 0, 0, 1), 0));
+    }
 
     #[test]
     fn only_links_named_and_marked_for_the_run_are_its_own() {

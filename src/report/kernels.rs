@@ -11,7 +11,7 @@
 //! environment; this section only puts the two VMs' figures next to
 //! each other.
 
-use super::{ReportData, SeriesSummary, fmt_value};
+use super::{ReportData, fmt_value};
 use crate::env::EnvKind;
 
 /// The figures compared, in order: metric and what it is.
@@ -38,12 +38,6 @@ pub struct Section {
     pub rows: Vec<[String; 4]>,
     /// Plain sentences with this run's figures.
     pub sentences: Vec<String>,
-}
-
-fn find<'a>(data: &'a ReportData, w: &str, e: EnvKind, m: &str) -> Option<&'a SeriesSummary> {
-    data.series
-        .iter()
-        .find(|s| s.workload == w && s.environment == e && s.metric == m)
 }
 
 /// The boot arguments a kernel got beyond isobench's own, from meta.json.
@@ -89,11 +83,11 @@ pub fn section(data: &ReportData) -> Option<Section> {
         .iter()
         .filter(|s| s.environment == vm && s.metric == "startup_ms")
         .map(|s| s.workload.as_str())
-        .filter(|w| find(data, w, min, "startup_ms").is_some())
+        .filter(|w| data.series_of(w, min, "startup_ms").is_some())
         .min_by_key(|w| data.kind_of(w) != "noop")?
         .to_string();
     let w = startup_workload.as_str();
-    let med = |e: EnvKind, m: &str| find(data, w, e, m).map(|s| s.stats.median);
+    let med = |e: EnvKind, m: &str| data.series_of(w, e, m).map(|s| s.stats.median);
     let cell = |v: Option<f64>| v.map_or("—".to_string(), fmt_value);
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
@@ -122,11 +116,11 @@ pub fn section(data: &ReportData) -> Option<Section> {
         .series
         .iter()
         .filter(|s| s.environment == vm && s.metric == "score")
-        .find(|s| find(data, &s.workload, min, "score").is_some())
+        .find(|s| data.series_of(&s.workload, min, "score").is_some())
         .map(|s| s.workload.clone());
     let score_pair = score.as_ref().and_then(|sw| {
-        let a = find(data, sw, vm, "score")?;
-        let b = find(data, sw, min, "score")?;
+        let a = data.series_of(sw, vm, "score")?;
+        let b = data.series_of(sw, min, "score")?;
         Some((sw.clone(), a, b))
     });
     if let Some((sw, a, b)) = &score_pair {

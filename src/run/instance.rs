@@ -32,7 +32,7 @@ pub struct InstanceResult {
     /// Arrival of `done` → reaped and cleaned up (only for a clean end).
     pub teardown: Option<Duration>,
     /// The guest kernel's boot (vm): the virtual CPU's clock at the
-    /// agent's start, or the guest's uptime where that clock is missing.
+    /// agent's start.
     pub boot_kernel_ms: Option<f64>,
     /// The guest's own uptime (CLOCK_BOOTTIME) at the agent's start (vm).
     pub boot_uptime_ms: Option<f64>,
@@ -327,8 +327,9 @@ impl Running {
                         }
                         self.instance.at_ready();
                         // The CPU's clock counts the whole boot; the
-                        // guest's uptime misses its early part.
-                        result.boot_kernel_ms = cpu_clock_ms.or(uptime_ms);
+                        // guest's uptime misses its early part, so it is
+                        // kept apart, never recorded in its place.
+                        result.boot_kernel_ms = cpu_clock_ms;
                         result.boot_uptime_ms = uptime_ms;
                         result.boot_agent_ms = setup_ms;
                         self.deadline = at + self.run_timeout;

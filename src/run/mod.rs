@@ -15,8 +15,8 @@
 //!   agent's start, by the virtual CPU's time-stamp counter (x86-64; QEMU
 //!   and KVM start it at 0 there). The guest's own clocks stand still in
 //!   the early boot (alternatives patching, the APIC timer's calibration),
-//!   so its uptime, kept as `boot_uptime_ms`, misses that part; where the
-//!   counter is missing, `boot_kernel_ms` is the uptime;
+//!   so its uptime, kept as `boot_uptime_ms`, misses that part; without
+//!   the counter's reading there is no `boot_kernel_ms` (nor `boot_vmm_ms`);
 //! - `boot_first_byte_ms` (vm): from the spawn to the arrival of the guest's
 //!   first byte on the frames channel (the agent's `boot` frame, its very
 //!   first act), so `boot_first_byte_ms - boot_kernel_ms` (`boot_vmm_ms`) is what

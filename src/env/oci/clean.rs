@@ -56,9 +56,12 @@ pub fn clean_run(dir: &Path) -> Vec<String> {
             continue;
         };
         let cli = |args: &[&str]| {
-            super::tool(&record.cli)
-                .env_remove("DOCKER_HOST")
-                .envs(record.env.iter().map(|(k, v)| (k, v)))
+            let mut cmd = super::tool(&record.cli);
+            // The daemon the run used, not the cleaning shell's.
+            for var in super::daemon::CLI_ENV {
+                cmd.env_remove(var);
+            }
+            cmd.envs(record.env.iter().map(|(k, v)| (k, v)))
                 .args(args)
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())

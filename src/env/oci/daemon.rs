@@ -588,9 +588,12 @@ impl Instance for DaemonInstance {
 
     fn cleanup(&mut self) -> Result<(), EnvError> {
         let exited = self.process.exit().is_some_and(Exit::success);
-        self.process
+        // A failed reap is reported after the rest of the clean-up.
+        let reaped = self
+            .process
             .kill_and_reap()
-            .map_err(|e| EnvError::io("reaping the runtime CLI", e))?;
+            .map(drop)
+            .map_err(|e| EnvError::io("reaping the runtime CLI", e));
         // `run --rm` returns once the container is removed; a CLI that was
         // killed or failed may leave it. Removed by the id the CLI wrote
         // into our cidfile, or else only if it has this instance's name
@@ -606,7 +609,7 @@ impl Instance for DaemonInstance {
             }
         }
         let _ = std::fs::remove_file(&self.cidfile);
-        Ok(())
+        reaped
     }
 }
 

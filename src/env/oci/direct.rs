@@ -300,14 +300,19 @@ impl Instance for OciInstance {
     }
 
     fn cleanup(&mut self) -> Result<(), EnvError> {
-        if let Some(p) = self.process.as_mut() {
-            p.kill_and_reap()
-                .map_err(|e| EnvError::io("reaping the runtime", e))?;
-        }
+        // A failed reap is reported after the rest of the clean-up, not
+        // instead of it.
+        let reaped = match self.process.as_mut() {
+            Some(p) => p
+                .kill_and_reap()
+                .map(drop)
+                .map_err(|e| EnvError::io("reaping the runtime", e)),
+            None => Ok(()),
+        };
         // The runtime deletes its container when `run` ends normally; one
         // killed (timeout, Ctrl-C) leaves it to `delete --force`.
         if has_state(&self.root, &self.name) {
-            let mut cmd = std::process::Command::new(&self.program);
+            let mut cmd = super::tool(&self.program);
             if self.hide_unified {
                 hide_unified(&mut cmd);
             }
@@ -320,7 +325,8 @@ impl Instance for OciInstance {
         }
         bundle::unmount_root(&self.dir);
         crate::rundir::remove_tree(&self.dir)
-            .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))
+            .map_err(|e| EnvError::io(format!("removing {}", self.dir.display()), e))?;
+        reaped
     }
 }
 
