@@ -203,9 +203,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path, allow_different: bool) -> Result<Merg
     })
 }
 
-/// Refuses an output directory that is one of the runs, or holds results
-/// an earlier merge did not write (its `meta.json` names no
-/// `merge-of-…` run): merging writes `results.csv` and `meta.json` there.
+/// Refuses an output directory that is one of the runs, or is not empty
+/// and not an earlier merge's (whose `meta.json` names a `merge-of-…`
+/// run): merging writes its results, meta and report there.
 fn refuse_to_overwrite(out: &Path, dirs: &[PathBuf]) -> Result<(), MergeError> {
     let refuse = |why: String| {
         Err(MergeError::WouldOverwrite {
@@ -235,8 +235,10 @@ fn refuse_to_overwrite(out: &Path, dirs: &[PathBuf]) -> Result<(), MergeError> {
             )),
         };
     }
-    if out.join(RESULTS).exists() {
-        return refuse(format!("it holds a {RESULTS}"));
+    // Anything else there (a report, charts, the user's files) would be
+    // mixed with or overwritten by the merge's own.
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        return refuse("it is not empty, and no earlier merge wrote it".into());
     }
     Ok(())
 }

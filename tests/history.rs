@@ -258,6 +258,16 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("it holds run"));
     assert_eq!(std::fs::read(da.join("results.csv")).unwrap(), before);
+    let mine = root.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("report.md"), "my notes").unwrap();
+    let out = again(&mine);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(mine.join("report.md")).unwrap(),
+        "my notes"
+    );
 
     let mut c = Spec::nth(2);
     c.scenario = "teaching".into();

@@ -91,7 +91,6 @@ pub fn serve(
     // SAFETY: kill(2) on our own child, which has not been reaped yet.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     reap(pid, &argv[0])?;
-    CHILD.store(0, Ordering::SeqCst);
     let served = served.map_err(|e| format!("service: the control connection: {e}"))?;
     Ok(Outcome {
         metrics: vec![Metric::higher("control_connections", "1", served as f64)],

@@ -27,7 +27,15 @@ impl Step {
         mut progress: Option<&mut dyn FnMut(&str)>,
     ) -> Result<(), KernelError> {
         use std::io::Write;
+        use std::os::unix::process::CommandExt;
         let _ = writeln!(self.log, "### {name}: {cmd:?}");
+        // SAFETY: runs in the forked child before exec; prctl is
+        // async-signal-safe and nothing allocates.
+        unsafe {
+            // A make whose isobench was killed stops instead of writing on
+            // into a work directory the next build will remove.
+            cmd.pre_exec(crate::env::native::die_with_parent);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -293,7 +293,15 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<GuestKernel, Ker
     say(&format!("guest kernel: {meta} -> {pkg}"));
 
     let kernels = kernels_dir(cache);
-    // A fetch cut short by a crash left its work directory behind.
+    std::fs::create_dir_all(&kernels)
+        .map_err(|e| KernelError::Fetch(format!("cannot create {}: {e}", kernels.display())))?;
+    // One fetch at a time: the lock also proves that no other fetch (say
+    // from another PID namespace, whose pids /proc does not show) is using
+    // a work directory about to be removed as a crashed fetch's.
+    let lock_path = kernels.join("fetch.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| KernelError::Fetch(format!("locking {}: {e}", lock_path.display())))?;
     remove_dead_work(&kernels, ".fetch-");
     let work = kernels.join(format!(".fetch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -301,12 +309,14 @@ pub fn fetch(cache: &Path, say: &mut dyn FnMut(&str)) -> Result<GuestKernel, Ker
         .map_err(|e| KernelError::Fetch(format!("cannot create {}: {e}", work.display())))?;
     let result = fetch_into(&work, &kernels, &pkg, say);
     let _ = std::fs::remove_dir_all(&work);
+    drop(lock);
     result
 }
 
 /// Removes the work directories `<prefix>…-<pid>` (or `<prefix><pid>`) in
 /// `root` whose process is gone, and this process's own: names isobench
-/// gives its fetches and builds, never another's.
+/// gives its fetches and builds, never another's. Called with the lock of
+/// those fetches or builds held, so none of them is in use.
 pub(crate) fn remove_dead_work(root: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
