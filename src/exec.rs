@@ -249,10 +249,23 @@ pub fn exec(s: &ExecSettings, stop: &AtomicBool) -> Result<ExecOutcome, RunError
                 ..ContainerSettings::default()
             };
             let env: Box<dyn Environment> = match e {
-                EnvKind::Docker | EnvKind::Podman => Box::new(
-                    crate::env::oci::daemon::Daemon::new(e, &lowers.dirs, &settings, &run_dir)
-                        .map_err(|e| RunError::Prerequisite(e.to_string()))?,
-                ),
+                EnvKind::Docker | EnvKind::Podman => {
+                    // The daemon imports one tree: the layers as overlayfs
+                    // merges them (whiteouts applied), mounted in the run's
+                    // directory while the image is imported.
+                    let merged = match lowers.dirs.as_slice() {
+                        [_] => None,
+                        dirs => Some(image::rootfs::merge(
+                            dirs.to_vec(),
+                            &run_dir.path().join("merged"),
+                        )?),
+                    };
+                    let root = merged.as_ref().map_or(&lowers.dirs[0], |m| &m.merged);
+                    Box::new(
+                        crate::env::oci::daemon::Daemon::new(e, root, &settings, &run_dir)
+                            .map_err(|e| RunError::Prerequisite(e.to_string()))?,
+                    )
+                }
                 _ => Box::new(
                     crate::env::oci::direct::Oci::new(e, lowers.dirs.clone(), &settings, &run_dir)
                         .map_err(|e| RunError::Prerequisite(e.to_string()))?,

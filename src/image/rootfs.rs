@@ -54,6 +54,12 @@ impl Drop for Rootfs {
 pub fn assemble(image: &ImageLayers, top: &Path, at: &Path) -> Result<Rootfs, ImageError> {
     let mut lowers = vec![top.to_path_buf()];
     lowers.extend(image.dirs.iter().cloned());
+    merge(lowers, at)
+}
+
+/// `lowers` (top first, at least two) merged by a read-only overlay mounted
+/// at `at` (a new directory inside the run's directory).
+pub fn merge(lowers: Vec<PathBuf>, at: &Path) -> Result<Rootfs, ImageError> {
     let mut opts = String::from("lowerdir=");
     for (i, l) in lowers.iter().enumerate() {
         let s = l.to_string_lossy();

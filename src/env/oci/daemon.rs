@@ -115,12 +115,7 @@ pub fn record_path(run_dir: &Path, kind: EnvKind) -> PathBuf {
 
 /// Builds the environment for a run.
 pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
-    let env = Daemon::new(
-        kind,
-        &super::image_layers(bed),
-        bed.spec.container,
-        bed.run_dir,
-    )?;
+    let env = Daemon::new(kind, bed.image_dir, bed.spec.container, bed.run_dir)?;
     Ok(Built {
         env: Box::new(env),
         notes: Vec::new(),
@@ -129,11 +124,11 @@ pub fn build(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
 
 impl Daemon {
     /// The environment: records what `isobench clean` needs, imports
-    /// `layers` (top first) as the run's image, and finds the workarounds
-    /// this host needs.
+    /// `root` (the run's merged tree) as the run's image, and finds the
+    /// workarounds this host needs.
     pub fn new(
         kind: EnvKind,
-        layers: &[PathBuf],
+        root: &Path,
         settings: &crate::scenario::ContainerSettings,
         run_dir: &crate::rundir::RunDir,
     ) -> Result<Daemon, EnvError> {
@@ -189,7 +184,7 @@ impl Daemon {
             .map_err(|e| EnvError::io(format!("creating {}", cid_dir.display()), e))?;
         // The tar, and its digest for the tag.
         let tar_path = dir.join("image.tar");
-        let (digest, image_bytes) = write_tar(layers, &tar_path)?;
+        let (digest, image_bytes) = write_tar(root, &tar_path)?;
         let image = format!("isobench/{}:{}", run_id.to_ascii_lowercase(), &digest[..16]);
         let record = Record {
             cli: tool.path.clone(),
@@ -412,9 +407,11 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Writes `layers` (top first: a path in a higher layer hides the same
-/// path below) as one tar at `path`; returns its sha256 (hex) and size.
-pub fn write_tar(layers: &[PathBuf], path: &Path) -> Result<(String, u64), EnvError> {
+/// Writes the tree `root` as one tar at `path`; returns its sha256 (hex)
+/// and size. `root` is the run's merged tree (the image's layers as
+/// overlayfs shows them, whiteouts and opaque directories applied), so the
+/// daemon imports the very tree the other environments run.
+pub fn write_tar(root: &Path, path: &Path) -> Result<(String, u64), EnvError> {
     let io = |e| EnvError::io(format!("writing {}", path.display()), e);
     let file = std::fs::File::create(path).map_err(io)?;
     let mut tar = tar::Builder::new(HashWriter {
@@ -423,35 +420,25 @@ pub fn write_tar(layers: &[PathBuf], path: &Path) -> Result<(String, u64), EnvEr
         bytes: 0,
     });
     tar.follow_symlinks(false);
-    let mut seen = std::collections::HashSet::new();
-    for layer in layers {
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let full = layer.join(&rel);
-            let entries = std::fs::read_dir(&full)
-                .map_err(|e| EnvError::io(format!("reading {}", full.display()), e))?;
-            let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-            names.sort();
-            for name in names {
-                let r = rel.join(&name);
-                let p = layer.join(&r);
-                let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-                if seen.insert(r.clone()) {
-                    tar.append_path_with_name(&p, &r).map_err(io)?;
-                }
-                if is_dir {
-                    stack.push(r);
-                }
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let full = root.join(&rel);
+        let entries = std::fs::read_dir(&full)
+            .map_err(|e| EnvError::io(format!("reading {}", full.display()), e))?;
+        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            let r = rel.join(&name);
+            let p = root.join(&r);
+            tar.append_path_with_name(&p, &r).map_err(io)?;
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                stack.push(r);
             }
         }
     }
     let mut w = tar.into_inner().map_err(io)?;
     w.flush().map_err(io)?;
-    Ok((hex(&w.hasher.finalize()), w.bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((crate::util::hex(&w.hasher.finalize()), w.bytes))
 }
 
 impl Drop for Daemon {
@@ -668,17 +655,15 @@ mod tests {
     }
 
     #[test]
-    fn a_higher_layer_hides_the_same_path_below() {
+    fn the_tree_goes_into_the_tar_once_per_path_links_kept() {
         let t = crate::testutil::TempDir::new("oci-tar");
-        let (top, low) = (t.path().join("top"), t.path().join("low"));
-        std::fs::create_dir_all(top.join("etc")).unwrap();
-        std::fs::create_dir_all(low.join("etc")).unwrap();
-        std::fs::write(top.join("etc/a"), "top").unwrap();
-        std::fs::write(low.join("etc/a"), "low").unwrap();
-        std::fs::write(low.join("init"), "agent").unwrap();
-        std::os::unix::fs::symlink("init", low.join("link")).unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/a"), "top").unwrap();
+        std::fs::write(root.join("init"), "agent").unwrap();
+        std::os::unix::fs::symlink("init", root.join("link")).unwrap();
         let tar_path = t.path().join("x.tar");
-        let (digest, bytes) = write_tar(&[top, low], &tar_path).unwrap();
+        let (digest, bytes) = write_tar(&root, &tar_path).unwrap();
         assert_eq!(digest.len(), 64);
         assert_eq!(bytes, std::fs::metadata(&tar_path).unwrap().len());
         let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
@@ -689,6 +674,9 @@ mod tests {
             let mut s = String::new();
             if e.header().entry_type().is_file() {
                 std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            }
+            if p == "link" {
+                assert!(e.header().entry_type().is_symlink(), "a link stays a link");
             }
             assert!(found.insert(p, s).is_none(), "one entry per path");
         }
