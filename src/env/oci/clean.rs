@@ -19,13 +19,11 @@ pub fn clean_run(dir: &Path) -> Vec<String> {
         if !root.is_dir() {
             continue;
         }
+        let hide = kind == EnvKind::Crun && super::hybrid_cgroups();
         let runtime = |args: &[&str]| {
             let mut cmd = super::tool(program);
-            if kind == EnvKind::Crun {
-                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-                if super::hybrid_cgroups(&mountinfo) {
-                    super::direct::hide_unified(&mut cmd);
-                }
+            if hide {
+                super::direct::hide_unified(&mut cmd);
             }
             cmd.arg("--root")
                 .arg(&root)

@@ -79,8 +79,7 @@ impl Oci {
         let mut flags = vec!["--root".to_string(), root.display().to_string()];
         let mut workarounds = Vec::new();
         let mut hide_unified = false;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if kind == EnvKind::Crun && super::hybrid_cgroups(&mountinfo) {
+        if kind == EnvKind::Crun && super::hybrid_cgroups() {
             hide_unified = true;
             workarounds.push(
             "hybrid cgroup layout (v1 controllers + cgroup2 at /sys/fs/cgroup/unified), which crun \
