@@ -114,7 +114,7 @@ fn ratio_chart(
         let points: Vec<(f64, f64)> = r
             .points
             .iter()
-            .map(|(run, ratio)| ((run + 1) as f64, ratio.value))
+            .map(|(run, ratio)| ((run + 1) as f64, *ratio))
             .filter(|(_, v)| v.is_finite() && *v > 0.0)
             .collect();
         if points.is_empty() {

@@ -7,8 +7,8 @@ use super::HistoryError;
 use super::changepoint::{self, ChangePoint};
 use super::store::{Store, sql_error};
 use crate::env::EnvKind;
-use crate::report::{RATIO_SEED, fmt_value};
-use crate::stats::{self, Ratio, Summary};
+use crate::report::fmt_value;
+use crate::stats::{self, Summary};
 use crate::workload::Better;
 use rusqlite::params;
 use std::collections::HashMap;
@@ -102,8 +102,9 @@ pub struct Series {
 pub struct RatioSeries {
     /// The environment's series key.
     pub key: Key,
-    /// (run index, ratio of medians with its bootstrap interval).
-    pub points: Vec<(usize, Ratio)>,
+    /// (run index, ratio of the two medians): a trend shows the ratio's
+    /// level; the change points, not per-run intervals, judge its shifts.
+    pub points: Vec<(usize, f64)>,
     /// Shifts of the ratio.
     pub change_points: Vec<ChangePoint>,
 }
@@ -268,21 +269,23 @@ fn ratios(series: &[Series], settings: &changepoint::Settings) -> Vec<RatioSerie
         let Some(base) = native.get(&(&*s.key.host, &*s.key.workload, &*s.key.metric)) else {
             continue;
         };
-        let points: Vec<(usize, Ratio)> = s
+        let base_of: HashMap<usize, f64> = base
+            .points
+            .iter()
+            .map(|b| (b.run, b.summary.median))
+            .collect();
+        let points: Vec<(usize, f64)> = s
             .points
             .iter()
             .filter_map(|p| {
-                let b = base.points.iter().find(|b| b.run == p.run)?;
-                Some((
-                    p.run,
-                    stats::ratio_of_medians(&p.values, &b.values, RATIO_SEED)?,
-                ))
+                let b = *base_of.get(&p.run)?;
+                (b > 0.0).then(|| (p.run, p.summary.median / b))
             })
             .collect();
         if points.is_empty() {
             continue;
         }
-        let values: Vec<f64> = points.iter().map(|(_, r)| r.value).collect();
+        let values: Vec<f64> = points.iter().map(|(_, r)| *r).collect();
         out.push(RatioSeries {
             key: s.key.clone(),
             change_points: changepoint::find(&values, settings),
@@ -365,7 +368,7 @@ impl History {
             );
             let r = ratio
                 .and_then(|r| r.points.iter().find(|(run, _)| *run == p.run))
-                .map_or("—".into(), |(_, r)| format!("{:.2}×", r.value));
+                .map_or("—".into(), |(_, r)| format!("{r:.2}×"));
             let shift = s
                 .change_points
                 .iter()
