@@ -368,8 +368,27 @@ fn emit(frame: &Frame) {
 fn finish(mode: Mode, code: i32) -> ! {
     match mode {
         Mode::Process => std::process::exit(code),
-        Mode::Vm => guest::power_off(),
+        Mode::Vm => guest::end_vm(),
     }
+}
+
+/// The parameters a kernel command line gives module `name` (its
+/// `name.param=value` words, as modprobe reads them from `/proc/cmdline`),
+/// as `finit_module` takes them: `param=value` words joined by blanks. The
+/// kernel treats `-` and `_` in a module's name alike.
+fn module_params(cmdline: &str, name: &str) -> String {
+    let norm = |s: &str| s.replace('-', "_");
+    let name = norm(name);
+    cmdline
+        .split_whitespace()
+        // The kernel's own parameters end at `--`; the agent's begin.
+        .take_while(|w| *w != "--")
+        .filter_map(|w| {
+            let (module, param) = w.split_once('.')?;
+            (norm(module) == name && !param.is_empty()).then(|| param.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What only PID 1 of a guest does.
@@ -420,14 +439,14 @@ mod guest {
     }
 
     /// A panic of PID 1 would panic the kernel and lose the message: send
-    /// it as an `error` frame and power off instead.
+    /// it as an `error` frame and end the VM instead.
     pub fn install_panic_hook() {
         std::panic::set_hook(Box::new(|info| {
             emit(&Frame::Error {
                 message: format!("the agent panicked: {info}"),
             });
             emit(&Frame::Done);
-            power_off();
+            end_vm();
         }));
     }
 
@@ -597,10 +616,15 @@ mod guest {
         }
     }
 
+    /// Loads a module with the parameters the kernel command line gives it
+    /// (`virtio_mmio.device=...`, as modprobe would pass them).
     fn load_module(name: &str) -> Result<(), String> {
         let path = format!("{MODULES}/{name}.ko");
         let file = File::open(&path).map_err(|e| format!("guest setup: open {path}: {e}"))?;
-        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let params = std::ffi::CString::new(super::module_params(&cmdline, name))
+            .map_err(|_| format!("guest setup: a NUL in the parameters of {name}"))?;
+        match nix::kmod::finit_module(&file, &params, nix::kmod::ModuleInitFlags::empty()) {
             // EEXIST: built in, or loaded already as another module's dependency.
             Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
             Err(e) => Err(format!(
@@ -676,11 +700,13 @@ mod guest {
         Some(sectors.trim().parse::<u64>().ok()? * 512)
     }
 
-    /// Waits until the frames port has sent every byte, then powers off. If
-    /// the power-off fails, PID 1 exits, the kernel panics, and `panic=-1`
-    /// with QEMU's `-no-reboot` ends the VM all the same.
-    pub fn power_off() -> ! {
-        // The kernel's own "reboot: Power down" must not end up in a
+    /// Waits until the frames port has sent every byte, then reboots: QEMU
+    /// runs with `-no-reboot`, so the guest's reset ends it. (Powering off
+    /// needs ACPI, which isobench's microvm does not have; a kernel without
+    /// a way to power off just halts, and QEMU would wait.) If the reboot
+    /// fails, PID 1 exits, the kernel panics, and `panic=-1` reboots.
+    pub fn end_vm() -> ! {
+        // The kernel's own "reboot: Restarting system" must not end up in a
         // program's output on the console: from here on it prints nothing.
         let _ = std::fs::write("/proc/sys/kernel/printk", "0");
         if let Some(file) = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -688,7 +714,7 @@ mod guest {
         }
         let _ = nix::sys::termios::tcdrain(std::io::stdout());
         nix::unistd::sync();
-        let _ = reboot(RebootMode::RB_POWER_OFF);
+        let _ = reboot(RebootMode::RB_AUTOBOOT);
         std::process::exit(super::EXIT_FAILED)
     }
 }
@@ -696,6 +722,20 @@ mod guest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_gets_its_own_command_line_parameters_and_no_others() {
+        let line = "console=ttyS0 virtio_mmio.device=512@0xfeb00000:5 tsc=reliable \
+            virtio-mmio.device=512@0xfeb00200:6 virtio_blk.queue_depth=8 virtio_mmiox.a=1 \
+            -- --vm noop virtio_mmio.device=evil";
+        assert_eq!(
+            module_params(line, "virtio_mmio"),
+            "device=512@0xfeb00000:5 device=512@0xfeb00200:6"
+        );
+        assert_eq!(module_params(line, "virtio_blk"), "queue_depth=8");
+        assert_eq!(module_params(line, "ext4"), "");
+        assert_eq!(module_params("", "virtio_mmio"), "");
+    }
 
     fn strings(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()

@@ -206,6 +206,11 @@ pub fn section(data: &ReportData) -> Option<Section> {
                         "`clearcpuid=erms,rep_good` has the kernel copy and clear memory with \
                          plain moves, which emulation runs faster than string instructions",
                     ),
+                    "noapictimer" => Some(
+                        "`noapictimer no_timer_check` make the PIT the kernel's timer, so it \
+                         skips calibrating the local APIC's timer, 100 ms under emulation, \
+                         whose APIC has no TSC-deadline mode",
+                    ),
                     _ => None,
                 })
                 .collect();
@@ -313,7 +318,9 @@ mod tests {
         let k = section(&data(serde_json::json!([
             "noreplace-smp",
             "dhash_entries=4096",
-            "clearcpuid=erms,rep_good"
+            "clearcpuid=erms,rep_good",
+            "noapictimer",
+            "no_timer_check"
         ])))
         .unwrap();
         assert_eq!(k.startup_workload, "noop");
@@ -338,11 +345,15 @@ mod tests {
         );
         assert!(
             text.contains(
-                "`noreplace-smp dhash_entries=4096 clearcpuid=erms,rep_good`: `noreplace-smp` keeps"
+                "`noreplace-smp dhash_entries=4096 clearcpuid=erms,rep_good noapictimer no_timer_check`: `noreplace-smp` keeps"
             ),
             "{text}"
         );
         assert!(text.contains("the `*hash_entries` size"), "{text}");
+        assert!(
+            text.contains("`noapictimer no_timer_check` make the PIT the kernel's timer"),
+            "{text}"
+        );
         assert!(
             text.contains("intervals overlap") || text.contains("ranges overlap"),
             "{text}"

@@ -133,6 +133,7 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         memory_mib: settings.memory_mib,
         cpus: settings.cpus,
         accel: Accel::Tcg,
+        acpi: found.choice != KernelChoice::Minimal,
         tsc_khz: None,
         boot_args: Vec::new(),
         kernel_args: settings.kernel_args.clone(),
@@ -148,7 +149,7 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         config.tsc_khz = super::host_tsc_khz(&cpuinfo);
     }
     if found.choice == KernelChoice::Minimal {
-        config.boot_args = kernel::minimal::boot_args()
+        config.boot_args = kernel::minimal::boot_args(choice.accel)
             .iter()
             .map(|a| a.to_string())
             .collect();

@@ -446,6 +446,7 @@ impl Environment for Vm {
                 initramfs: Path::new("initramfs-vm.cpio"),
                 agent_args: &example,
                 disk: None,
+                nic: false,
             }),
         })
     }
@@ -493,7 +494,16 @@ impl Environment for Vm {
         let net_start = Instant::now();
         let nic = nic::Nic::attach(launch.network, self.net.as_ref(), &launch.ports)?;
         let agent_args = self.agent_args(&modules, &devices, &launch, nic.as_ref());
-        qemu::check_cmdline(&self.config, &agent_args).map_err(EnvError::Unavailable)?;
+        qemu::check_cmdline(
+            &self.config,
+            &Guest {
+                initramfs: &initramfs,
+                agent_args: &agent_args,
+                disk: disk.as_deref(),
+                nic: nic.is_some(),
+            },
+        )
+        .map_err(EnvError::Unavailable)?;
         // Where the console goes: to the harness as the instance's output,
         // which it logs (a run); or to the user's terminal (exec), with
         // QEMU's own errors on isobench's stderr.
@@ -525,10 +535,11 @@ impl Environment for Vm {
                 initramfs: &initramfs,
                 agent_args: &agent_args,
                 disk: instance.disk.as_deref(),
+                nic: instance.nic.is_some(),
             },
         );
         if let Some(nic) = &instance.nic {
-            args.extend(nic.qemu_args(self.config.machine));
+            args.extend(nic.qemu_args(&self.config));
         }
 
         let (frames_read, frames_write) = pipe()?;

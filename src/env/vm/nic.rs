@@ -5,7 +5,7 @@
 //! `eth0` its address itself (`--net=` on the kernel command line): no
 //! DHCP, no default route.
 
-use super::qemu::Machine;
+use super::qemu::{Machine, VirtioSlot, VmConfig};
 use crate::env::EnvError;
 use crate::net::{Fabric, Mode, Plumbed};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -114,7 +114,7 @@ impl Nic {
     }
 
     /// QEMU's `-netdev` and `-device` options.
-    pub fn qemu_args(&self, machine: Machine) -> Vec<String> {
+    pub fn qemu_args(&self, config: &VmConfig) -> Vec<String> {
         let mac = {
             let o = self.guest.octets();
             format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
@@ -144,7 +144,11 @@ impl Nic {
             "-netdev".into(),
             netdev,
             "-device".into(),
-            format!("{},netdev=n0,mac={mac}", device(machine)),
+            format!(
+                "{},netdev=n0,mac={mac}{}",
+                device(config.machine),
+                config.virtio_bus(VirtioSlot::Nic)
+            ),
         ]
     }
 
@@ -218,7 +222,8 @@ mod tests {
         let nic = Nic::attach(Mode::User, None, &[5201, 6379])
             .unwrap()
             .unwrap();
-        let args = nic.qemu_args(Machine::Microvm);
+        let mut cfg = super::super::qemu::tests::config(super::super::accel::Accel::Tcg);
+        let args = nic.qemu_args(&cfg);
         assert_eq!(args[0], "-netdev");
         assert!(
             args[1].starts_with("user,id=n0,restrict=on,net=198.19.255.0/24,"),
@@ -227,6 +232,12 @@ mod tests {
         );
         assert_eq!(args[1].matches("hostfwd=tcp:127.0.0.1:").count(), 2);
         assert!(args[3].starts_with("virtio-net-device,netdev=n0,"));
+        // On its own virtio-mmio transport, the one the kernel is told of.
+        assert!(args[3].ends_with(",bus=virtio-mmio-bus.1"), "{}", args[3]);
+        cfg.acpi = true;
+        assert!(!nic.qemu_args(&cfg)[3].contains("bus="));
+        cfg.machine = Machine::Q35;
+        assert!(!nic.qemu_args(&cfg)[3].contains("bus="));
         assert_eq!(nic.agent_arg(), "--net=198.19.255.15/24");
         assert!(nic.reach(5201).unwrap().ip().is_loopback());
         assert!(nic.reach(80).is_none());

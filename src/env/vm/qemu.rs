@@ -54,9 +54,18 @@ impl Machine {
     /// which a guest booted straight from `-kernel` never needs. (Leaving
     /// out its RTC too, `rtc=off`, was measured to make the boot about 2 s
     /// slower under TCG, so the RTC stays.)
-    pub fn qemu_value(self) -> String {
+    ///
+    /// Without `acpi`, microvm has no ACPI tables, as Firecracker's machine
+    /// has none: the firmware's MP table names the CPUs and the interrupt
+    /// controller, the PIT and the PIC are wired as on a PC, and each virtio
+    /// device's place is a kernel argument ([`Machine::virtio_kernel_arg`];
+    /// QEMU's own `auto-kernel-cmdline` would append it after `--`, among
+    /// the agent's arguments). Only a kernel that reads its virtio devices
+    /// from the command line can boot so: see [`VmConfig::acpi`].
+    pub fn qemu_value(self, acpi: bool) -> String {
         match self {
-            Machine::Microvm => "microvm,x-option-roms=off".into(),
+            Machine::Microvm if acpi => "microvm,x-option-roms=off".into(),
+            Machine::Microvm => "microvm,x-option-roms=off,acpi=off,auto-kernel-cmdline=off".into(),
             Machine::Pc => "pc".into(),
             Machine::Q35 => "q35".into(),
         }
@@ -77,6 +86,44 @@ impl Machine {
             Machine::Pc | Machine::Q35 => "virtio-blk-pci",
         }
     }
+
+    /// The kernel argument that tells a guest of this machine without ACPI
+    /// where a virtio device is: on microvm, the address and interrupt of
+    /// the device's virtio-mmio transport
+    /// (`virtio_mmio.device=512@<base>:<irq>`, as QEMU's own
+    /// `auto-kernel-cmdline` writes it); none on the PCs, whose guests find
+    /// their devices on the PCI bus.
+    pub fn virtio_kernel_arg(self, slot: VirtioSlot) -> Option<String> {
+        match self {
+            Machine::Microvm => {
+                let n = slot as u64;
+                Some(format!(
+                    "virtio_mmio.device={MICROVM_VIRTIO_SIZE}@{:#x}:{}",
+                    MICROVM_VIRTIO_BASE + n * MICROVM_VIRTIO_SIZE,
+                    MICROVM_VIRTIO_IRQ + n
+                ))
+            }
+            Machine::Pc | Machine::Q35 => None,
+        }
+    }
+}
+
+/// microvm's virtio-mmio transports (QEMU's `hw/i386/microvm.h`): the
+/// first at this address, each this many bytes after the last, and, on a
+/// microvm without ACPI (8 transports, one I/O APIC), wired to the
+/// interrupts from `MICROVM_VIRTIO_IRQ` on: ISA interrupts, which the MP
+/// table routes.
+const MICROVM_VIRTIO_BASE: u64 = 0xfeb0_0000;
+const MICROVM_VIRTIO_SIZE: u64 = 512;
+const MICROVM_VIRTIO_IRQ: u64 = 5;
+
+/// The virtio devices a guest may have, each on a transport of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtioSlot {
+    /// The scratch or raw disk (`/dev/vda`).
+    Disk = 0,
+    /// The network card (`eth0`).
+    Nic = 1,
 }
 
 /// Everything that shapes the guests of one environment. Recorded whole in
@@ -95,6 +142,13 @@ pub struct VmConfig {
     pub cpus: u64,
     /// The accelerator.
     pub accel: Accel,
+    /// Whether a microvm guest gets ACPI tables (the PCs always have them).
+    /// Off for the minimal kernel, which needs none: it finds its virtio
+    /// devices on the command line, and with no ACPI its timer can be the
+    /// PIT (see [`crate::kernel::minimal::boot_args`]). On for every other
+    /// kernel: Debian's finds microvm's virtio devices only through ACPI
+    /// (its `virtio_mmio` module takes no `device=` parameter).
+    pub acpi: bool,
     /// The host's TSC rate, set under TCG: see [`tcg_clock_args`].
     pub tsc_khz: Option<u64>,
     /// The guest kernel's own boot arguments (the minimal kernel's, see
@@ -112,6 +166,35 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+impl VmConfig {
+    /// Whether guests are told on the command line where their virtio
+    /// devices are: on a microvm without ACPI.
+    fn devices_on_cmdline(&self) -> bool {
+        self.machine == Machine::Microvm && !self.acpi
+    }
+
+    /// What a virtio device's `-device` option adds to place it: on a
+    /// microvm without ACPI, its own virtio-mmio transport, the one its
+    /// kernel argument names. Elsewhere QEMU picks (and ACPI, or the PCI
+    /// bus, tells the guest): a disk put on microvm's first transport by
+    /// hand hung Debian's kernel when it loaded `virtio_blk` (measured).
+    pub fn virtio_bus(&self, slot: VirtioSlot) -> String {
+        if self.devices_on_cmdline() {
+            format!(",bus=virtio-mmio-bus.{}", slot as u64)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The kernel argument naming a virtio device's transport, when the
+    /// guest learns it from the command line.
+    pub fn virtio_kernel_arg(&self, slot: VirtioSlot) -> Option<String> {
+        self.devices_on_cmdline()
+            .then(|| self.machine.virtio_kernel_arg(slot))
+            .flatten()
+    }
+}
+
 /// What one guest adds to the shared [`VmConfig`].
 #[derive(Debug, Clone, Copy)]
 pub struct Guest<'a> {
@@ -121,6 +204,9 @@ pub struct Guest<'a> {
     pub agent_args: &'a [String],
     /// A raw file on the host to attach as the guest's virtio disk.
     pub disk: Option<&'a Path>,
+    /// Whether the guest has a network card (its `-netdev` and `-device`
+    /// options come from [`super::nic::Nic::qemu_args`]).
+    pub nic: bool,
 }
 
 /// Kernel arguments that only make the boot faster; none changes what a
@@ -147,7 +233,7 @@ pub fn tcg_clock_args(tsc_khz: u64) -> [String; 2] {
 }
 
 /// The guest kernel's command line for one guest.
-pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
+pub fn kernel_cmdline(cfg: &VmConfig, guest: &Guest<'_>) -> String {
     let mut parts: Vec<String> = [
         "console=ttyS0",
         "quiet",
@@ -156,6 +242,12 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
         "loglevel=1",
         // Reboot at once on a panic; with -no-reboot QEMU then exits.
         "panic=-1",
+        // Reboot (the agent's way to end a guest, and a panic's) by a triple
+        // fault, which QEMU takes as a reset. The kernel's default tries
+        // ACPI, then the keyboard controller, which microvm has neither of
+        // (a second of waiting), then jumps into the firmware, which boots
+        // the guest again instead of resetting it.
+        "reboot=t",
         "rdinit=/init",
     ]
     .map(String::from)
@@ -164,6 +256,16 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
     if let Some(khz) = cfg.tsc_khz {
         parts.extend(tcg_clock_args(khz));
     }
+    let slots = [
+        guest.disk.map(|_| VirtioSlot::Disk),
+        guest.nic.then_some(VirtioSlot::Nic),
+    ];
+    parts.extend(
+        slots
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| cfg.virtio_kernel_arg(slot)),
+    );
     parts.extend(cfg.boot_args.iter().cloned());
     parts.extend(cfg.kernel_args.iter().cloned());
     // Everything after `--` is passed to init as its arguments. The kernel
@@ -171,7 +273,7 @@ pub fn kernel_cmdline(cfg: &VmConfig, agent_args: &[String]) -> String {
     // them; the agent skips everything up to `--vm`.
     parts.push("--".into());
     parts.push("--vm".into());
-    parts.extend(agent_args.iter().cloned());
+    parts.extend(guest.agent_args.iter().cloned());
     parts.join(" ")
 }
 
@@ -205,13 +307,13 @@ pub fn encode_workload_args(args: &[String]) -> Vec<String> {
 
 /// Checks that a guest's kernel command line, agent arguments included,
 /// fits in [`CMDLINE_MAX`].
-pub fn check_cmdline(cfg: &VmConfig, agent_args: &[String]) -> Result<(), String> {
-    if let Some(bad) = agent_args.iter().find(|a| !kernel_safe(a)) {
+pub fn check_cmdline(cfg: &VmConfig, guest: &Guest<'_>) -> Result<(), String> {
+    if let Some(bad) = guest.agent_args.iter().find(|a| !kernel_safe(a)) {
         return Err(format!(
             "internal: the init argument {bad:?} would not survive the kernel command line"
         ));
     }
-    let len = kernel_cmdline(cfg, agent_args).len();
+    let len = kernel_cmdline(cfg, guest).len();
     if len > CMDLINE_MAX {
         return Err(format!(
             "the guest kernel command line would be {len} bytes, over the {CMDLINE_MAX} the kernel accepts; use fewer or shorter arguments (or fewer [vm] kernel_args)"
@@ -228,7 +330,7 @@ pub fn qemu_args(cfg: &VmConfig, guest: &Guest<'_>) -> Vec<String> {
     };
     let mut args: Vec<String> = [
         "-M",
-        &cfg.machine.qemu_value(),
+        &cfg.machine.qemu_value(cfg.acpi),
         "-accel",
         cfg.accel.as_str(),
         "-cpu",
@@ -262,7 +364,11 @@ pub fn qemu_args(cfg: &VmConfig, guest: &Guest<'_>) -> Vec<String> {
                 qemu_escape(&disk.display().to_string())
             ),
             "-device".to_string(),
-            format!("{},drive=disk0", cfg.machine.virtio_blk_device()),
+            format!(
+                "{},drive=disk0{}",
+                cfg.machine.virtio_blk_device(),
+                cfg.virtio_bus(VirtioSlot::Disk)
+            ),
         ]);
     }
     args.extend([
@@ -271,7 +377,7 @@ pub fn qemu_args(cfg: &VmConfig, guest: &Guest<'_>) -> Vec<String> {
         "-initrd".to_string(),
         guest.initramfs.display().to_string(),
         "-append".to_string(),
-        kernel_cmdline(cfg, guest.agent_args),
+        kernel_cmdline(cfg, guest),
     ]);
     args
 }
@@ -301,7 +407,7 @@ pub fn default_boot_timeout(accel: Accel) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn config(accel: Accel) -> VmConfig {
@@ -312,6 +418,7 @@ mod tests {
             memory_mib: 256,
             cpus: 1,
             accel,
+            acpi: false,
             tsc_khz: (accel == Accel::Tcg).then_some(2_300_000),
             boot_args: Vec::new(),
             kernel_args: Vec::new(),
@@ -324,6 +431,7 @@ mod tests {
             initramfs: Path::new("/r/initramfs.cpio"),
             agent_args: args,
             disk,
+            nic: false,
         }
     }
 
@@ -334,11 +442,11 @@ mod tests {
         let agent = ["cpu".to_string(), "rounds=5".to_string()];
         let args = qemu_args(&config(Accel::Tcg), &guest(&agent, None));
         let append = format!(
-            "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init {FAST} tsc_early_khz=2300000 tsc=reliable -- --vm cpu rounds=5"
+            "console=ttyS0 quiet loglevel=1 panic=-1 reboot=t rdinit=/init {FAST} tsc_early_khz=2300000 tsc=reliable -- --vm cpu rounds=5"
         );
         let expected = [
             "-M",
-            "microvm,x-option-roms=off",
+            "microvm,x-option-roms=off,acpi=off,auto-kernel-cmdline=off",
             "-accel",
             "tcg",
             "-cpu",
@@ -411,13 +519,48 @@ mod tests {
         );
         assert_eq!(
             args[drive + 2..drive + 4],
-            ["-device", "virtio-blk-device,drive=disk0"]
+            [
+                "-device",
+                "virtio-blk-device,drive=disk0,bus=virtio-mmio-bus.0"
+            ]
+        );
+        // microvm has no ACPI to describe the transport: the kernel is told.
+        let append = args.last().unwrap();
+        assert!(
+            append.contains(" virtio_mmio.device=512@0xfeb00000:5 "),
+            "{append}"
         );
         let mut pc = config(Accel::Tcg);
         pc.machine = Machine::Q35;
         let args = qemu_args(&pc, &guest(&agent, Some(disk)));
         assert!(args.iter().any(|a| a == "virtio-blk-pci,drive=disk0"));
+        assert!(!args.last().unwrap().contains("virtio_mmio"));
         assert_eq!(args[1], "q35");
+    }
+
+    #[test]
+    fn each_virtio_device_has_its_own_transport_named_before_the_agent_args() {
+        let cfg = config(Accel::Tcg);
+        let agent = ["net_rr".to_string()];
+        let mut both = guest(&agent, Some(Path::new("/d.img")));
+        both.nic = true;
+        let line = kernel_cmdline(&cfg, &both);
+        let disk = line.find("virtio_mmio.device=512@0xfeb00000:5").unwrap();
+        let nic = line.find("virtio_mmio.device=512@0xfeb00200:6").unwrap();
+        assert!(disk < nic && nic < line.find(" -- ").unwrap(), "{line}");
+        let mut acpi = cfg.clone();
+        acpi.acpi = true;
+        let args = qemu_args(&acpi, &both);
+        assert_eq!(args[1], "microvm,x-option-roms=off");
+        assert!(!args.last().unwrap().contains("virtio_mmio"), "{args:?}");
+        assert!(!args.iter().any(|a| a.contains("bus=")), "{args:?}");
+        let mut nic_only = guest(&agent, None);
+        nic_only.nic = true;
+        let line = kernel_cmdline(&cfg, &nic_only);
+        assert_eq!(line.matches("virtio_mmio.device=").count(), 1, "{line}");
+        assert!(line.contains("512@0xfeb00200:6"), "{line}");
+        assert_eq!(cfg.virtio_bus(VirtioSlot::Nic), ",bus=virtio-mmio-bus.1");
+        assert_eq!(Machine::Pc.virtio_kernel_arg(VirtioSlot::Disk), None);
     }
 
     #[test]
@@ -425,7 +568,7 @@ mod tests {
         let mut cfg = config(Accel::Tcg);
         cfg.kernel_args = vec!["mitigations=off".into(), "rdinit=/other".into()];
         cfg.boot_args = vec!["noreplace-smp".into()];
-        let line = kernel_cmdline(&cfg, &["noop".to_string()]);
+        let line = kernel_cmdline(&cfg, &guest(&["noop".to_string()], None));
         let own = line.find("rdinit=/init").unwrap();
         let kernels = line.find("noreplace-smp").unwrap();
         let theirs = line.find("rdinit=/other").unwrap();
@@ -453,10 +596,10 @@ mod tests {
         let back: Vec<String> = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, command);
         let cfg = config(Accel::Tcg);
-        assert_eq!(check_cmdline(&cfg, &encoded), Ok(()));
-        assert!(check_cmdline(&cfg, &["a b".to_string()]).is_err());
+        assert_eq!(check_cmdline(&cfg, &guest(&encoded, None)), Ok(()));
+        assert!(check_cmdline(&cfg, &guest(&["a b".to_string()], None)).is_err());
         let long = ["x".repeat(CMDLINE_MAX)];
-        let err = check_cmdline(&cfg, &long).unwrap_err();
+        let err = check_cmdline(&cfg, &guest(&long, None)).unwrap_err();
         assert!(err.contains("over the 2047"), "{err}");
     }
 
