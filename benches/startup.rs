@@ -422,7 +422,7 @@ fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Comm
         vm::Accel::Tcg => "max",
     };
     let mut cmd = Command::new(&config.qemu);
-    cmd.args(["-M", &config.machine.qemu_value()])
+    cmd.args(["-M", &config.machine.qemu_value(config.acpi)])
         .args(["-accel", config.accel.as_str(), "-cpu", cpu])
         .args(["-m", &config.memory_mib.to_string()])
         .args(["-smp", &config.cpus.to_string()])
