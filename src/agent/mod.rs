@@ -52,7 +52,7 @@ pub const EXIT_USAGE: i32 = 2;
 enum Mode {
     /// A plain process (native or container): exit at the end.
     Process,
-    /// PID 1 of a guest: set the system up first, power off at the end.
+    /// PID 1 of a guest: set the system up first, end the VM at the end.
     Vm,
 }
 
