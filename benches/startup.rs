@@ -392,7 +392,7 @@ fn plain_initramfs(dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
     std::fs::copy(busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
     let init =
-        format!("#!/bin/busybox sh\n/bin/busybox echo {PLAIN_LINE}\n/bin/busybox poweroff -f\n");
+        format!("#!/bin/busybox sh\n/bin/busybox echo {PLAIN_LINE}\n/bin/busybox reboot -f\n");
     std::fs::write(root.join("init"), init).map_err(|e| e.to_string())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755))
@@ -411,6 +411,10 @@ fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Comm
         "quiet".into(),
         "loglevel=1".into(),
         "panic=-1".into(),
+        // As isobench's guests end: a reboot by triple fault, which
+        // -no-reboot turns into QEMU's exit (a microvm without ACPI has no
+        // power-off).
+        "reboot=t".into(),
         "rdinit=/init".into(),
     ];
     append.extend(vm::qemu::FAST_BOOT_ARGS.iter().map(|a| a.to_string()));

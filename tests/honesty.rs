@@ -122,7 +122,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of `run` whose `net` latencies (its score) are multiplied by `f`.
 /// A copy of `run` whose `net` scores are set to `value`, each rep 0.1%
 /// above the one before: the copies' medians are in the ratio of their
 /// values, and no host noise can make two of them overlap.

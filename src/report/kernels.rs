@@ -150,9 +150,14 @@ pub fn section(data: &ReportData) -> Option<Section> {
         ver_a.as_deref().unwrap_or("the distribution's kernel"),
         ver_b.as_deref().unwrap_or("the minimal kernel")
     );
+    let what = if acpi(data, vm) && !acpi(data, min) {
+        "in their guest kernel and in what goes with it, the machine's ACPI tables (below)"
+    } else {
+        "only in their guest kernel"
+    };
     sentences.push(format!(
-        "The two VM environments differ only in their guest kernel ({names}); their instances \
-         took turns in every repetition, so both saw the same host load."
+        "The two VM environments differ {what} ({names}); their instances took turns in every \
+         repetition, so both saw the same host load."
     ));
     if let (Some(ta), Some(tb)) = (med(vm, "startup_ms"), med(min, "startup_ms")) {
         let mut s = format!(
@@ -243,8 +248,8 @@ pub fn section(data: &ReportData) -> Option<Section> {
             "The minimal kernel's microvm has no ACPI tables, as Firecracker's machine has \
              none: the kernel needs them for nothing (the firmware's MP table names its CPUs \
              and interrupt controller, the kernel command line its virtio devices), it skips \
-             ACPI's start, and only without them is the PIT's interrupt wired, which its \
-             `noapictimer` needs. The distribution's kernel finds microvm's virtio devices \
+             ACPI's start, and only without them does it set up the PIT, which its \
+             `noapictimer` needs (a kernel on microvm's \"hardware-reduced\" ACPI never does). The distribution's kernel finds microvm's virtio devices \
              only through ACPI, so its microvm keeps them; QEMU's part above includes the \
              firmware, which differs with them (qboot without, SeaBIOS with)."
                 .to_string(),
@@ -379,6 +384,10 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("differ in their guest kernel and in what goes with it"),
+            "{text}"
+        );
+        assert!(
             text.contains("`noapictimer no_timer_check` make the PIT the kernel's timer"),
             "{text}"
         );
@@ -392,5 +401,11 @@ mod tests {
     fn a_kernel_booted_without_arguments_of_its_own_gets_no_sentence_on_them() {
         let k = section(&data(serde_json::json!([]))).unwrap();
         assert!(!k.sentences.join(" ").contains("also boots with"));
+        // Both machines with ACPI (a run from before, or the PCs): no word of it.
+        let mut d = data(serde_json::json!([]));
+        d.meta.environments.get_mut("vm-minimal").unwrap()["config"]["acpi"] = true.into();
+        let text = section(&d).unwrap().sentences.join(" ");
+        assert!(text.contains("differ only in their guest kernel"), "{text}");
+        assert!(!text.contains("ACPI"), "{text}");
     }
 }

@@ -4,7 +4,8 @@
 //! the timer settings TCG needs, and the initramfs written before any boot.
 
 use super::{
-    Accel, AccelChoice, Devices, KernelFiles, PROBE_TIMEOUT, Probe, ProbeCache, QEMU, Vm, VmConfig,
+    Accel, AccelChoice, Devices, KernelFiles, Machine, PROBE_TIMEOUT, Probe, ProbeCache, QEMU, Vm,
+    VmConfig,
 };
 use crate::env::{Bed, BedSpec, Built, EnvError, EnvFacts, EnvKind};
 use crate::kernel::{self, GuestKernel, KernelChoice};
@@ -133,7 +134,8 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
         memory_mib: settings.memory_mib,
         cpus: settings.cpus,
         accel: Accel::Tcg,
-        acpi: found.choice != KernelChoice::Minimal,
+        // Only microvm can go without ACPI; the PCs' PIT works with it.
+        acpi: !(found.choice == KernelChoice::Minimal && settings.machine == Machine::Microvm),
         tsc_khz: None,
         boot_args: Vec::new(),
         kernel_args: settings.kernel_args.clone(),

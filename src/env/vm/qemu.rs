@@ -30,8 +30,9 @@ pub const DISK_DEVICE: &str = "/dev/vda";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Machine {
-    /// QEMU's minimal machine modelled on Firecracker: no PCI, no firmware
-    /// beyond qboot, virtio devices on MMIO. The default.
+    /// QEMU's minimal machine modelled on Firecracker: no PCI, virtio
+    /// devices on MMIO, a minimal firmware (qboot without ACPI, SeaBIOS's
+    /// microvm build with it). The default.
     #[default]
     Microvm,
     /// The classic i440FX PC with SeaBIOS: PCI, HPET, ACPI PM timer.
