@@ -379,8 +379,8 @@ fn finish(mode: Mode, code: i32) -> ! {
 fn module_params(cmdline: &str, name: &str) -> String {
     let norm = |s: &str| s.replace('-', "_");
     let name = norm(name);
-    cmdline
-        .split_whitespace()
+    cmdline_words(cmdline)
+        .into_iter()
         // The kernel's own parameters end at `--`; the agent's begin.
         .take_while(|w| *w != "--")
         .filter_map(|w| {
@@ -389,6 +389,32 @@ fn module_params(cmdline: &str, name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A kernel command line's words as the kernel splits it: at blanks outside
+/// double quotes (`mod.p="a b"` is one word; the quotes stay, and
+/// `finit_module` strips them as the kernel does).
+fn cmdline_words(cmdline: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    for (i, c) in cmdline.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        match (c.is_whitespace() && !quoted, start) {
+            (true, Some(s)) => {
+                words.push(&cmdline[s..i]);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push(&cmdline[s..]);
+    }
+    words
 }
 
 /// What only PID 1 of a guest does.
@@ -733,6 +759,12 @@ mod tests {
             "device=512@0xfeb00000:5 device=512@0xfeb00200:6"
         );
         assert_eq!(module_params(line, "virtio_blk"), "queue_depth=8");
+        let quoted = "a.x=\"1 2\"  a.y=3 \"b.z=4 5\" -- a.w=6\n";
+        assert_eq!(module_params(quoted, "a"), "x=\"1 2\" y=3");
+        assert_eq!(
+            cmdline_words(quoted),
+            ["a.x=\"1 2\"", "a.y=3", "\"b.z=4 5\"", "--", "a.w=6"]
+        );
         assert_eq!(module_params(line, "ext4"), "");
         assert_eq!(module_params("", "virtio_mmio"), "");
     }
