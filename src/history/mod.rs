@@ -69,6 +69,15 @@ pub enum HistoryError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A reading command was given an SQLite file isobench did not make.
+    #[error(
+        "{} is an SQLite database but not an isobench history store (its schema version is 0); give the store's path with --history PATH (`isobench run` and `isobench history import` create one)",
+        path.display()
+    )]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+    },
     /// A reading command was given a store that does not exist.
     #[error(
         "history store {} does not exist; `isobench run` creates it (or `isobench history import DIR...`), or give its path with --history PATH",

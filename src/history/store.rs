@@ -167,14 +167,43 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the store only if it exists (for reading commands).
+    /// Opens the store only if it exists (for reading commands), read-only:
+    /// a file that is not an isobench store (schema version 0: every store
+    /// gets its version when it is made) is an error, left as it was. An
+    /// older store of isobench's own is migrated first, as a writing
+    /// command would.
     pub fn open_existing(path: &Path) -> Result<Store, HistoryError> {
         if !path.exists() {
             return Err(HistoryError::NoStore {
                 path: path.to_path_buf(),
             });
         }
-        Store::open(path)
+        let sql = |e| sql_error(path, e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let found = store.version()?;
+        if found == 0 {
+            return Err(HistoryError::NotAStore {
+                path: path.to_path_buf(),
+            });
+        }
+        if found < schema_version() {
+            drop(store);
+            return Store::open(path);
+        }
+        if found > schema_version() {
+            return Err(HistoryError::Newer {
+                path: path.to_path_buf(),
+                found,
+                supported: schema_version(),
+            });
+        }
+        Ok(store)
     }
 
     /// The store's file.
@@ -398,6 +427,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(index, 1);
+    }
+
+    #[test]
+    fn a_reading_command_leaves_a_foreign_database_as_it_was() {
+        let tmp = TempDir::new("hist-foreign");
+        let foreign = tmp.join("other.sqlite");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
+        let before = std::fs::read(&foreign).unwrap();
+        let e = Store::open_existing(&foreign).unwrap_err();
+        assert!(matches!(e, HistoryError::NotAStore { .. }), "{e:?}");
+        assert!(e.to_string().contains("--history PATH"), "{e}");
+        assert_eq!(std::fs::read(&foreign).unwrap(), before, "the file changed");
+        // A store of isobench's own opens read-only for reading.
+        let own = tmp.join("own.sqlite");
+        Store::open(&own).unwrap();
+        let s = Store::open_existing(&own).unwrap();
+        assert_eq!(s.version().unwrap(), schema_version());
+        assert!(s.conn().execute_batch("CREATE TABLE x (y)").is_err());
     }
 
     #[test]
