@@ -146,8 +146,9 @@ pub struct Plumbed {
     pub setup: Duration,
 }
 
-/// A run's network: its bridge (made on first use) and a counter of
-/// instances. Removes the bridge when dropped.
+/// A run's network: its bridge (made by the testbed before any instance,
+/// [`Fabric::prepare`], or else on first use) and a counter of instances.
+/// Removes the bridge when dropped.
 pub struct Fabric {
     tag: String,
     run_id: String,
@@ -164,6 +165,12 @@ impl Fabric {
             bridge: Mutex::new(None),
             next: AtomicU32::new(0),
         }
+    }
+
+    /// Makes the run's bridge now, unless it is there.
+    pub fn prepare(&self) -> Result<(), NetError> {
+        let mut nl = Netlink::open().map_err(link_err("opening a netlink socket"))?;
+        self.bridge(&mut nl).map(drop)
     }
 
     /// The bridge's name.

@@ -112,6 +112,19 @@ impl Testbed {
             None => (&own[..], image.dir.as_path()),
         };
         let net = Arc::new(crate::net::Fabric::new(run_id));
+        // The bridge is the run's, not an instance's: made before any
+        // instance's clock starts, so no instance's start-up and
+        // `net_setup_ms` include it. Without root (or with no bridged
+        // workload) nothing is made here; a failure is left for the first
+        // instance that needs the bridge to report.
+        let bridged = spec.workloads.iter().any(|w| {
+            environments
+                .iter()
+                .any(|e| w.network.of(*e) == crate::net::Mode::Bridge)
+        });
+        if bridged && nix::unistd::geteuid().is_root() {
+            let _ = net.prepare();
+        }
         let bed = Bed {
             spec,
             agent,

@@ -489,8 +489,8 @@ impl Environment for Vm {
                 Ok::<_, EnvError>(path)
             })
             .transpose()?;
-        // The clock starts here for a guest with a network: the tap (and,
-        // for the run's first, the bridge) is part of what it costs.
+        // The clock starts here for a guest with a network: its tap is part
+        // of what it costs (the run's bridge is not: the testbed made it).
         let net_start = Instant::now();
         let nic = nic::Nic::attach(launch.network, self.net.as_ref(), &launch.ports)?;
         let agent_args = self.agent_args(&modules, &devices, &launch, nic.as_ref());
