@@ -42,7 +42,8 @@ pub use accel::{
 };
 pub use qemu::{
     CMDLINE_MAX, DISK_DEVICE, FRAMES_DEVICE, FRAMES_FD, Guest, Machine, VmConfig, check_cmdline,
-    default_boot_timeout, encode_workload_args, host_tsc_khz, kernel_cmdline, qemu_args,
+    default_boot_timeout, encode_workload_args, host_tsc_khz, kernel_cmdline, measured_tsc_khz,
+    qemu_args,
 };
 
 use super::native::die_with_parent;

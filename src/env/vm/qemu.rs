@@ -224,7 +224,7 @@ pub const FAST_BOOT_ARGS: &[&str] = &["cryptomgr.notests"];
 /// Kernel arguments for the guest's clock under TCG, where the emulated
 /// CPU's TSC is the only good clocksource:
 ///
-/// - `tsc_early_khz=<host MHz × 1000>`: microvm has no other clock to
+/// - `tsc_early_khz=<the host TSC rate, [`measured_tsc_khz`]>`: microvm has no other clock to
 ///   calibrate the TSC against, and without it a boot sometimes hangs;
 /// - `tsc=reliable`: no clocksource watchdog, which under a busy host marks
 ///   the TSC unstable mid-boot and falls back to jiffies — 4 ms steps for
@@ -388,8 +388,40 @@ fn qemu_escape(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// The host's TSC rate in kHz: the first CPU's `cpu MHz` in the text of
-/// `/proc/cpuinfo` (parsed by `procfs`).
+/// The host's TSC rate in kHz, measured: the counter's ticks over 50 ms of
+/// the monotonic clock, each end read between two TSC reads (their midpoint
+/// counts). A TCG guest's TSC runs at the host's, and `cpu MHz` in
+/// `/proc/cpuinfo` is the core's current clock on a host that scales it, not
+/// the TSC's. `None` off x86-64 or for an implausible result (below 100 MHz
+/// or above 100 GHz).
+pub fn measured_tsc_khz() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::time::Instant;
+        let stamp = || {
+            // SAFETY: RDTSC only reads the counter; every x86-64 CPU has it.
+            let before = unsafe { core::arch::x86_64::_rdtsc() };
+            let at = Instant::now();
+            // SAFETY: as above.
+            let after = unsafe { core::arch::x86_64::_rdtsc() };
+            (before + after.saturating_sub(before) / 2, at)
+        };
+        let (t0, i0) = stamp();
+        std::thread::sleep(Duration::from_millis(50));
+        let (t1, i1) = stamp();
+        let ns = i1.duration_since(i0).as_nanos() as f64;
+        let khz = (t1.saturating_sub(t0)) as f64 / ns * 1e6;
+        (1e5..1e8).contains(&khz).then(|| khz.round() as u64)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// A TSC rate in kHz from the text of `/proc/cpuinfo` (parsed by
+/// `procfs`): the first CPU's `cpu MHz`. Inside a guest under KVM that is
+/// the TSC's rate; on a host, [`measured_tsc_khz`] is the one to use.
 pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
     use procfs::FromRead;
     let info = procfs::CpuInfo::from_read(cpuinfo.as_bytes()).ok()?;
@@ -602,6 +634,18 @@ pub(crate) mod tests {
         let long = ["x".repeat(CMDLINE_MAX)];
         let err = check_cmdline(&cfg, &guest(&long, None)).unwrap_err();
         assert!(err.contains("over the 2047"), "{err}");
+    }
+
+    #[test]
+    fn the_measured_tsc_rate_is_plausible_and_repeatable() {
+        if !cfg!(target_arch = "x86_64") {
+            eprintln!("skipped: the TSC is x86-64's");
+            return;
+        }
+        let a = measured_tsc_khz().expect("a TSC rate") as f64;
+        let b = measured_tsc_khz().expect("a TSC rate") as f64;
+        // Two 50 ms windows on a busy 2-core host: well within 2%.
+        assert!((a / b - 1.0).abs() < 0.02, "{a} vs {b} kHz");
     }
 
     #[test]
