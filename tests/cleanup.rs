@@ -15,55 +15,17 @@ const LONG: &str = "name = \"long\"\nreps = 20\nwarmups = 0\n[[workload]]\nkind 
 // The child is returned and the caller waits for it; clippy cannot see that.
 #[allow(clippy::zombie_processes)]
 fn start_long_run(s: &Scratch, env: &str) -> Child {
-    let mut child = spawn_run(s, LONG, env);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let instance_running = match env {
+    let mut child = s.spawn_run("run.toml", LONG, &["--env", env]);
+    s.wait_for_run(
+        &mut child,
+        Duration::from_secs(60),
+        &format!("no {env} instance appeared"),
+        |id| match env {
             "vm" => !processes_mentioning(&s.runtime()).is_empty(),
-            _ => std::fs::read_dir(s.runs())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|run| run.path().join("instances").is_dir()),
-        };
-        if instance_running {
-            return child;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no {env} instance appeared within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "isobench did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Starts `isobench run --env ENV` on `scenario`, quietly, in `s`.
-fn spawn_run(s: &Scratch, scenario: &str, env: &str) -> Child {
-    let file = s.write("run.toml", scenario);
-    s.isobench()
-        .args(["run", "--env", env, "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+            _ => s.has_instances(id),
+        },
+    );
+    child
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -212,11 +174,11 @@ fn sigint_during_density_ends_every_live_instance() {
         return;
     }
     let s = Scratch::new("density-int");
-    let mut child = spawn_run(
-        &s,
+    let mut child = s.spawn_run(
+        "run.toml",
         "name = \"d\"\n[vm]\nmemory_mib = 128\n\
          [[workload]]\nkind = \"density\"\ninstances = 8\nsettle_ms = 50\n",
-        "vm",
+        &["--env", "vm"],
     );
     // Wait until two guests are alive at once.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use isobench::net::link::Netlink;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// The run id of the run whose reports are under `reports`.
@@ -168,21 +167,12 @@ fn sigkill_then_clean_removes_the_runs_bridge() {
         return;
     }
     let s = Scratch::new("net-kill");
-    let file = s.write(
+    let mut child = s.spawn_run(
         "long.toml",
         "name = \"long\"\nreps = 50\nwarmups = 0\n[[workload]]\nkind = \"net_rr\"\n\
          requests = 100000\nconnects = 10\nnetwork = \"bridge\"\n",
+        &["--env", "container"],
     );
-    let mut child = s
-        .isobench()
-        .args(["run", "--env", "container", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait for the run's bridge to appear (its id is its directory's name).
     let id = s.wait_for_run(
         &mut child,

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Ages a path by an hour (a "leftover" used to mean older than 60 s).
 fn age(path: &Path) {
@@ -301,14 +301,14 @@ fn a_closed_pipe_ends_the_run_cleanly() {
     }
     // `isobench run ... 2>&1 | head -2`
     let s = Scratch::new("sigpipe");
-    let file = s.write("long.toml", LONG);
     let (read, write) = std::io::pipe().unwrap();
     let mut child = s
-        .isobench()
-        .args(["run", "--env", "native,container", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
+        .run_command(
+            s.isobench(),
+            "long.toml",
+            LONG,
+            &["--env", "native,container"],
+        )
         .stdout(write.try_clone().unwrap())
         .stderr(write)
         .spawn()
@@ -319,14 +319,7 @@ fn a_closed_pipe_ends_the_run_cleanly() {
         lines.read_line(&mut seen).unwrap();
     }
     drop(lines);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "isobench did not stop: {seen}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(141), "{seen}");
     assert_eq!(status_of(&s), "interrupted");
     assert_clean(&s);
@@ -338,27 +331,13 @@ fn two_quick_sigints_still_clean_up() {
         return;
     }
     let s = Scratch::new("sigint2");
-    let file = s.write("long.toml", LONG);
-    let mut child = s
-        .isobench()
-        .args(["run", "--env", "container", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_dir(s.runs())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|run| run.path().join("instances").is_dir())
-    {
-        assert!(Instant::now() < deadline, "no container started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = s.spawn_run("long.toml", LONG, &["--env", "container"]);
+    s.wait_for_run(
+        &mut child,
+        Duration::from_secs(30),
+        "no container started",
+        |id| s.has_instances(id),
+    );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -372,13 +351,8 @@ fn two_quick_sigints_still_clean_up() {
 #[test]
 fn sighup_stops_and_cleans_up() {
     let s = Scratch::new("sighup");
-    let file = s.write("long.toml", LONG);
     let mut child = s
-        .isobench()
-        .args(["run", "--env", "native", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
+        .run_command(s.isobench(), "long.toml", LONG, &["--env", "native"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -154,16 +154,13 @@ fn qemu_crash_mid_boot_is_named_and_leaves_nothing() {
         return;
     }
     let s = Scratch::new("vmcrash");
-    let file = s.write(
-        "one.toml",
-        "name = \"one\"\nreps = 1\nwarmups = 0\n[[workload]]\nkind = \"noop\"\n",
-    );
     let mut child = s
-        .isobench()
-        .args(["run", "--env", "vm", "--scenario"])
-        .arg(&file)
-        .arg("--out")
-        .arg(s.reports())
+        .run_command(
+            s.isobench(),
+            "one.toml",
+            "name = \"one\"\nreps = 1\nwarmups = 0\n[[workload]]\nkind = \"noop\"\n",
+            &["--env", "vm"],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

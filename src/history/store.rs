@@ -415,7 +415,9 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        // Through a reading command's door: an older store of isobench's
+        // own is migrated all the same.
+        let store = Store::open_existing(&path).unwrap();
         assert_eq!(store.version().unwrap(), schema_version());
         assert_eq!(store.run_count().unwrap(), 1);
         let index: i64 = store
@@ -440,8 +442,22 @@ mod tests {
         let before = std::fs::read(&foreign).unwrap();
         let e = Store::open_existing(&foreign).unwrap_err();
         assert!(matches!(e, HistoryError::NotAStore { .. }), "{e:?}");
-        assert!(e.to_string().contains("--history PATH"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("other.sqlite is an SQLite database but not an isobench history store"),
+            "{e}"
+        );
         assert_eq!(std::fs::read(&foreign).unwrap(), before, "the file changed");
+        // A newer store is refused by reading commands too, unchanged.
+        let newer = tmp.join("newer.sqlite");
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let before = std::fs::read(&newer).unwrap();
+        let e = Store::open_existing(&newer).unwrap_err();
+        assert!(matches!(e, HistoryError::Newer { found: 99, .. }), "{e:?}");
+        assert_eq!(std::fs::read(&newer).unwrap(), before, "the file changed");
         // A store of isobench's own opens read-only for reading.
         let own = tmp.join("own.sqlite");
         Store::open(&own).unwrap();

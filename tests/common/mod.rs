@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The `isobench` binary built for these tests.
 pub fn isobench() -> Command {
@@ -77,24 +77,52 @@ impl Scratch {
         }
     }
 
+    /// Whether run `run_id` has its instance directory (a container
+    /// instance has started): a condition for [`Scratch::wait_for_run`].
+    pub fn has_instances(&self, run_id: &str) -> bool {
+        self.runs().join(run_id).join("instances").is_dir()
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path.join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    /// Writes `scenario` to `file` in here and runs `isobench run
-    /// [options] --scenario FILE --out REPORTS`; its output.
-    pub fn run(&self, file: &str, scenario: &str, options: &[&str]) -> Output {
+    /// Writes `scenario` to `file` in here and makes `cmd` (this
+    /// scratch's [`Scratch::isobench`], or one with more environment) into
+    /// `isobench run [options] --scenario FILE --out REPORTS`.
+    pub fn run_command(
+        &self,
+        mut cmd: Command,
+        file: &str,
+        scenario: &str,
+        options: &[&str],
+    ) -> Command {
         let file = self.write(file, scenario);
-        self.isobench()
-            .arg("run")
+        cmd.arg("run")
             .args(options)
             .arg("--scenario")
             .arg(&file)
             .arg("--out")
-            .arg(self.reports())
+            .arg(self.reports());
+        cmd
+    }
+
+    /// Runs `scenario` (written to `file`) with `options`; its output.
+    pub fn run(&self, file: &str, scenario: &str, options: &[&str]) -> Output {
+        self.run_command(self.isobench(), file, scenario, options)
             .output()
+            .unwrap()
+    }
+
+    /// Starts `scenario` (written to `file`) with `options` in the
+    /// background, its output discarded.
+    pub fn spawn_run(&self, file: &str, scenario: &str, options: &[&str]) -> Child {
+        self.run_command(self.isobench(), file, scenario, options)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap()
     }
 }
@@ -111,6 +139,22 @@ pub fn toml_items(names: &[&str]) -> String {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Waits for `child` to exit; past `limit`, kills it and fails the test.
+pub fn wait_exit(child: &mut Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("isobench did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
