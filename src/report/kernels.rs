@@ -40,13 +40,20 @@ pub struct Section {
     pub sentences: Vec<String>,
 }
 
-/// The boot arguments a kernel got beyond isobench's own, from meta.json.
+/// `environments.<e>.<part>.<key>` of meta.json: what the VM environment
+/// recorded of its `kernel` or its `config`.
+fn recorded<'a>(
+    data: &'a ReportData,
+    e: EnvKind,
+    part: &str,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    data.meta.environments.get(e.as_str())?.get(part)?.get(key)
+}
+
+/// The boot arguments a kernel got beyond isobench's own.
 fn boot_args(data: &ReportData, e: EnvKind) -> Vec<String> {
-    data.meta
-        .environments
-        .get(e.as_str())
-        .and_then(|v| v.get("kernel"))
-        .and_then(|k| k.get("boot_args"))
+    recorded(data, e, "kernel", "boot_args")
         .and_then(|a| a.as_array())
         .map(|a| {
             a.iter()
@@ -56,31 +63,20 @@ fn boot_args(data: &ReportData, e: EnvKind) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether a VM's machine had ACPI tables, from meta.json (`config.acpi`;
-/// runs from before it was recorded all had them).
+/// Whether a VM's machine had ACPI tables (runs from before `config.acpi`
+/// was recorded all had them).
 fn acpi(data: &ReportData, e: EnvKind) -> bool {
-    data.meta
-        .environments
-        .get(e.as_str())
-        .and_then(|v| v.get("config"))
-        .and_then(|c| c.get("acpi"))
+    recorded(data, e, "config", "acpi")
         .and_then(|a| a.as_bool())
         .unwrap_or(true)
 }
 
-/// A kernel's image size in MiB and version from meta.json's knobs.
+/// A kernel's image size in MiB and version.
 fn image(data: &ReportData, e: EnvKind) -> (Option<f64>, Option<String>) {
-    let k = data
-        .meta
-        .environments
-        .get(e.as_str())
-        .and_then(|v| v.get("kernel"));
-    let bytes = k
-        .and_then(|k| k.get("image_bytes"))
+    let bytes = recorded(data, e, "kernel", "image_bytes")
         .and_then(|b| b.as_f64())
         .filter(|b| *b > 0.0);
-    let version = k
-        .and_then(|k| k.get("version"))
+    let version = recorded(data, e, "kernel", "version")
         .and_then(|v| v.as_str())
         .map(str::to_string);
     (bytes.map(|b| b / 1048576.0), version)
