@@ -14,6 +14,19 @@ pub fn now_utc() -> String {
         .to_string()
 }
 
+/// The CPU's time-stamp counter (x86-64's RDTSC); `None` elsewhere.
+pub fn tsc() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC only reads the counter; every x86-64 CPU has it.
+        Some(unsafe { core::arch::x86_64::_rdtsc() })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,11 +275,11 @@ pub fn main() -> ! {
 /// whose TSC runs at it; else the kernel's `cpu MHz` (`/proc/cpuinfo`,
 /// parsed as for the host), which under KVM is the TSC rate. `None`
 /// without a usable rate.
-fn tsc_ms(ticks: u64, cmdline: &str, cpuinfo: &str) -> Option<f64> {
-    let khz = cmdline
-        .split_whitespace()
+fn tsc_ms(ticks: u64, cmdline: &str, cpuinfo: impl FnOnce() -> String) -> Option<f64> {
+    let khz = kernel_words(cmdline)
+        .into_iter()
         .find_map(|w| w.strip_prefix("tsc_early_khz=")?.parse::<u64>().ok())
-        .or_else(|| crate::env::vm::host_tsc_khz(cpuinfo))
+        .or_else(|| crate::env::vm::host_tsc_khz(&cpuinfo()))
         .filter(|k| *k > 0)?;
     Some(ticks as f64 / khz as f64)
 }
@@ -379,10 +379,8 @@ fn finish(mode: Mode, code: i32) -> ! {
 fn module_params(cmdline: &str, name: &str) -> String {
     let norm = |s: &str| s.replace('-', "_");
     let name = norm(name);
-    cmdline_words(cmdline)
+    kernel_words(cmdline)
         .into_iter()
-        // The kernel's own parameters end at `--`; the agent's begin.
-        .take_while(|w| *w != "--")
         .filter_map(|w| {
             let (module, param) = w.split_once('.')?;
             (norm(module) == name && !param.is_empty()).then(|| param.to_string())
@@ -417,6 +415,16 @@ fn cmdline_words(cmdline: &str) -> Vec<&str> {
     words
 }
 
+/// The kernel's own words of a command line: those before `--`, after
+/// which init's (the agent's) begin.
+fn kernel_words(cmdline: &str) -> Vec<&str> {
+    let mut words = cmdline_words(cmdline);
+    if let Some(end) = words.iter().position(|w| *w == "--") {
+        words.truncate(end);
+    }
+    words
+}
+
 /// What only PID 1 of a guest does.
 mod guest {
     use super::{FRAMES, Frame, Options, emit};
@@ -439,22 +447,20 @@ mod guest {
     /// stand still (alternatives patching, the APIC timer's calibration:
     /// 0.25 s of a minimal kernel's boot under TCG, measured).
     pub fn cpu_clock() -> Option<u64> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: RDTSC only reads the counter; every x86-64 CPU has it.
-            Some(unsafe { core::arch::x86_64::_rdtsc() })
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            None
-        }
+        crate::util::tsc()
     }
 
     /// A [`cpu_clock`] count in ms (see [`super::tsc_ms`] for the rate).
     pub fn cpu_clock_ms(ticks: u64) -> Option<f64> {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        super::tsc_ms(ticks, &cmdline, &cpuinfo)
+        super::tsc_ms(ticks, cmdline(), || {
+            std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()
+        })
+    }
+
+    /// The kernel's command line, read once.
+    fn cmdline() -> &'static str {
+        static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        LINE.get_or_init(|| std::fs::read_to_string("/proc/cmdline").unwrap_or_default())
     }
 
     /// The guest's uptime: CLOCK_BOOTTIME, which starts with the kernel.
@@ -647,8 +653,7 @@ mod guest {
     fn load_module(name: &str) -> Result<(), String> {
         let path = format!("{MODULES}/{name}.ko");
         let file = File::open(&path).map_err(|e| format!("guest setup: open {path}: {e}"))?;
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        let params = std::ffi::CString::new(super::module_params(&cmdline, name))
+        let params = std::ffi::CString::new(super::module_params(cmdline(), name))
             .map_err(|_| format!("guest setup: a NUL in the parameters of {name}"))?;
         match nix::kmod::finit_module(&file, &params, nix::kmod::ModuleInitFlags::empty()) {
             // EEXIST: built in, or loaded already as another module's dependency.
@@ -779,12 +784,17 @@ mod tests {
         // Under TCG: the rate on the command line wins over the kernel's
         // own calibration of the CPU.
         let tcg = "console=ttyS0 tsc_early_khz=2000000 tsc=reliable -- --vm";
-        let ms = tsc_ms(2_000_000_000, tcg, cpuinfo).unwrap();
+        let info = || cpuinfo.to_string();
+        let ms = tsc_ms(2_000_000_000, tcg, || panic!("cpuinfo read")).unwrap();
         assert!((ms - 1000.0).abs() < 1e-6, "{ms}");
-        let ms = tsc_ms(2_596_134_000, "console=ttyS0", cpuinfo).unwrap();
+        let ms = tsc_ms(2_596_134_000, "console=ttyS0", info).unwrap();
         assert!((ms - 1000.0).abs() < 1e-6, "{ms}");
-        assert_eq!(tsc_ms(1, "", "processor\t: 0\n"), None);
-        assert_eq!(tsc_ms(1, "tsc_early_khz=0", "processor\t: 0\n"), None);
+        // A word after `--` is the agent's, not the kernel's.
+        let ms = tsc_ms(2_596_134_000, "quiet -- tsc_early_khz=1", info).unwrap();
+        assert!((ms - 1000.0).abs() < 1e-6, "{ms}");
+        let none = || "processor\t: 0\n".to_string();
+        assert_eq!(tsc_ms(1, "", none), None);
+        assert_eq!(tsc_ms(1, "tsc_early_khz=0", none), None);
     }
 
     #[test]

@@ -147,10 +147,7 @@ fn build_kind(kind: EnvKind, bed: &Bed<'_>) -> Result<Built, EnvError> {
     }
     config.accel = choice.accel;
     if choice.accel == Accel::Tcg {
-        config.tsc_khz = super::measured_tsc_khz().or_else(|| {
-            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-            super::host_tsc_khz(&cpuinfo)
-        });
+        config.tsc_khz = super::measured_tsc_khz();
     }
     if found.choice == KernelChoice::Minimal {
         config.boot_args = kernel::minimal::boot_args(choice.accel)
