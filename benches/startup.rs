@@ -406,17 +406,9 @@ fn plain_initramfs(dir: &Path) -> Result<PathBuf, String> {
 /// The hand-tuned plain QEMU command: what a person who tuned QEMU for a
 /// fast boot would type, with isobench's devices and agent left out.
 fn plain_command(config: &vm::VmConfig, kernel: &Path, initramfs: &Path) -> Command {
-    let mut append = vec![
-        "console=ttyS0".to_string(),
-        "quiet".into(),
-        "loglevel=1".into(),
-        "panic=-1".into(),
-        // As isobench's guests end: a reboot by triple fault, which
-        // -no-reboot turns into QEMU's exit (a microvm without ACPI has no
-        // power-off).
-        "reboot=t".into(),
-        "rdinit=/init".into(),
-    ];
+    // isobench's own start of the command line (the reboot by triple fault
+    // included, as its guests end), without its devices and agent.
+    let mut append: Vec<String> = vm::qemu::BASE_ARGS.iter().map(|a| a.to_string()).collect();
     append.extend(vm::qemu::FAST_BOOT_ARGS.iter().map(|a| a.to_string()));
     if let Some(khz) = config.tsc_khz {
         append.extend(vm::qemu::tcg_clock_args(khz));

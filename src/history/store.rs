@@ -192,16 +192,10 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        if found < schema_version() {
+        if found != schema_version() {
+            // Older: migrated; newer: refused, unchanged (by `migrate`).
             drop(store);
             return Store::open(path);
-        }
-        if found > schema_version() {
-            return Err(HistoryError::Newer {
-                path: path.to_path_buf(),
-                found,
-                supported: schema_version(),
-            });
         }
         Ok(store)
     }

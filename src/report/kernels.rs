@@ -146,7 +146,9 @@ pub fn section(data: &ReportData) -> Option<Section> {
         ver_a.as_deref().unwrap_or("the distribution's kernel"),
         ver_b.as_deref().unwrap_or("the minimal kernel")
     );
-    let what = if acpi(data, vm) && !acpi(data, min) {
+    // The minimal kernel's microvm went without ACPI, the other's did not.
+    let acpi_differs = acpi(data, vm) && !acpi(data, min);
+    let what = if acpi_differs {
         "in their guest kernel and in what goes with it, the machine's ACPI tables (below)"
     } else {
         "only in their guest kernel"
@@ -239,7 +241,7 @@ pub fn section(data: &ReportData) -> Option<Section> {
         }
         sentences.push(s);
     }
-    if acpi(data, vm) && !acpi(data, min) {
+    if acpi_differs {
         sentences.push(
             "The minimal kernel's microvm has no ACPI tables, as Firecracker's machine has \
              none: the kernel needs them for nothing (the firmware's MP table names its CPUs \

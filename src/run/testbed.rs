@@ -114,16 +114,17 @@ impl Testbed {
         let net = Arc::new(crate::net::Fabric::new(run_id));
         // The bridge is the run's, not an instance's: made before any
         // instance's clock starts, so no instance's start-up and
-        // `net_setup_ms` include it. Without root (or with no bridged
-        // workload) nothing is made here; a failure is left for the first
-        // instance that needs the bridge to report.
+        // `net_setup_ms` include it; a run that cannot make it stops here.
+        // Without root (or with no bridged workload) nothing is made: the
+        // instances that ask for `bridge` say why they cannot have it.
         let bridged = spec.workloads.iter().any(|w| {
             environments
                 .iter()
                 .any(|e| w.network.of(*e) == crate::net::Mode::Bridge)
         });
         if bridged && nix::unistd::geteuid().is_root() {
-            let _ = net.prepare();
+            net.prepare()
+                .map_err(|e| RunError::Prerequisite(format!("the run's network bridge: {e}")))?;
         }
         let bed = Bed {
             spec,

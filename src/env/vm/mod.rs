@@ -495,16 +495,17 @@ impl Environment for Vm {
         let net_start = Instant::now();
         let nic = nic::Nic::attach(launch.network, self.net.as_ref(), &launch.ports)?;
         let agent_args = self.agent_args(&modules, &devices, &launch, nic.as_ref());
-        qemu::check_cmdline(
-            &self.config,
-            &Guest {
-                initramfs: &initramfs,
-                agent_args: &agent_args,
-                disk: disk.as_deref(),
-                nic: nic.is_some(),
-            },
-        )
-        .map_err(EnvError::Unavailable)?;
+        let guest = Guest {
+            initramfs: &initramfs,
+            agent_args: &agent_args,
+            disk: disk.as_deref(),
+            nic: nic.is_some(),
+        };
+        qemu::check_cmdline(&self.config, &guest).map_err(EnvError::Unavailable)?;
+        let mut args = qemu_args(&self.config, &guest);
+        if let Some(nic) = &nic {
+            args.extend(nic.qemu_args(&self.config));
+        }
         // Where the console goes: to the harness as the instance's output,
         // which it logs (a run); or to the user's terminal (exec), with
         // QEMU's own errors on isobench's stderr.
@@ -530,18 +531,6 @@ impl Environment for Vm {
             nic,
             machine: self.config.machine,
         };
-        let mut args = qemu_args(
-            &self.config,
-            &Guest {
-                initramfs: &initramfs,
-                agent_args: &agent_args,
-                disk: instance.disk.as_deref(),
-                nic: instance.nic.is_some(),
-            },
-        );
-        if let Some(nic) = &instance.nic {
-            args.extend(nic.qemu_args(&self.config));
-        }
 
         let (frames_read, frames_write) = pipe()?;
         let (console_read, console_write) = pipe()?;

@@ -59,7 +59,7 @@ impl Machine {
     /// Without `acpi`, microvm has no ACPI tables, as Firecracker's machine
     /// has none: the firmware's MP table names the CPUs and the interrupt
     /// controller, the PIT and the PIC are wired as on a PC, and each virtio
-    /// device's place is a kernel argument ([`Machine::virtio_kernel_arg`];
+    /// device's place is a kernel argument ([`VmConfig::virtio_kernel_arg`];
     /// QEMU's own `auto-kernel-cmdline` would append it after `--`, among
     /// the agent's arguments). Only a kernel that reads its virtio devices
     /// from the command line can boot so: see [`VmConfig::acpi`].
@@ -85,26 +85,6 @@ impl Machine {
         match self {
             Machine::Microvm => "virtio-blk-device",
             Machine::Pc | Machine::Q35 => "virtio-blk-pci",
-        }
-    }
-
-    /// The kernel argument that tells a guest of this machine without ACPI
-    /// where a virtio device is: on microvm, the address and interrupt of
-    /// the device's virtio-mmio transport
-    /// (`virtio_mmio.device=512@<base>:<irq>`, as QEMU's own
-    /// `auto-kernel-cmdline` writes it); none on the PCs, whose guests find
-    /// their devices on the PCI bus.
-    pub fn virtio_kernel_arg(self, slot: VirtioSlot) -> Option<String> {
-        match self {
-            Machine::Microvm => {
-                let n = slot as u64;
-                Some(format!(
-                    "virtio_mmio.device={MICROVM_VIRTIO_SIZE}@{:#x}:{}",
-                    MICROVM_VIRTIO_BASE + n * MICROVM_VIRTIO_SIZE,
-                    MICROVM_VIRTIO_IRQ + n
-                ))
-            }
-            Machine::Pc | Machine::Q35 => None,
         }
     }
 }
@@ -187,12 +167,20 @@ impl VmConfig {
         }
     }
 
-    /// The kernel argument naming a virtio device's transport, when the
-    /// guest learns it from the command line.
+    /// The kernel argument that tells a guest where a virtio device is,
+    /// when it learns that from the command line: the address and
+    /// interrupt of its virtio-mmio transport
+    /// (`virtio_mmio.device=512@<base>:<irq>`, as QEMU's own
+    /// `auto-kernel-cmdline` writes it).
     pub fn virtio_kernel_arg(&self, slot: VirtioSlot) -> Option<String> {
-        self.devices_on_cmdline()
-            .then(|| self.machine.virtio_kernel_arg(slot))
-            .flatten()
+        let n = slot as u64;
+        self.devices_on_cmdline().then(|| {
+            format!(
+                "virtio_mmio.device={MICROVM_VIRTIO_SIZE}@{:#x}:{}",
+                MICROVM_VIRTIO_BASE + n * MICROVM_VIRTIO_SIZE,
+                MICROVM_VIRTIO_IRQ + n
+            )
+        })
     }
 }
 
@@ -233,26 +221,27 @@ pub fn tcg_clock_args(tsc_khz: u64) -> [String; 2] {
     [format!("tsc_early_khz={tsc_khz}"), "tsc=reliable".into()]
 }
 
+/// The start of every guest's kernel command line.
+pub const BASE_ARGS: &[&str] = &[
+    "console=ttyS0",
+    "quiet",
+    // Only KERN_EMERG reaches the console. Not 0: a panic raises the
+    // console's level to show itself only when it is not 0.
+    "loglevel=1",
+    // Reboot at once on a panic; with -no-reboot QEMU then exits.
+    "panic=-1",
+    // Reboot (the agent's way to end a guest, and a panic's) by a triple
+    // fault, which QEMU takes as a reset. The kernel's default tries
+    // ACPI, then the keyboard controller, which microvm has neither of
+    // (a second of waiting), then jumps into the firmware, which boots
+    // the guest again instead of resetting it.
+    "reboot=t",
+    "rdinit=/init",
+];
+
 /// The guest kernel's command line for one guest.
 pub fn kernel_cmdline(cfg: &VmConfig, guest: &Guest<'_>) -> String {
-    let mut parts: Vec<String> = [
-        "console=ttyS0",
-        "quiet",
-        // Only KERN_EMERG reaches the console. Not 0: a panic raises the
-        // console's level to show itself only when it is not 0.
-        "loglevel=1",
-        // Reboot at once on a panic; with -no-reboot QEMU then exits.
-        "panic=-1",
-        // Reboot (the agent's way to end a guest, and a panic's) by a triple
-        // fault, which QEMU takes as a reset. The kernel's default tries
-        // ACPI, then the keyboard controller, which microvm has neither of
-        // (a second of waiting), then jumps into the firmware, which boots
-        // the guest again instead of resetting it.
-        "reboot=t",
-        "rdinit=/init",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut parts: Vec<String> = BASE_ARGS.iter().map(|a| a.to_string()).collect();
     parts.extend(FAST_BOOT_ARGS.iter().map(|a| a.to_string()));
     if let Some(khz) = cfg.tsc_khz {
         parts.extend(tcg_clock_args(khz));
@@ -596,7 +585,9 @@ pub(crate) mod tests {
         assert_eq!(line.matches("virtio_mmio.device=").count(), 1, "{line}");
         assert!(line.contains("512@0xfeb00200:6"), "{line}");
         assert_eq!(cfg.virtio_bus(VirtioSlot::Nic), ",bus=virtio-mmio-bus.1");
-        assert_eq!(Machine::Pc.virtio_kernel_arg(VirtioSlot::Disk), None);
+        let mut pc = cfg.clone();
+        pc.machine = Machine::Pc;
+        assert_eq!(pc.virtio_kernel_arg(VirtioSlot::Disk), None);
     }
 
     #[test]
