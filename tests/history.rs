@@ -246,7 +246,8 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
     // Merging again into the merge's own directory is fine; into a run, not.
     let again = |out_dir: &Path| merge(&[&da, &db], &[], out_dir);
     assert!(again(&out_dir).status.success());
-    let before = std::fs::read(da.join("results.csv")).unwrap();
+    let results = |run: &Path| std::fs::read(run.join("results.csv")).unwrap();
+    let before = [results(&da), results(&db)];
     for run in [&da, &db] {
         let out = again(run);
         assert_eq!(out.status.code(), Some(2));
@@ -254,16 +255,26 @@ fn merge_puts_hosts_side_by_side_and_refuses_other_scenarios() {
         assert!(err.contains("one of the runs being merged"), "{err}");
     }
     let other = synth::write(&root, &Spec::nth(3)).unwrap();
+    let other_before = results(&other);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.join("meta.json")).unwrap()).unwrap();
     let out = again(&other);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("it holds run"));
-    assert_eq!(std::fs::read(da.join("results.csv")).unwrap(), before);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let id = meta["run_id"].as_str().unwrap();
+    assert!(err.contains(&format!("it holds run {id}")), "{err}");
+    assert_eq!([results(&da), results(&db)], before);
+    assert_eq!(results(&other), other_before);
     let mine = root.join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("report.md"), "my notes").unwrap();
     let out = again(&mine);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("it is not empty, and no earlier merge wrote it"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(mine.join("report.md")).unwrap(),
         "my notes"

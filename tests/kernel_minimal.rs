@@ -216,7 +216,8 @@ fn minimal_kernel_builds_boots_and_runs_every_workload_like_the_distro_kernel() 
     use isobench::env::vm::accel::Accel;
     let accel = match meta["environments"]["vm-minimal"]["config"]["accel"].as_str() {
         Some("kvm") => Accel::Kvm,
-        _ => Accel::Tcg,
+        Some("tcg") => Accel::Tcg,
+        other => panic!("vm-minimal's accelerator in meta.json: {other:?}"),
     };
     assert_eq!(
         k["boot_args"],
@@ -270,9 +271,26 @@ fn minimal_kernel_runs_on_two_vcpus() {
     }
     minimal_kernel();
     let s = Scratch::new("kmin2");
-    let scenario = "name = \"kernels-smp\"\nenvironments = [\"vm-minimal\"]\nreps = 1\nwarmups = 0\n\
-        [[workload]]\nkind = \"idle\"\nduration_ms = 300\n\
-        [[workload]]\nkind = \"cpu\"\nrounds = 100\nbuffer_kib = 64\nthreads = 2\n";
+    let scenario = r#"
+name = "kernels-smp"
+environments = ["vm-minimal"]
+reps = 1
+warmups = 0
+[[workload]]
+kind = "idle"
+duration_ms = 300
+[[workload]]
+kind = "cpu"
+rounds = 100
+buffer_kib = 64
+threads = 2
+[[workload]]
+kind = "command"
+argv = ["/bin/sh", "-c", "n=0; while read k rest; do [ \"$k\" = processor ] && n=$((n+1)); done < /proc/cpuinfo; echo cpus=$n"]
+metrics = [
+  { name = "cpus", unit = "1", regex = 'cpus=([0-9]+)', better = "higher" },
+]
+"#;
     let out = s.run("k2.toml", scenario, &["--cpus", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     let rows = results(&latest(&s.reports()));
@@ -283,4 +301,10 @@ fn minimal_kernel_runs_on_two_vcpus() {
             "{w}: no {m} in {rows:?}"
         );
     }
+    // The guest brought both vCPUs up.
+    let cpus = rows
+        .iter()
+        .find(|r| r.0 == "command" && r.3 == "cpus")
+        .map(|r| r.5);
+    assert_eq!(cpus, Some(2.0), "{rows:?}");
 }
